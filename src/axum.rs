@@ -1,0 +1,87 @@
+//! The axum extractor for [`AuthenticatedKey`] (feature `axum`).
+
+use axum_core::body::Body;
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::identity::AuthenticatedKey;
+use crate::layer::Anonymous;
+use crate::rejection::{Rejection, RejectionReason};
+
+/// Why [`AuthenticatedKey`] could not be extracted.
+#[derive(Debug)]
+pub enum KeyRejection {
+    /// The route lets requests without a key through (see
+    /// [`ApiKeyLayer::optional`](crate::ApiKeyLayer::optional)) and this one
+    /// had none: answered like the layer would, 401 with the challenge.
+    Missing(Rejection),
+    /// The route is not behind an `ApiKeyLayer`: a setup mistake, answered
+    /// with 500.
+    LayerMissing,
+}
+
+impl IntoResponse for KeyRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Missing(rejection) => rejection.default_response().map(Body::from),
+            Self::LayerMissing => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "AuthenticatedKey was extracted on a route without ApiKeyLayer",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Extracts the key that authenticated the request.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_api_keys::{ApiKeys, AuthenticatedKey, MemoryStore};
+///
+/// async fn whoami(key: AuthenticatedKey) -> String {
+///     key.name().to_owned()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let keys = ApiKeys::builder(MemoryStore::new()).build().unwrap();
+/// let app: Router = Router::new().route("/whoami", get(whoami)).layer(keys.layer());
+/// # drop(app);
+/// # }
+/// ```
+impl<S: Send + Sync> FromRequestParts<S> for AuthenticatedKey {
+    type Rejection = KeyRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(key) = parts.extensions.get::<AuthenticatedKey>() {
+            return Ok(key.clone());
+        }
+        match parts.extensions.get::<Anonymous>() {
+            Some(Anonymous(inner)) => Err(KeyRejection::Missing(
+                inner.reject(RejectionReason::MissingCredentials, None),
+            )),
+            None => Err(KeyRejection::LayerMissing),
+        }
+    }
+}
+
+/// `Option<AuthenticatedKey>`: `None` on an optional route without a key.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthenticatedKey {
+    type Rejection = KeyRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if let Some(key) = parts.extensions.get::<AuthenticatedKey>() {
+            return Ok(Some(key.clone()));
+        }
+        if parts.extensions.get::<Anonymous>().is_some() {
+            return Ok(None);
+        }
+        Err(KeyRejection::LayerMissing)
+    }
+}

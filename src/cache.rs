@@ -1,0 +1,243 @@
+//! The moka-backed cache in front of the store.
+//!
+//! - Known keys are cached with a TTL; unknown keys in a cache of their own
+//!   with a short TTL, so a flood of random keys cannot push valid keys out.
+//! - Concurrent misses for one key share one store lookup.
+//! - A key that changes (revoked, expired earlier, created) is dropped from
+//!   both caches, and a lookup that raced with the change is not trusted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use moka::future::Cache;
+
+use crate::identity::AuthenticatedKey;
+use crate::key::KeyHash;
+use crate::record::KeyRecord;
+use crate::store::{KeyStore, StoreError};
+
+/// A cached known key and its pending last-used time.
+#[derive(Debug)]
+pub(crate) struct CachedKey {
+    pub(crate) identity: AuthenticatedKey,
+    /// Microseconds since the epoch of the latest use not yet written.
+    last_used_micros: AtomicI64,
+    /// Whether this entry is queued for the last-used recorder.
+    queued: AtomicBool,
+    /// When the store was asked for this record.
+    loaded_at: Instant,
+}
+
+impl CachedKey {
+    fn new(record: KeyRecord, loaded_at: Instant) -> Self {
+        Self {
+            identity: AuthenticatedKey::new(Arc::new(record)),
+            last_used_micros: AtomicI64::new(i64::MIN),
+            queued: AtomicBool::new(false),
+            loaded_at,
+        }
+    }
+
+    pub(crate) fn record(&self) -> &KeyRecord {
+        self.identity.record()
+    }
+
+    /// Notes a use at `micros`; returns true when the entry must be queued
+    /// for the recorder (the first use since its last flush).
+    pub(crate) fn note_use(&self, micros: i64) -> bool {
+        if self.last_used_micros.load(Ordering::Relaxed) < micros {
+            self.last_used_micros.fetch_max(micros, Ordering::SeqCst);
+        }
+        !self.queued.load(Ordering::SeqCst) && !self.queued.swap(true, Ordering::SeqCst)
+    }
+
+    /// Takes the pending time for a flush: dequeues first, so a use that
+    /// lands after this read queues the entry again.
+    pub(crate) fn take_use(&self) -> i64 {
+        self.queued.store(false, Ordering::SeqCst);
+        self.last_used_micros.load(Ordering::SeqCst)
+    }
+}
+
+/// What the cache holds for a hash, read without waiting.
+#[derive(Debug)]
+pub(crate) enum Cached {
+    Known(Arc<CachedKey>),
+    Unknown,
+    Miss,
+}
+
+/// Why a lookup through the cache failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    #[error("no such key")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Cache settings.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheConfig {
+    pub(crate) capacity: u64,
+    pub(crate) ttl: Duration,
+    pub(crate) negative_capacity: u64,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) lookup_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub(crate) struct KeyCache {
+    known: Cache<KeyHash, Arc<CachedKey>>,
+    unknown: Cache<KeyHash, ()>,
+    /// When each recently changed key changed; a lookup that started before
+    /// that may have read the old record.
+    changed: Cache<KeyHash, Instant>,
+    lookup_timeout: Duration,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("known", &self.known.entry_count())
+            .field("unknown", &self.unknown.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyCache {
+    pub(crate) fn new(config: &CacheConfig) -> Self {
+        Self {
+            known: Cache::builder()
+                .name("tower-api-keys known")
+                .max_capacity(config.capacity)
+                .time_to_live(config.ttl)
+                .build(),
+            unknown: Cache::builder()
+                .name("tower-api-keys unknown")
+                .max_capacity(config.negative_capacity)
+                .time_to_live(config.negative_ttl)
+                .build(),
+            changed: Cache::builder()
+                .max_capacity(config.capacity.max(1024))
+                .time_to_live(config.lookup_timeout + Duration::from_secs(5))
+                .build(),
+            lookup_timeout: config.lookup_timeout,
+        }
+    }
+
+    /// Reads the cache without waiting. Moka's reads finish at once except
+    /// when they help with its housekeeping; then this reports a miss and the
+    /// caller takes the asynchronous path.
+    pub(crate) fn get_now(&self, hash: &KeyHash) -> Cached {
+        match self.known.get(hash).now_or_never() {
+            Some(Some(entry)) => return Cached::Known(entry),
+            None => return Cached::Miss,
+            Some(None) => {}
+        }
+        match self.unknown.get(hash).now_or_never() {
+            Some(Some(())) => Cached::Unknown,
+            _ => Cached::Miss,
+        }
+    }
+
+    /// Finds a key through the cache; concurrent calls for one hash share one
+    /// store lookup, cut off after the lookup timeout.
+    pub(crate) async fn get_or_load(
+        &self,
+        hash: KeyHash,
+        store: &dyn KeyStore,
+    ) -> Result<Arc<CachedKey>, Arc<LoadError>> {
+        if let Some(entry) = self.known.get(&hash).await {
+            return Ok(entry);
+        }
+        if self.unknown.get(&hash).await.is_some() {
+            return Err(Arc::new(LoadError::NotFound));
+        }
+        let entry = self
+            .known
+            .try_get_with(hash, self.load(hash, store))
+            .await?;
+        if !self.changed_after(&hash, entry.loaded_at).await {
+            return Ok(entry);
+        }
+        // The key changed while it was being read: read it again, alone.
+        self.known.invalidate(&hash).await;
+        let entry = self.load(hash, store).await.map_err(Arc::new)?;
+        self.known.insert(hash, Arc::clone(&entry)).await;
+        Ok(entry)
+    }
+
+    async fn load(&self, hash: KeyHash, store: &dyn KeyStore) -> Result<Arc<CachedKey>, LoadError> {
+        let started = Instant::now();
+        let found = tokio::time::timeout(self.lookup_timeout, store.find_by_hash(&hash))
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        match found {
+            Some(record) => Ok(Arc::new(CachedKey::new(record, started))),
+            None => {
+                if !self.changed_after(&hash, started).await {
+                    self.unknown.insert(hash, ()).await;
+                }
+                Err(LoadError::NotFound)
+            }
+        }
+    }
+
+    async fn changed_after(&self, hash: &KeyHash, since: Instant) -> bool {
+        self.changed.get(hash).await.is_some_and(|at| at >= since)
+    }
+
+    /// Forgets what is cached for a key that changed.
+    pub(crate) async fn invalidate(&self, hash: &KeyHash) {
+        self.changed.insert(*hash, Instant::now()).await;
+        self.known.invalidate(hash).await;
+        self.unknown.invalidate(hash).await;
+    }
+
+    /// Forgets everything (after the change log could not be followed).
+    pub(crate) fn invalidate_all(&self) {
+        self.known.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    pub(crate) fn entry_counts(&self) -> (u64, u64) {
+        (self.known.entry_count(), self.unknown.entry_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{KeyId, Scopes};
+
+    fn record() -> KeyRecord {
+        KeyRecord {
+            id: KeyId::new(),
+            name: "n".into(),
+            owner: "o".into(),
+            display_prefix: "bmc_AAAAAAAA".into(),
+            hash: KeyHash::from_bytes([7; 32]),
+            created_at: chrono::Utc::now(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            scopes: Scopes::All,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn an_entry_is_queued_once_per_flush() {
+        let entry = CachedKey::new(record(), Instant::now());
+        assert!(entry.note_use(10));
+        assert!(!entry.note_use(5));
+        assert!(!entry.note_use(20));
+        assert_eq!(entry.take_use(), 20);
+        assert!(entry.note_use(15));
+        assert_eq!(entry.take_use(), 20, "times only move forward");
+    }
+}

@@ -1,0 +1,71 @@
+//! What handlers receive about the key that authenticated a request.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::record::{KeyId, KeyRecord, OwnerId, Scopes};
+
+/// The key that authenticated a request. The layer puts it in the request's
+/// extensions; with the `axum` feature it is also an extractor.
+///
+/// Cloning is cheap (one reference count). It never holds the secret.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use tower_api_keys::AuthenticatedKey;
+///
+/// async fn whoami(key: AuthenticatedKey) -> String {
+///     format!("{} ({})", key.name(), key.id())
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey(Arc<KeyRecord>);
+
+impl AuthenticatedKey {
+    pub(crate) fn new(record: Arc<KeyRecord>) -> Self {
+        Self(record)
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> KeyId {
+        self.0.id
+    }
+
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The account the key belongs to.
+    pub fn owner(&self) -> &OwnerId {
+        &self.0.owner
+    }
+
+    /// The display prefix (`bmc_K7xR2pQm`), safe to log.
+    pub fn display_prefix(&self) -> &str {
+        &self.0.display_prefix
+    }
+
+    /// What the key may do.
+    pub fn scopes(&self) -> &Scopes {
+        &self.0.scopes
+    }
+
+    /// The key's application metadata.
+    pub fn metadata(&self) -> &serde_json::Value {
+        &self.0.metadata
+    }
+
+    /// When the key expires, if ever.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+
+    /// The record as it was cached. Its `last_used_at` may be older than the
+    /// store's: last-used times are written in the background.
+    pub fn record(&self) -> &KeyRecord {
+        &self.0
+    }
+}

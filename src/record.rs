@@ -1,0 +1,340 @@
+//! What a store keeps about a key: [`KeyRecord`] and the types it is made of.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::key::KeyHash;
+
+/// A key's identifier: a UUIDv7, so ids sort by creation time.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(Uuid);
+
+impl KeyId {
+    /// A new, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps an id read back from a store.
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The UUID.
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for KeyId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// The account a key belongs to. Management calls are scoped by owner: no
+/// owner lists or revokes another owner's keys.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OwnerId(String);
+
+impl OwnerId {
+    /// Wraps an owner identifier chosen by the application.
+    pub fn new(owner: impl Into<String>) -> Self {
+        Self(owner.into())
+    }
+
+    /// The identifier as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OwnerId({:?})", self.0)
+    }
+}
+
+impl From<&str> for OwnerId {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for OwnerId {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Whether a key can be used, as of a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Neither expired nor revoked.
+    Active,
+    /// Its expiry time has passed.
+    Expired,
+    /// Revoked; this cannot be undone.
+    Revoked,
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        })
+    }
+}
+
+/// What a key may do. A key has full access unless it is given a set of
+/// scopes.
+///
+/// ```
+/// use tower_api_keys::Scopes;
+///
+/// assert!(Scopes::All.allows("projects:read"));
+/// let limited = Scopes::only(["projects:read"]);
+/// assert!(limited.allows("projects:read"));
+/// assert!(!limited.allows("projects:write"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Scopes {
+    /// Full access (the default).
+    #[default]
+    All,
+    /// Only these scopes.
+    Only(BTreeSet<String>),
+}
+
+impl Scopes {
+    /// A key limited to the given scopes.
+    pub fn only<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::Only(scopes.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether `scope` is granted.
+    pub fn allows(&self, scope: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(set) => set.contains(scope),
+        }
+    }
+
+    /// The listed scopes; `None` for full access.
+    pub fn as_set(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            Self::All => None,
+            Self::Only(set) => Some(set),
+        }
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("*"),
+            Self::Only(set) => {
+                let mut first = true;
+                for scope in set {
+                    if !first {
+                        f.write_str(" ")?;
+                    }
+                    first = false;
+                    f.write_str(scope)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Everything a store keeps about one key. It never holds the plaintext key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// Stable identifier.
+    pub id: KeyId,
+    /// Human-chosen name, such as `ci-deploy`.
+    pub name: String,
+    /// The account the key belongs to.
+    pub owner: OwnerId,
+    /// The first characters of the key (`bmc_K7xR2pQm`), safe to show.
+    pub display_prefix: String,
+    /// Hash of the whole key.
+    pub hash: KeyHash,
+    /// When the key was created.
+    pub created_at: DateTime<Utc>,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the key was last used, as recorded in batches.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Why the key was revoked, if a reason was given.
+    pub revoked_reason: Option<String>,
+    /// What the key may do.
+    pub scopes: Scopes,
+    /// Application data for handlers (a JSON object; `null` when unset).
+    pub metadata: serde_json::Value,
+}
+
+impl KeyRecord {
+    /// The status as of `now`. Revocation wins over expiry.
+    pub fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+/// The caller's part of a new key: who owns it, its name, and optionally an
+/// expiry, scopes and metadata.
+///
+/// ```
+/// use tower_api_keys::{NewKey, Scopes};
+/// use chrono::{Duration, Utc};
+///
+/// let new = NewKey::new("acct_42", "ci-deploy")
+///     .expires_at(Utc::now() + Duration::days(30))
+///     .scopes(Scopes::only(["projects:read"]));
+/// assert_eq!(new.name, "ci-deploy");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewKey {
+    /// The owning account.
+    pub owner: OwnerId,
+    /// The key's name.
+    pub name: String,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// What the key may do (full access by default).
+    pub scopes: Scopes,
+    /// Application data for handlers.
+    pub metadata: serde_json::Value,
+}
+
+impl NewKey {
+    /// A key for `owner` called `name`, with full access and no expiry.
+    pub fn new(owner: impl Into<OwnerId>, name: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            name: name.into(),
+            expires_at: None,
+            scopes: Scopes::All,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    /// Sets the expiry.
+    #[must_use]
+    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Sets the scopes.
+    #[must_use]
+    pub fn scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn record() -> KeyRecord {
+        KeyRecord {
+            id: KeyId::new(),
+            name: "n".into(),
+            owner: "o".into(),
+            display_prefix: "bmc_AAAAAAAA".into(),
+            hash: KeyHash::from_bytes([0; 32]),
+            created_at: Utc::now(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            scopes: Scopes::All,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn status_follows_the_clock_and_revocation_wins() {
+        let now = Utc::now();
+        let mut r = record();
+        assert_eq!(r.status_at(now), KeyStatus::Active);
+        r.expires_at = Some(now + Duration::seconds(1));
+        assert_eq!(r.status_at(now), KeyStatus::Active);
+        assert_eq!(r.status_at(now + Duration::seconds(1)), KeyStatus::Expired);
+        r.revoked_at = Some(now);
+        assert_eq!(r.status_at(now), KeyStatus::Revoked);
+    }
+
+    #[test]
+    fn scopes_serialize_as_null_or_a_list() {
+        assert_eq!(serde_json::to_string(&Scopes::All).unwrap(), "null");
+        let only = Scopes::only(["b", "a"]);
+        assert_eq!(serde_json::to_string(&only).unwrap(), r#"["a","b"]"#);
+        assert_eq!(serde_json::from_str::<Scopes>("null").unwrap(), Scopes::All);
+        assert_eq!(
+            serde_json::from_str::<Scopes>(r#"["a","b"]"#).unwrap(),
+            only
+        );
+        assert_eq!(only.to_string(), "a b");
+    }
+}
