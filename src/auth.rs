@@ -127,15 +127,15 @@ impl Inner {
         let now = self.clock.now();
         let reason = match record.status_at(now) {
             KeyStatus::Active => {
-                if let Some(scope) = &requirement.scope {
-                    if !record.scopes.allows(scope) {
-                        return Err(self
-                            .reject(
-                                RejectionReason::InsufficientScope,
-                                Some(&record.display_prefix),
-                            )
-                            .with_scope(Arc::clone(scope)));
-                    }
+                if let Some(scope) = &requirement.scope
+                    && !record.scopes.allows(scope)
+                {
+                    return Err(self
+                        .reject(
+                            RejectionReason::InsufficientScope,
+                            Some(&record.display_prefix),
+                        )
+                        .with_scope(Arc::clone(scope)));
                 }
                 self.usage.note(entry, now);
                 return Ok(entry.identity.clone());

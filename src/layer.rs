@@ -137,6 +137,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // Keep the key out of `Debug` output further down the stack.
+        if let Some(value) = request.headers_mut().get_mut(http::header::AUTHORIZATION) {
+            value.set_sensitive(true);
+        }
         let state = match self.keys.check(&request, &self.requirement) {
             Verdict::Allow(identity) => {
                 request.extensions_mut().insert(identity);

@@ -33,6 +33,7 @@
 //! [hyper]: https://docs.rs/hyper
 //! [axum]: https://docs.rs/axum
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 mod api_keys;
 mod auth;

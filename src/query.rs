@@ -9,7 +9,6 @@
 //!   `api_key`, `key`, `token`, ..., compared case-insensitively), or
 //! - a parameter's name or value contains the key prefix (`bmc_`).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The parameter names refused by default.
@@ -69,7 +68,7 @@ impl QueryGuard {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 
-    fn carries_key(&self, text: &Cow<'_, str>) -> bool {
+    fn carries_key(&self, text: &str) -> bool {
         text.contains(&*self.lead)
     }
 }

@@ -189,10 +189,10 @@ impl KeyStore for MemoryStore {
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         let mut state = self.write();
         for used in batch {
-            if let Some(record) = state.by_id.get_mut(&used.id) {
-                if record.last_used_at.is_none_or(|current| current < used.at) {
-                    record.last_used_at = Some(used.at);
-                }
+            if let Some(record) = state.by_id.get_mut(&used.id)
+                && record.last_used_at.is_none_or(|current| current < used.at)
+            {
+                record.last_used_at = Some(used.at);
             }
         }
         Ok(())
