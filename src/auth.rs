@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 
 use crate::api_keys::Inner;
-use crate::bearer::{self, Credentials};
+use crate::bearer::{self, RawCredentials};
 use crate::cache::{Cached, CachedKey, LoadError};
 use crate::identity::AuthenticatedKey;
 use crate::key::KeyHash;
@@ -56,23 +56,30 @@ impl Inner {
         } else if uri.path().len() > self.max_uri_len {
             return Verdict::Reject(self.reject(RejectionReason::UriTooLong, None));
         }
-        let token = match bearer::credentials(request.headers(), self.max_authorization_len) {
-            Credentials::Bearer(token) => token,
-            Credentials::Missing | Credentials::OtherScheme if requirement.optional => {
+        let token = match bearer::raw_credentials(request.headers(), self.max_authorization_len) {
+            RawCredentials::Token(token) => token,
+            RawCredentials::Missing | RawCredentials::OtherScheme if requirement.optional => {
                 return Verdict::Anonymous;
             }
-            Credentials::Missing => {
+            RawCredentials::Missing => {
                 return Verdict::Reject(self.reject(RejectionReason::MissingCredentials, None));
             }
-            Credentials::OtherScheme => {
+            RawCredentials::OtherScheme => {
                 return Verdict::Reject(self.reject(RejectionReason::OtherScheme, None));
             }
-            Credentials::Invalid(reason) => return Verdict::Reject(self.reject(reason, None)),
+            RawCredentials::Invalid(reason) => return Verdict::Reject(self.reject(reason, None)),
         };
-        let Ok(key) = self.format.parse(token) else {
-            return Verdict::Reject(self.reject(RejectionReason::MalformedKey, None));
+        let Ok(key) = self.format.parse_bytes(token) else {
+            // A key's characters are a subset of b64token's, so the general
+            // grammar needs checking only for what is not a key.
+            let reason = if bearer::is_b64token(token) {
+                RejectionReason::MalformedKey
+            } else {
+                RejectionReason::InvalidTokenSyntax
+            };
+            return Verdict::Reject(self.reject(reason, None));
         };
-        let hash = self.hasher.hash(key.expose_secret());
+        let hash = self.hasher.hash_bytes(key.expose_secret_bytes());
         match self.cache.get_now(&hash) {
             Cached::Known(entry) => match self.admit(&entry, requirement) {
                 Ok(identity) => Verdict::Allow(identity),
@@ -124,24 +131,25 @@ impl Inner {
         requirement: &Requirement,
     ) -> Result<AuthenticatedKey, Rejection> {
         let record = entry.record();
-        let now = self.clock.now();
-        let reason = match record.status_at(now) {
-            KeyStatus::Active => {
-                if let Some(scope) = &requirement.scope
-                    && !record.scopes.allows(scope)
-                {
-                    return Err(self
-                        .reject(
-                            RejectionReason::InsufficientScope,
-                            Some(&record.display_prefix),
-                        )
-                        .with_scope(Arc::clone(scope)));
-                }
-                self.usage.note(entry, now);
-                return Ok(entry.identity.clone());
+        let now_micros = self.clock.now_micros();
+        if entry.is_active_at(now_micros) {
+            if let Some(scope) = &requirement.scope
+                && !record.scopes.allows(scope)
+            {
+                return Err(self
+                    .reject(
+                        RejectionReason::InsufficientScope,
+                        Some(&record.display_prefix),
+                    )
+                    .with_scope(Arc::clone(scope)));
             }
-            KeyStatus::Expired => RejectionReason::ExpiredKey,
+            self.usage.note(entry, now_micros);
+            return Ok(entry.identity.clone());
+        }
+        let reason = match record.status_at(self.clock.now()) {
             KeyStatus::Revoked => RejectionReason::RevokedKey,
+            // Expired, or expiring between the two readings of the clock.
+            KeyStatus::Expired | KeyStatus::Active => RejectionReason::ExpiredKey,
         };
         Err(self.reject(reason, Some(&record.display_prefix)))
     }

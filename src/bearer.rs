@@ -39,24 +39,44 @@ pub enum Credentials<'a> {
 /// assert_eq!(credentials(&headers, 4096), Credentials::Bearer("bmc_abc"));
 /// ```
 pub fn credentials(headers: &HeaderMap, max_len: usize) -> Credentials<'_> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Credentials::Missing;
-    };
-    if values.next().is_some() {
-        return Credentials::Invalid(RejectionReason::MultipleAuthorizationHeaders);
-    }
-    if value.len() > max_len {
-        return Credentials::Invalid(RejectionReason::AuthorizationTooLarge);
-    }
-    parse(value.as_bytes())
+    checked(raw_credentials(headers, max_len))
 }
 
 /// Parses one `Authorization` field value.
 pub fn parse(value: &[u8]) -> Credentials<'_> {
+    checked(split_bearer(value))
+}
+
+/// The first stage of parsing: header count, length, scheme and spaces. The
+/// token's characters are not checked yet, so that the request path can skip
+/// that scan for tokens that pass the (stricter) key format check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawCredentials<'a> {
+    Missing,
+    OtherScheme,
+    /// What follows `Bearer` and its spaces; not empty.
+    Token(&'a [u8]),
+    Invalid(RejectionReason),
+}
+
+pub(crate) fn raw_credentials(headers: &HeaderMap, max_len: usize) -> RawCredentials<'_> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return RawCredentials::Missing;
+    };
+    if values.next().is_some() {
+        return RawCredentials::Invalid(RejectionReason::MultipleAuthorizationHeaders);
+    }
+    if value.len() > max_len {
+        return RawCredentials::Invalid(RejectionReason::AuthorizationTooLarge);
+    }
+    split_bearer(value.as_bytes())
+}
+
+fn split_bearer(value: &[u8]) -> RawCredentials<'_> {
     let value = value.trim_ascii();
     if value.is_empty() {
-        return Credentials::Invalid(RejectionReason::MalformedAuthorization);
+        return RawCredentials::Invalid(RejectionReason::MalformedAuthorization);
     }
     let scheme_end = value
         .iter()
@@ -64,30 +84,52 @@ pub fn parse(value: &[u8]) -> Credentials<'_> {
         .unwrap_or(value.len());
     let (scheme, rest) = value.split_at(scheme_end);
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Credentials::OtherScheme;
+        return RawCredentials::OtherScheme;
     }
     if rest.is_empty() {
-        return Credentials::Invalid(RejectionReason::MissingBearerToken);
+        return RawCredentials::Invalid(RejectionReason::MissingBearerToken);
     }
     let token_start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
-    let token = &rest[token_start..];
-    if token_start == 0 || !is_b64token(token) {
-        return Credentials::Invalid(RejectionReason::InvalidTokenSyntax);
+    if token_start == 0 {
+        // A tab (or other whitespace) where `1*SP` is required.
+        return RawCredentials::Invalid(RejectionReason::InvalidTokenSyntax);
     }
-    match std::str::from_utf8(token) {
-        Ok(token) => Credentials::Bearer(token),
-        Err(_) => Credentials::Invalid(RejectionReason::InvalidTokenSyntax),
+    RawCredentials::Token(&rest[token_start..])
+}
+
+/// The second stage: the token must be a `b64token`.
+fn checked(raw: RawCredentials<'_>) -> Credentials<'_> {
+    match raw {
+        RawCredentials::Missing => Credentials::Missing,
+        RawCredentials::OtherScheme => Credentials::OtherScheme,
+        RawCredentials::Invalid(reason) => Credentials::Invalid(reason),
+        RawCredentials::Token(token) => match std::str::from_utf8(token) {
+            Ok(token) if is_b64token(token.as_bytes()) => Credentials::Bearer(token),
+            _ => Credentials::Invalid(RejectionReason::InvalidTokenSyntax),
+        },
     }
 }
 
-fn is_b64token(token: &[u8]) -> bool {
-    let body_end = token.iter().position(|b| *b == b'=').unwrap_or(token.len());
-    let (body, padding) = token.split_at(body_end);
-    !body.is_empty()
-        && body.iter().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
-        && padding.iter().all(|b| *b == b'=')
+/// The bytes of a `b64token` before its padding, as a lookup table.
+const B64TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        i += 1;
+    }
+    table
+};
+
+/// Whether `token` matches `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub(crate) fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token
+        .iter()
+        .position(|b| !B64TOKEN_CHARS[usize::from(*b)])
+        .unwrap_or(token.len());
+    body_len > 0 && token[body_len..].iter().all(|b| *b == b'=')
 }
 
 #[cfg(test)]

@@ -28,11 +28,20 @@ pub(crate) struct CachedKey {
     queued: AtomicBool,
     /// When the store was asked for this record.
     loaded_at: Instant,
+    /// Until when (microseconds since the epoch, exclusive) the key is
+    /// active: its expiry, `i64::MAX` without one, `i64::MIN` once revoked.
+    active_until_micros: i64,
 }
 
 impl CachedKey {
     fn new(record: KeyRecord, loaded_at: Instant) -> Self {
+        let active_until_micros = match (record.revoked_at, record.expires_at) {
+            (Some(_), _) => i64::MIN,
+            (None, Some(at)) => at.timestamp_micros(),
+            (None, None) => i64::MAX,
+        };
         Self {
+            active_until_micros,
             identity: AuthenticatedKey::new(Arc::new(record)),
             last_used_micros: AtomicI64::new(i64::MIN),
             queued: AtomicBool::new(false),
@@ -42,6 +51,12 @@ impl CachedKey {
 
     pub(crate) fn record(&self) -> &KeyRecord {
         self.identity.record()
+    }
+
+    /// Whether the key is active at `now_micros`; the same answer as
+    /// [`KeyRecord::status_at`], without date arithmetic.
+    pub(crate) fn is_active_at(&self, now_micros: i64) -> bool {
+        now_micros < self.active_until_micros
     }
 
     /// Notes a use at `micros`; returns true when the entry must be queued
@@ -132,12 +147,16 @@ impl KeyCache {
     /// when they help with its housekeeping; then this reports a miss and the
     /// caller takes the asynchronous path.
     pub(crate) fn get_now(&self, hash: &KeyHash) -> Cached {
-        match self.known.get(hash).now_or_never() {
+        // Pinned in place: moka's read future is large, and moving it into
+        // `now_or_never` by value would copy it.
+        let mut known = std::pin::pin!(self.known.get(hash));
+        match known.as_mut().now_or_never() {
             Some(Some(entry)) => return Cached::Known(entry),
             None => return Cached::Miss,
             Some(None) => {}
         }
-        match self.unknown.get(hash).now_or_never() {
+        let mut unknown = std::pin::pin!(self.unknown.get(hash));
+        match unknown.as_mut().now_or_never() {
             Some(Some(())) => Cached::Unknown,
             _ => Cached::Miss,
         }

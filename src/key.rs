@@ -90,19 +90,52 @@ impl KeyFormat {
     /// exactly 43 characters of the base64url alphabet that decode to 32 bytes
     /// (the last character must be canonical). Nothing else is accepted.
     pub fn parse<'a>(&self, token: &'a str) -> Result<ParsedKey<'a>, MalformedKey> {
-        let body = token.strip_prefix(&*self.lead).ok_or(MalformedKey)?;
-        if body.len() != KEY_BODY_LEN {
+        self.parse_bytes(token.as_bytes())
+    }
+
+    /// [`parse`](Self::parse) for bytes as they come off the wire.
+    pub fn parse_bytes<'a>(&self, token: &'a [u8]) -> Result<ParsedKey<'a>, MalformedKey> {
+        let body = token
+            .strip_prefix(self.lead.as_bytes())
+            .ok_or(MalformedKey)?;
+        if !is_canonical_body(body) {
             return Err(MalformedKey);
         }
-        let mut decoded = [0u8; KEY_BYTES + 3];
-        match URL_SAFE_NO_PAD.decode_slice(body, &mut decoded) {
-            Ok(KEY_BYTES) => Ok(ParsedKey {
-                key: token,
-                display_len: self.lead.len() + DISPLAY_BODY_LEN,
-            }),
-            _ => Err(MalformedKey),
-        }
+        Ok(ParsedKey {
+            key: token,
+            display_len: self.lead.len() + DISPLAY_BODY_LEN,
+        })
     }
+}
+
+/// The value of each base64url character, or `INVALID`.
+const INVALID: u8 = 0x40;
+const BASE64URL_VALUES: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Whether `body` is what base64url without padding makes of 32 bytes: 43
+/// characters of the alphabet, the last of which carries no bits beyond the
+/// 256 (its two low bits are zero). This is the check the base64 crate's
+/// strict decoder makes, without producing the bytes; it runs on every
+/// request.
+fn is_canonical_body(body: &[u8]) -> bool {
+    let Some((last, _)) = body.split_last() else {
+        return false;
+    };
+    let invalid = body
+        .iter()
+        .fold(0u8, |acc, b| acc | BASE64URL_VALUES[usize::from(*b)]);
+    body.len() == KEY_BODY_LEN
+        && invalid & INVALID == 0
+        && BASE64URL_VALUES[usize::from(*last)] & 0b11 == 0
 }
 
 impl Default for KeyFormat {
@@ -125,19 +158,25 @@ impl fmt::Debug for KeyFormat {
 /// display prefix.
 #[derive(Clone, Copy)]
 pub struct ParsedKey<'a> {
-    key: &'a str,
+    /// ASCII only: the prefix was valid and the body is base64url.
+    key: &'a [u8],
     display_len: usize,
 }
 
 impl<'a> ParsedKey<'a> {
     /// The whole key. Handle with care: this is the secret.
     pub fn expose_secret(&self) -> &'a str {
+        std::str::from_utf8(self.key).unwrap_or_default()
+    }
+
+    /// The whole key as bytes.
+    pub fn expose_secret_bytes(&self) -> &'a [u8] {
         self.key
     }
 
     /// The display prefix (`bmc_K7xR2pQm`): safe to log and show.
     pub fn display_prefix(&self) -> &'a str {
-        &self.key[..self.display_len]
+        std::str::from_utf8(&self.key[..self.display_len]).unwrap_or_default()
     }
 }
 
@@ -218,8 +257,16 @@ impl KeyHash {
 }
 
 impl PartialEq for KeyHash {
+    /// Constant time: the words are folded without branches and the result
+    /// is decided by `subtle`.
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        let mut diff = 0u64;
+        for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
+            let a = u64::from_ne_bytes(a.try_into().unwrap_or_default());
+            let b = u64::from_ne_bytes(b.try_into().unwrap_or_default());
+            diff |= a ^ b;
+        }
+        diff.ct_eq(&0).into()
     }
 }
 
@@ -264,11 +311,16 @@ impl KeyHasher {
 
     /// The hash of a key (the whole string, prefix included).
     pub fn hash(&self, key: &str) -> KeyHash {
+        self.hash_bytes(key.as_bytes())
+    }
+
+    /// [`hash`](Self::hash) of a key's bytes.
+    pub fn hash_bytes(&self, key: &[u8]) -> KeyHash {
         match &self.mac {
-            None => KeyHash(Sha256::digest(key.as_bytes()).into()),
+            None => KeyHash(Sha256::digest(key).into()),
             Some(mac) => {
                 let mut mac = mac.clone();
-                mac.update(key.as_bytes());
+                mac.update(key);
                 KeyHash(mac.finalize().into_bytes().into())
             }
         }

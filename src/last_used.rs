@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -54,10 +54,10 @@ pub(crate) struct UsageQueue {
 }
 
 impl UsageQueue {
-    /// Notes a use of `entry` at `now`. Never waits on I/O; takes a lock only
+    /// Notes a use of `entry` at `now_micros`. Never waits on I/O; takes a lock only
     /// on the entry's first use since the last flush.
-    pub(crate) fn note(&self, entry: &Arc<CachedKey>, now: DateTime<Utc>) {
-        if entry.note_use(now.timestamp_micros()) {
+    pub(crate) fn note(&self, entry: &Arc<CachedKey>, now_micros: i64) {
+        if entry.note_use(now_micros) {
             self.queued
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

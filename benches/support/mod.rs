@@ -1,0 +1,130 @@
+//! Shared by the benchmarks: the trivial inner service, the request, and the
+//! services under comparison, all built the same way.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Ready;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Empty;
+use tower::{Layer, Service};
+use tower_api_keys::{ApiKeyService, ApiKeys, KeyHash, KeyHasher, MemoryStore, NewKey};
+
+pub type Body = Empty<Bytes>;
+
+/// The trivial inner service of every variant: always ready, answers 200.
+#[derive(Clone, Copy)]
+pub struct Ok200;
+
+impl Service<Request<Body>> for Ok200 {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<Body>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Body::new())))
+    }
+}
+
+/// `GET /api/v2/projects` with the given `Authorization` value.
+pub fn request(authorization: &HeaderValue) -> Request<Body> {
+    let mut request = Request::new(Body::new());
+    *request.uri_mut() = http::Uri::from_static("/api/v2/projects");
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, authorization.clone());
+    request
+}
+
+/// Calls a service whose future is ready at once, and returns the status.
+pub fn call_now<S, B>(service: &mut S, request: Request<Body>) -> u16
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    match service.call(request).now_or_never() {
+        Some(Ok(response)) => response.status().as_u16(),
+        _ => panic!("the benchmarked path must not wait"),
+    }
+}
+
+/// Everything the in-process benchmarks compare.
+pub struct Subjects {
+    pub runtime: tokio::runtime::Runtime,
+    pub keys: ApiKeys,
+    pub secret: String,
+    pub valid: HeaderValue,
+    pub malformed: HeaderValue,
+    pub bare: Ok200,
+    pub ours: ApiKeyService<Ok200>,
+    pub hasher: KeyHasher,
+    /// A moka cache configured like the layer's cache of known keys,
+    /// holding the key: the floor's one read.
+    pub floor_cache: moka::future::Cache<KeyHash, Arc<String>>,
+}
+
+impl Subjects {
+    pub fn new() -> Self {
+        // One thread: the background tasks run only inside `block_on`, so a
+        // measurement holds the request path alone.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let keys = {
+            let _guard = runtime.enter();
+            ApiKeys::builder(MemoryStore::new()).build().expect("build")
+        };
+        let created = runtime
+            .block_on(keys.create(NewKey::new("bench", "bench")))
+            .expect("create");
+        let secret = created.secret.expose_secret().to_owned();
+        let valid = HeaderValue::from_str(&format!("Bearer {secret}")).expect("header");
+        let malformed = HeaderValue::from_str(&format!("Bearer {}", &secret[..secret.len() - 1]))
+            .expect("header");
+        let mut ours = keys.layer().layer(Ok200);
+        // The first request looks the key up; every later one hits the cache.
+        let warm = runtime
+            .block_on(ours.call(request(&valid)))
+            .expect("warm-up");
+        assert_eq!(warm.status(), 200);
+        assert_eq!(call_now(&mut ours, request(&valid)), 200);
+        assert_eq!(call_now(&mut ours, request(&malformed)), 401);
+
+        let hasher = KeyHasher::sha256();
+        let floor_cache = moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(std::time::Duration::from_secs(60))
+            .build();
+        runtime.block_on(floor_cache.insert(hasher.hash(&secret), Arc::new("bench".to_owned())));
+        Self {
+            runtime,
+            keys,
+            secret,
+            valid,
+            malformed,
+            bare: Ok200,
+            ours,
+            hasher,
+            floor_cache,
+        }
+    }
+
+    /// The floor: SHA-256 of the key and one cache read.
+    pub fn floor(&self) -> bool {
+        let hash = self.hasher.hash(&self.secret);
+        let mut read = std::pin::pin!(self.floor_cache.get(&hash));
+        matches!(read.as_mut().now_or_never(), Some(Some(_)))
+    }
+}

@@ -1,0 +1,29 @@
+//! Drives one path of the layer N times in a loop, for counting instructions
+//! with `valgrind --tool=callgrind` (see `bench/instructions.sh`).
+//!
+//! Run with: `cargo run --release --example hot_path -- hit 100000`
+//! (paths: `bare`, `hit`, `malformed`, `floor`).
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::hint::black_box;
+
+use support::{Subjects, call_now, request};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().unwrap_or_else(|| "hit".to_owned());
+    let iterations: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let mut s = Subjects::new();
+    for _ in 0..iterations {
+        let ok = match path.as_str() {
+            "bare" => call_now(&mut s.bare, request(&s.valid)) == 200,
+            "hit" => call_now(&mut s.ours, request(&s.valid)) == 200,
+            "malformed" => call_now(&mut s.ours, request(&s.malformed)) == 401,
+            "floor" => s.floor(),
+            other => panic!("unknown path {other}: use bare, hit, malformed or floor"),
+        };
+        assert!(black_box(ok));
+    }
+}
