@@ -12,8 +12,10 @@ use tokio::sync::watch;
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
+mod counting;
 mod memory;
 
+pub use counting::{CountingStore, StoreCalls};
 pub use memory::MemoryStore;
 
 /// A boxed error from a backend driver.
