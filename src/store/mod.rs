@@ -14,9 +14,19 @@ use crate::record::{KeyId, KeyRecord, OwnerId};
 
 mod counting;
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use counting::{CountingStore, StoreCalls};
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+/// The sqlx version the SQL stores are built on, for naming its pools,
+/// options and errors.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;
 
 /// A boxed error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
