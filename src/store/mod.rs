@@ -14,6 +14,8 @@ use crate::record::{KeyId, KeyRecord, OwnerId};
 
 mod counting;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -21,6 +23,8 @@ mod sqlite;
 
 pub use counting::{CountingStore, StoreCalls};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 /// The sqlx version the SQL stores are built on, for naming its pools,
