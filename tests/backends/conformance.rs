@@ -51,6 +51,7 @@ impl Setup {
 }
 
 /// One `#[tokio::test]` per case, against the backend `setup` builds.
+#[allow(unused_macros)]
 macro_rules! conformance_suite {
     ($setup:path) => {
         conformance_suite!(@cases $setup;
