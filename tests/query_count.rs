@@ -26,7 +26,10 @@ async fn hot_keys_cost_no_query<S: KeyStore>(store: S) {
     let server = Server::start(&keys).await;
     let mut secrets = Vec::new();
     for i in 0..3 {
-        let created = keys.create(NewKey::new("acct", format!("hot {i}"))).await.unwrap();
+        let created = keys
+            .create(NewKey::new("acct", format!("hot {i}")))
+            .await
+            .unwrap();
         secrets.push(created.secret.expose_secret().to_owned());
     }
     // Let the follower read the changes the creations announced.
@@ -36,7 +39,10 @@ async fn hot_keys_cost_no_query<S: KeyStore>(store: S) {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let warm = store.calls();
-    assert_eq!(warm.find_by_hash, 3, "one lookup per key to warm the cache: {warm:?}");
+    assert_eq!(
+        warm.find_by_hash, 3,
+        "one lookup per key to warm the cache: {warm:?}"
+    );
 
     for round in 0..100 {
         for secret in &secrets {
@@ -44,7 +50,11 @@ async fn hot_keys_cost_no_query<S: KeyStore>(store: S) {
         }
     }
     let hot = store.calls().since(&warm);
-    assert_eq!(hot, StoreCalls::default(), "300 cache hits made queries: {hot:?}");
+    assert_eq!(
+        hot,
+        StoreCalls::default(),
+        "300 cache hits made queries: {hot:?}"
+    );
 
     // A flood of one unknown key: one lookup, then the negative cache.
     let unknown = unknown_key();
@@ -62,7 +72,11 @@ async fn hot_keys_cost_no_query<S: KeyStore>(store: S) {
     assert_eq!(flushed.record_last_used, 1, "{flushed:?}");
     assert_eq!(flushed.total(), 1, "{flushed:?}");
     for record in store.list_by_owner(&"acct".into()).await.unwrap() {
-        assert!(record.last_used_at.is_some(), "{} has no last-used time", record.name);
+        assert!(
+            record.last_used_at.is_some(),
+            "{} has no last-used time",
+            record.name
+        );
     }
 }
 

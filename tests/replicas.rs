@@ -56,17 +56,30 @@ async fn postgres_a_key_revoked_on_one_replica_is_refused_by_the_other_within_a_
         follower_started(&two_store).await;
 
         for round in 0..3 {
-            let created = one.create(NewKey::new("acct", format!("shared {round}"))).await.unwrap();
+            let created = one
+                .create(NewKey::new("acct", format!("shared {round}")))
+                .await
+                .unwrap();
             let key = created.secret.expose_secret();
             // Let the creation's own notification pass before caching.
             tokio::time::sleep(Duration::from_millis(300)).await;
             cached(&server_two, &two_store, key).await;
             assert_eq!(server_one.status(key).await, 200);
 
-            one.revoke(&"acct".into(), &created.record.id).await.unwrap();
-            assert_eq!(server_one.status(key).await, 401, "refused at once where revoked");
-            let took = server_two.wait_for_status(key, 401, Duration::from_secs(1)).await;
-            eprintln!("round {round}: the other replica refused the key {took:?} after the revocation");
+            one.revoke(&"acct".into(), &created.record.id)
+                .await
+                .unwrap();
+            assert_eq!(
+                server_one.status(key).await,
+                401,
+                "refused at once where revoked"
+            );
+            let took = server_two
+                .wait_for_status(key, 401, Duration::from_secs(1))
+                .await;
+            eprintln!(
+                "round {round}: the other replica refused the key {took:?} after the revocation"
+            );
         }
         one.shutdown().await;
         two.shutdown().await;
@@ -106,14 +119,18 @@ async fn postgres_a_revocation_missed_while_disconnected_is_caught_up_on_reconne
 
         proxy.set_up(false);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        one.revoke(&"acct".into(), &created.record.id).await.unwrap();
+        one.revoke(&"acct".into(), &created.record.id)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(700)).await;
         // The NOTIFY was sent while nothing listened for the second replica.
         let during = server_two.status(key).await;
         assert!(during == 200 || during == 503, "{during}");
 
         proxy.set_up(true);
-        let took = server_two.wait_for_status(key, 401, Duration::from_secs(5)).await;
+        let took = server_two
+            .wait_for_status(key, 401, Duration::from_secs(5))
+            .await;
         eprintln!("refused {took:?} after the database came back");
         one.shutdown().await;
         two.shutdown().await;
@@ -138,7 +155,9 @@ fn now_micros() -> i64 {
 async fn sqlite_a_key_revoked_by_another_process_is_refused_within_a_second() {
     let dir = TempDir::new();
     let url = dir.sqlite_url("keys.db");
-    let store = Arc::new(CountingStore::new(SqliteStore::connect(&url).await.unwrap()));
+    let store = Arc::new(CountingStore::new(
+        SqliteStore::connect(&url).await.unwrap(),
+    ));
     let keys = ApiKeys::builder(Arc::clone(&store)).build().unwrap();
     let server = Server::start(&keys).await;
     follower_started(&store).await;
@@ -150,7 +169,12 @@ async fn sqlite_a_key_revoked_by_another_process_is_refused_within_a_second() {
     // The other replica: this test binary again, running only the child
     // test below, with its own ApiKeys, cache and server on the same file.
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["sqlite_replica_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "sqlite_replica_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DB, &url)
         .env(CHILD_KEY, &key)
         .env(CHILD_KEY_ID, created.record.id.to_string())
@@ -165,10 +189,10 @@ async fn sqlite_a_key_revoked_by_another_process_is_refused_within_a_second() {
         let mut tx = Some(tx);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some((_, micros)) = line.split_once(CHILD_DONE) {
-                if let (Some(tx), Ok(micros)) = (tx.take(), micros.trim().parse::<i64>()) {
-                    let _ = tx.send(micros);
-                }
+            if let Some((_, micros)) = line.split_once(CHILD_DONE)
+                && let (Some(tx), Ok(micros)) = (tx.take(), micros.trim().parse::<i64>())
+            {
+                let _ = tx.send(micros);
             }
         }
     });
@@ -177,7 +201,9 @@ async fn sqlite_a_key_revoked_by_another_process_is_refused_within_a_second() {
         .expect("the child revokes the key in time")
         .expect("the child revoked the key");
 
-    server.wait_for_status(&key, 401, Duration::from_secs(2)).await;
+    server
+        .wait_for_status(&key, 401, Duration::from_secs(2))
+        .await;
     let took = Duration::from_micros((now_micros() - revoked_at).max(0) as u64);
     eprintln!("the other process revoked the key; refused here {took:?} later");
     assert!(took < Duration::from_secs(1), "took {took:?}");
@@ -202,7 +228,11 @@ async fn sqlite_replica_child() {
         .build()
         .unwrap();
     let server = Server::start(&keys).await;
-    assert_eq!(server.status(&key).await, 200, "valid here before the revocation");
+    assert_eq!(
+        server.status(&key).await,
+        200,
+        "valid here before the revocation"
+    );
     keys.revoke(&"acct".into(), &id).await.unwrap();
     let revoked_at = now_micros();
     assert_eq!(server.status(&key).await, 401);

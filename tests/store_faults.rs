@@ -62,7 +62,9 @@ async fn postgres_pool_aimed_at_a_closed_port_answers_503() {
         "{created:?}"
     );
     assert!(matches!(
-        store.find_by_hash(&tower_api_keys::KeyHash::from_bytes([0; 32])).await,
+        store
+            .find_by_hash(&tower_api_keys::KeyHash::from_bytes([0; 32]))
+            .await,
         Err(StoreError::Unavailable(_))
     ));
     keys.shutdown().await;
@@ -106,7 +108,10 @@ async fn postgres_gone_then_back_answers_503_then_resumes_without_a_restart() {
         let store = schema
             .store_with(
                 PostgresStore::pool_options().acquire_timeout(Duration::from_millis(500)),
-                schema.connect_options().host("127.0.0.1").port(proxy.addr.port()),
+                schema
+                    .connect_options()
+                    .host("127.0.0.1")
+                    .port(proxy.addr.port()),
             )
             .await;
         let keys = ApiKeys::builder(store)
@@ -142,7 +147,10 @@ async fn postgres_gone_then_back_answers_503_then_resumes_without_a_restart() {
             *hot_answers.entry(status).or_insert(0) += 1;
             if !revoked && outage.elapsed() > Duration::from_millis(500) {
                 // Revoked by a replica that still reaches the database.
-                admin.revoke(&"acct".into(), &doomed.record.id).await.unwrap();
+                admin
+                    .revoke(&"acct".into(), &doomed.record.id)
+                    .await
+                    .unwrap();
                 revoked = true;
             }
         }
@@ -151,11 +159,18 @@ async fn postgres_gone_then_back_answers_503_then_resumes_without_a_restart() {
 
         proxy.set_up(true);
         let back = Instant::now();
-        server.wait_for_status(cold_key, 200, Duration::from_secs(10)).await;
-        server.wait_for_status(doomed_key, 401, Duration::from_secs(10)).await;
+        server
+            .wait_for_status(cold_key, 200, Duration::from_secs(10))
+            .await;
+        server
+            .wait_for_status(doomed_key, 401, Duration::from_secs(10))
+            .await;
         assert_eq!(server.status(&unknown).await, 401);
         assert_eq!(server.status(hot_key).await, 200);
-        eprintln!("service resumed {:?} after the database came back", back.elapsed());
+        eprintln!(
+            "service resumed {:?} after the database came back",
+            back.elapsed()
+        );
         keys.shutdown().await;
         admin.shutdown().await;
     })
@@ -212,17 +227,29 @@ async fn postgres_backends_terminated_under_traffic_never_let_a_bad_key_through(
         let mut revoked_at = None;
         while start.elapsed() < Duration::from_secs(2) {
             let good_status = server.status(&good_key).await;
-            assert!(good_status == 200 || good_status == 503, "valid key got {good_status}");
+            assert!(
+                good_status == 200 || good_status == 503,
+                "valid key got {good_status}"
+            );
             let unknown_status = server.status(&unknown).await;
-            assert!(unknown_status == 401 || unknown_status == 503, "unknown key got {unknown_status}");
+            assert!(
+                unknown_status == 401 || unknown_status == 503,
+                "unknown key got {unknown_status}"
+            );
             let doomed_status = server.status(&doomed_key).await;
             match revoked_at {
                 None if start.elapsed() > Duration::from_millis(500) => {
-                    admin.revoke(&"acct".into(), &doomed.record.id).await.unwrap();
+                    admin
+                        .revoke(&"acct".into(), &doomed.record.id)
+                        .await
+                        .unwrap();
                     revoked_at = Some(Instant::now());
                 }
                 Some(at) if at.elapsed() > Duration::from_secs(1) => {
-                    assert_ne!(doomed_status, 200, "a key revoked a second ago was let through");
+                    assert_ne!(
+                        doomed_status, 200,
+                        "a key revoked a second ago was let through"
+                    );
                 }
                 _ => {}
             }
@@ -233,9 +260,15 @@ async fn postgres_backends_terminated_under_traffic_never_let_a_bad_key_through(
         eprintln!("{ended} backends ended; answers: {seen:?}");
         assert!(ended > 0);
 
-        server.wait_for_status(&good_key, 200, Duration::from_secs(10)).await;
-        server.wait_for_status(&doomed_key, 401, Duration::from_secs(10)).await;
-        server.wait_for_status(&unknown, 401, Duration::from_secs(10)).await;
+        server
+            .wait_for_status(&good_key, 200, Duration::from_secs(10))
+            .await;
+        server
+            .wait_for_status(&doomed_key, 401, Duration::from_secs(10))
+            .await;
+        server
+            .wait_for_status(&unknown, 401, Duration::from_secs(10))
+            .await;
         let late = admin.create(NewKey::new("acct", "late")).await.unwrap();
         server
             .wait_for_status(late.secret.expose_secret(), 200, Duration::from_secs(10))

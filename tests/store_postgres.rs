@@ -39,7 +39,9 @@ conformance_suite!(postgres);
 
 /// Waits until `rx` fires, at most `limit`.
 async fn fired(rx: &mut tokio::sync::watch::Receiver<u64>, limit: Duration) -> bool {
-    tokio::time::timeout(limit, rx.changed()).await.is_ok_and(|r| r.is_ok())
+    tokio::time::timeout(limit, rx.changed())
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 #[tokio::test]
@@ -112,7 +114,10 @@ async fn the_database_never_holds_a_plaintext_key() {
         let keys = ApiKeys::builder(store).build().unwrap();
         let mut secrets = Vec::new();
         for i in 0..3 {
-            let created = keys.create(NewKey::new("acct", format!("key {i}"))).await.unwrap();
+            let created = keys
+                .create(NewKey::new("acct", format!("key {i}")))
+                .await
+                .unwrap();
             secrets.push(created.secret.expose_secret().to_owned());
         }
         let first = keys.list(&"acct".into()).await.unwrap()[0].id;
@@ -132,7 +137,10 @@ async fn the_database_never_holds_a_plaintext_key() {
         let dump = dump.join("\n");
         assert!(dump.contains("key 0"), "the dump reads the rows");
         for secret in &secrets {
-            assert!(!dump.contains(&secret[4..]), "a key's secret part is in the database");
+            assert!(
+                !dump.contains(&secret[4..]),
+                "a key's secret part is in the database"
+            );
         }
     })
     .await;
@@ -190,13 +198,22 @@ async fn times_are_utc_whatever_the_session_time_zone() {
         assert_eq!(zone, "Asia/Tokyo");
         // Forward-only comparisons across zones: a later instant wins.
         tokyo
-            .record_last_used(&[tower_api_keys::store::LastUsed { id: r.id, at: at(10) }])
+            .record_last_used(&[tower_api_keys::store::LastUsed {
+                id: r.id,
+                at: at(10),
+            }])
             .await
             .unwrap();
-        utc.record_last_used(&[tower_api_keys::store::LastUsed { id: r.id, at: at(9) }])
-            .await
-            .unwrap();
-        assert_eq!(utc.find_by_id(&r.id).await.unwrap().unwrap().last_used_at, Some(at(10)));
+        utc.record_last_used(&[tower_api_keys::store::LastUsed {
+            id: r.id,
+            at: at(9),
+        }])
+        .await
+        .unwrap();
+        assert_eq!(
+            utc.find_by_id(&r.id).await.unwrap().unwrap().last_used_at,
+            Some(at(10))
+        );
     })
     .await;
 }
@@ -209,7 +226,10 @@ async fn a_change_made_by_hand_in_sql_is_logged_and_announced() {
         let r = record("acct");
         store.insert(&r).await.unwrap();
         let mut signal = store.change_signal().expect("PostgreSQL pushes changes");
-        assert!(fired(&mut signal, Duration::from_secs(5)).await, "the listener starts");
+        assert!(
+            fired(&mut signal, Duration::from_secs(5)).await,
+            "the listener starts"
+        );
         let cursor = store.change_cursor().await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE \"{}\".api_keys SET scopes = '[\"read\"]' WHERE id = $1",
@@ -219,7 +239,10 @@ async fn a_change_made_by_hand_in_sql_is_logged_and_announced() {
         .execute(&admin)
         .await
         .unwrap();
-        assert!(fired(&mut signal, Duration::from_secs(1)).await, "NOTIFY reached the store");
+        assert!(
+            fired(&mut signal, Duration::from_secs(1)).await,
+            "NOTIFY reached the store"
+        );
         let changed = store.changes_since(cursor, 10).await.unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!((changed[0].id, changed[0].hash), (r.id, r.hash));
@@ -231,11 +254,16 @@ async fn a_change_made_by_hand_in_sql_is_logged_and_announced() {
 #[tokio::test]
 async fn notifications_from_another_schema_do_not_wake_the_store() {
     PgSchema::run(|schema| async move {
-        let Some(elsewhere) = PgSchema::new() else { return };
+        let Some(elsewhere) = PgSchema::new() else {
+            return;
+        };
         let neighbour = elsewhere.store().await;
         let store = schema.store().await;
         let mut signal = store.change_signal().expect("PostgreSQL pushes changes");
-        assert!(fired(&mut signal, Duration::from_secs(5)).await, "the listener starts");
+        assert!(
+            fired(&mut signal, Duration::from_secs(5)).await,
+            "the listener starts"
+        );
         neighbour.insert(&record("acct")).await.unwrap();
         assert!(!fired(&mut signal, Duration::from_millis(500)).await);
         store.insert(&record("acct")).await.unwrap();
@@ -258,11 +286,17 @@ async fn the_listener_reconnects_after_its_backend_is_terminated() {
             .await;
         let writer = schema.store().await;
         let mut signal = store.change_signal().expect("PostgreSQL pushes changes");
-        assert!(fired(&mut signal, Duration::from_secs(5)).await, "the listener starts");
+        assert!(
+            fired(&mut signal, Duration::from_secs(5)).await,
+            "the listener starts"
+        );
 
         for round in 0..3 {
             let ended = schema.terminate(&app).await;
-            assert!(ended >= 1, "round {round}: the listener's backend was running");
+            assert!(
+                ended >= 1,
+                "round {round}: the listener's backend was running"
+            );
             // The listener reconnects and wakes the caches to catch up.
             assert!(
                 fired(&mut signal, Duration::from_secs(3)).await,
@@ -291,7 +325,10 @@ async fn dropping_the_store_ends_its_listener_and_connections() {
             )
             .await;
         let mut signal = store.change_signal().expect("PostgreSQL pushes changes");
-        assert!(fired(&mut signal, Duration::from_secs(5)).await, "the listener starts");
+        assert!(
+            fired(&mut signal, Duration::from_secs(5)).await,
+            "the listener starts"
+        );
         let admin = schema.admin().await;
         let count = || {
             let admin = admin.clone();

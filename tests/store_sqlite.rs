@@ -74,10 +74,21 @@ async fn the_schema_has_a_hash_and_no_column_for_the_key_itself() {
         .await
         .unwrap()
         .iter()
-        .map(|row| (row.get::<String, _>("name"), row.get::<i64, _>("unique") == 1))
+        .map(|row| {
+            (
+                row.get::<String, _>("name"),
+                row.get::<i64, _>("unique") == 1,
+            )
+        })
         .collect();
-    assert!(indexes.contains(&("api_keys_key_hash".into(), true)), "{indexes:?}");
-    assert!(indexes.contains(&("api_keys_owner".into(), false)), "{indexes:?}");
+    assert!(
+        indexes.contains(&("api_keys_key_hash".into(), true)),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.contains(&("api_keys_owner".into(), false)),
+        "{indexes:?}"
+    );
 
     // A hash of the wrong length is refused by the table itself.
     let short = sqlx::query(
@@ -102,14 +113,19 @@ async fn the_database_files_never_hold_a_plaintext_key() {
     let keys = ApiKeys::builder(store).build().unwrap();
     let mut secrets = Vec::new();
     for i in 0..3 {
-        let created = keys.create(NewKey::new("acct", format!("key {i}"))).await.unwrap();
+        let created = keys
+            .create(NewKey::new("acct", format!("key {i}")))
+            .await
+            .unwrap();
         secrets.push(created.secret.expose_secret().to_owned());
     }
     let first = keys.list(&"acct".into()).await.unwrap()[0].id;
     keys.revoke(&"acct".into(), &first).await.unwrap();
     keys.shutdown().await;
     drop(keys);
-    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await;
+    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await;
     pool.close().await;
 
     let mut bytes = Vec::new();
@@ -133,7 +149,9 @@ async fn migrations_run_once_even_when_processes_start_together() {
     let mut starts = Vec::new();
     for _ in 0..4 {
         let url = url.clone();
-        starts.push(tokio::spawn(async move { SqliteStore::connect(&url).await }));
+        starts.push(tokio::spawn(
+            async move { SqliteStore::connect(&url).await },
+        ));
     }
     let mut stores = Vec::new();
     for start in starts {
@@ -159,7 +177,10 @@ async fn times_are_utc_microseconds_on_disk() {
         .await
         .unwrap();
     assert_eq!(micros, r.created_at.timestamp_micros());
-    assert_eq!(micros, at(micros / 1_000_000 - 1_893_456_000).timestamp_micros());
+    assert_eq!(
+        micros,
+        at(micros / 1_000_000 - 1_893_456_000).timestamp_micros()
+    );
 }
 
 #[tokio::test]

@@ -161,9 +161,11 @@ impl PostgresStore {
             .await?;
         if let Some(schema) = &self.schema {
             let schema = quote_ident(schema);
-            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(&mut *tx)
+            .await?;
             sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}")))
                 .execute(&mut *tx)
                 .await?;
@@ -243,7 +245,9 @@ struct Statements {
 
 impl Statements {
     fn new(schema: Option<&str>) -> Self {
-        let prefix = schema.map(|s| format!("{}.", quote_ident(s))).unwrap_or_default();
+        let prefix = schema
+            .map(|s| format!("{}.", quote_ident(s)))
+            .unwrap_or_default();
         let keys = format!("{prefix}api_keys");
         let changes = format!("{prefix}api_key_changes");
         let columns = "id, owner, name, display_prefix, key_hash, created_at, expires_at, \
@@ -264,9 +268,7 @@ impl Statements {
             find_by_display_prefix: sql(format!(
                 "{select} WHERE starts_with(display_prefix, $1) ORDER BY id LIMIT $2"
             )),
-            list_by_owner: sql(format!(
-                "{select} WHERE owner = $1 ORDER BY created_at, id"
-            )),
+            list_by_owner: sql(format!("{select} WHERE owner = $1 ORDER BY created_at, id")),
             revoke: sql(format!(
                 "UPDATE {keys} SET revoked_at = $3, revoked_reason = $4 \
                  WHERE id = $1 AND owner = $2 AND revoked_at IS NULL RETURNING {columns}"
@@ -292,7 +294,9 @@ impl Statements {
                  UPDATE {keys} k SET last_used_at = GREATEST(k.last_used_at, t.at) \
                  FROM target t WHERE k.id = t.id"
             )),
-            change_cursor: sql(format!("SELECT coalesce(max(seq), 0)::bigint FROM {changes}")),
+            change_cursor: sql(format!(
+                "SELECT coalesce(max(seq), 0)::bigint FROM {changes}"
+            )),
             changes_since: sql(format!(
                 "SELECT seq, key_id, key_hash FROM {changes} WHERE seq > $1 ORDER BY seq LIMIT $2"
             )),

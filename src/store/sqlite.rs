@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row as _;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -187,20 +187,24 @@ impl SqliteStore {
         self.signal.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    async fn fetch_owned(&self, owner: &OwnerId, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+    async fn fetch_owned(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE id = ?1 AND owner = ?2"
         ))
-            .bind(id.to_string())
-            .bind(owner.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(decode)
-            .transpose()
+        .bind(id.to_string())
+        .bind(owner.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(decode)
+        .transpose()
     }
 }
 
@@ -276,13 +280,11 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(
-            concat!(
+        sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE key_hash = ?1"
-        ),
-        )
+        ))
         .bind(&hash.as_bytes()[..])
         .fetch_optional(&self.pool)
         .await
@@ -293,13 +295,11 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(
-            concat!(
+        sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE id = ?1"
-        ),
-        )
+        ))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await
@@ -316,14 +316,12 @@ impl KeyStore for SqliteStore {
     ) -> Result<Vec<KeyRecord>, StoreError> {
         // substr, not LIKE: LIKE would read `_` and `%` as wildcards and
         // ignore case.
-        sqlx::query(
-            concat!(
+        sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE substr(display_prefix, 1, length(?1)) = ?1 \
              ORDER BY id LIMIT ?2"
-        ),
-        )
+        ))
         .bind(prefix)
         .bind(sql_limit(limit))
         .fetch_all(&self.pool)
@@ -335,13 +333,11 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        sqlx::query(
-            concat!(
+        sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM api_keys WHERE owner = ?1 ORDER BY created_at, id"
-        ),
-        )
+        ))
         .bind(owner.as_str())
         .fetch_all(&self.pool)
         .await

@@ -132,7 +132,10 @@ async fn stored(store: &dyn KeyStore, id: &KeyId) -> KeyRecord {
 }
 
 async fn changes(store: &dyn KeyStore, since: ChangeCursor) -> Vec<KeyChange> {
-    store.changes_since(since, 10_000).await.expect("changes_since")
+    store
+        .changes_since(since, 10_000)
+        .await
+        .expect("changes_since")
 }
 
 fn owner(name: &str) -> OwnerId {
@@ -149,24 +152,51 @@ pub async fn insert_then_find_by_hash_id_and_prefix(h: Harness) {
     assert_eq!(store.find_by_hash(&a.hash).await.unwrap(), Some(a.clone()));
     assert_eq!(store.find_by_id(&b.id).await.unwrap(), Some(b.clone()));
     // The other handle reads the same data.
-    assert_eq!(h.other.find_by_hash(&b.hash).await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        h.other.find_by_hash(&b.hash).await.unwrap(),
+        Some(b.clone())
+    );
 
     let unknown = record("acct_a");
     assert_eq!(store.find_by_hash(&unknown.hash).await.unwrap(), None);
     assert_eq!(store.find_by_id(&unknown.id).await.unwrap(), None);
 
-    let found = store.find_by_display_prefix(&a.display_prefix, 10).await.unwrap();
+    let found = store
+        .find_by_display_prefix(&a.display_prefix, 10)
+        .await
+        .unwrap();
     assert_eq!(found, vec![a.clone()]);
     // A prefix of the prefix finds both, ordered by id, up to the limit.
     let both = store.find_by_display_prefix("bmc_", 10).await.unwrap();
     let mut expected = vec![a.clone(), b.clone()];
     expected.sort_by_key(|r| r.id);
     assert_eq!(both, expected);
-    assert_eq!(store.find_by_display_prefix("bmc_", 1).await.unwrap(), vec![expected[0].clone()]);
+    assert_eq!(
+        store.find_by_display_prefix("bmc_", 1).await.unwrap(),
+        vec![expected[0].clone()]
+    );
     // `_` and `%` are plain characters, and case matters.
-    assert!(store.find_by_display_prefix("bmc%", 10).await.unwrap().is_empty());
-    assert!(store.find_by_display_prefix("b_c_", 10).await.unwrap().is_empty());
-    assert!(store.find_by_display_prefix("BMC_", 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .find_by_display_prefix("bmc%", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .find_by_display_prefix("b_c_", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .find_by_display_prefix("BMC_", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn insert_refuses_a_duplicate_id_or_hash(h: Harness) {
@@ -176,17 +206,26 @@ pub async fn insert_refuses_a_duplicate_id_or_hash(h: Harness) {
 
     let mut same_id = record("acct");
     same_id.id = original.id;
-    assert!(matches!(store.insert(&same_id).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.insert(&same_id).await,
+        Err(StoreError::Conflict)
+    ));
 
     let mut same_hash = record("acct");
     same_hash.hash = original.hash;
-    assert!(matches!(h.other.insert(&same_hash).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        h.other.insert(&same_hash).await,
+        Err(StoreError::Conflict)
+    ));
 
     // Nothing of the refused records was kept, nor logged.
     assert_eq!(stored(store, &original.id).await, original);
     assert_eq!(store.find_by_id(&same_hash.id).await.unwrap(), None);
     assert_eq!(store.find_by_hash(&same_id.hash).await.unwrap(), None);
-    assert_eq!(store.list_by_owner(&owner("acct")).await.unwrap(), vec![original.clone()]);
+    assert_eq!(
+        store.list_by_owner(&owner("acct")).await.unwrap(),
+        vec![original.clone()]
+    );
     let logged = changes(store, cursor).await;
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0].id, original.id);
@@ -216,9 +255,15 @@ pub async fn every_field_round_trips(h: Harness) {
         assert_eq!(&stored(store, &expected.id).await, expected);
         assert_eq!(&stored(&*h.other, &expected.id).await, expected);
     }
-    assert_eq!(stored(store, &bare.id).await.scopes, Scopes::Only(Default::default()));
+    assert_eq!(
+        stored(store, &bare.id).await.scopes,
+        Scopes::Only(Default::default())
+    );
     assert_eq!(stored(store, &plain.id).await.scopes, Scopes::All);
-    assert_eq!(stored(store, &full.id).await.status_at(at(0)), KeyStatus::Revoked);
+    assert_eq!(
+        stored(store, &full.id).await.status_at(at(0)),
+        KeyStatus::Revoked
+    );
 }
 
 pub async fn times_keep_microseconds_and_drop_finer_digits(h: Harness) {
@@ -226,7 +271,7 @@ pub async fn times_keep_microseconds_and_drop_finer_digits(h: Harness) {
     let mut record = record("acct");
     // Now, with a nanosecond digit that no store keeps.
     let micros = Utc::now().timestamp_micros();
-    let with_nanos = DateTime::from_timestamp_nanos(i64::from(micros) * 1000 + 999);
+    let with_nanos = DateTime::from_timestamp_nanos(micros * 1000 + 999);
     record.created_at = with_nanos;
     record.expires_at = Some(with_nanos + TimeDelta::hours(1));
     store.insert(&record).await.unwrap();
@@ -254,16 +299,48 @@ pub async fn list_by_owner_is_oldest_first_and_only_the_owners(h: Harness) {
     for r in [&late, &early, &middle, &twin, &foreign] {
         store.insert(r).await.unwrap();
     }
-    let mut ties = vec![middle.clone(), twin.clone()];
+    let mut ties = [middle.clone(), twin.clone()];
     ties.sort_by_key(|r| r.id);
-    let expected = vec![early.clone(), ties[0].clone(), ties[1].clone(), late.clone()];
-    assert_eq!(store.list_by_owner(&owner("acct_a")).await.unwrap(), expected);
-    assert_eq!(h.other.list_by_owner(&owner("acct_a")).await.unwrap(), expected);
-    assert_eq!(store.list_by_owner(&owner("acct_b")).await.unwrap(), vec![foreign]);
-    assert!(store.list_by_owner(&owner("acct_c")).await.unwrap().is_empty());
+    let expected = vec![
+        early.clone(),
+        ties[0].clone(),
+        ties[1].clone(),
+        late.clone(),
+    ];
+    assert_eq!(
+        store.list_by_owner(&owner("acct_a")).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        h.other.list_by_owner(&owner("acct_a")).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.list_by_owner(&owner("acct_b")).await.unwrap(),
+        vec![foreign]
+    );
+    assert!(
+        store
+            .list_by_owner(&owner("acct_c"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Owners are compared exactly.
-    assert!(store.list_by_owner(&owner("ACCT_A")).await.unwrap().is_empty());
-    assert!(store.list_by_owner(&owner("acct_")).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_by_owner(&owner("ACCT_A"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_by_owner(&owner("acct_"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
@@ -272,13 +349,35 @@ pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
     let cursor = store.change_cursor().await.unwrap();
     let intruder = owner("acct_b");
 
-    assert_eq!(store.revoke(&intruder, &mine.id, at(1), Some("nope")).await.unwrap(), None);
-    assert_eq!(store.expire(&intruder, &mine.id, at(1)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .revoke(&intruder, &mine.id, at(1), Some("nope"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.expire(&intruder, &mine.id, at(1)).await.unwrap(),
+        None
+    );
     assert!(store.list_by_owner(&intruder).await.unwrap().is_empty());
 
-    assert_eq!(stored(store, &mine.id).await, mine, "the key must be untouched");
-    assert!(changes(store, cursor).await.is_empty(), "nothing may be logged");
-    assert_eq!(store.revoke(&owner("acct_a"), &KeyId::new(), at(1), None).await.unwrap(), None);
+    assert_eq!(
+        stored(store, &mine.id).await,
+        mine,
+        "the key must be untouched"
+    );
+    assert!(
+        changes(store, cursor).await.is_empty(),
+        "nothing may be logged"
+    );
+    assert_eq!(
+        store
+            .revoke(&owner("acct_a"), &KeyId::new(), at(1), None)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn revoke_keeps_the_first_revocation(h: Harness) {
@@ -288,15 +387,28 @@ pub async fn revoke_keeps_the_first_revocation(h: Harness) {
     let cursor = store.change_cursor().await.unwrap();
     let acct = owner("acct");
 
-    let first = store.revoke(&acct, &key.id, at(50), Some("first")).await.unwrap().unwrap();
+    let first = store
+        .revoke(&acct, &key.id, at(50), Some("first"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.revoked_at, Some(at(50)));
     assert_eq!(first.revoked_reason.as_deref(), Some("first"));
     assert_eq!(first.status_at(at(0)), KeyStatus::Revoked);
     assert_eq!(stored(store, &key.id).await, first);
 
-    let second = h.other.revoke(&acct, &key.id, at(60), Some("second")).await.unwrap().unwrap();
+    let second = h
+        .other
+        .revoke(&acct, &key.id, at(60), Some("second"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second, first, "revoking twice changes nothing");
-    let third = store.revoke(&acct, &key.id, at(70), None).await.unwrap().unwrap();
+    let third = store
+        .revoke(&acct, &key.id, at(70), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(third, first);
     assert_eq!(stored(store, &key.id).await, first);
 
@@ -311,7 +423,11 @@ pub async fn concurrent_revokes_log_one_change(h: Harness) {
     let cursor = h.store.change_cursor().await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..16_i64 {
-        let store = if i % 2 == 0 { Arc::clone(&h.store) } else { Arc::clone(&h.other) };
+        let store = if i % 2 == 0 {
+            Arc::clone(&h.store)
+        } else {
+            Arc::clone(&h.other)
+        };
         let id = key.id;
         tasks.push(tokio::spawn(async move {
             let reason = format!("revoker {i}");
@@ -329,7 +445,10 @@ pub async fn concurrent_revokes_log_one_change(h: Harness) {
     let kept = stored(&*h.store, &key.id).await;
     assert!(kept.revoked_at.is_some());
     for result in &results {
-        assert_eq!(result, &kept, "every revoker sees the one revocation that stands");
+        assert_eq!(
+            result, &kept,
+            "every revoker sees the one revocation that stands"
+        );
     }
     assert_eq!(changes(&*h.store, cursor).await.len(), 1);
 }
@@ -340,17 +459,38 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
     let cursor = store.change_cursor().await.unwrap();
     let acct = owner("acct");
 
-    let set = store.expire(&acct, &key.id, at(3600)).await.unwrap().unwrap();
+    let set = store
+        .expire(&acct, &key.id, at(3600))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(set.expires_at, Some(at(3600)));
     assert_eq!(stored(store, &key.id).await.expires_at, Some(at(3600)));
 
-    let later = h.other.expire(&acct, &key.id, at(7200)).await.unwrap().unwrap();
-    assert_eq!(later.expires_at, Some(at(3600)), "a later expiry is ignored");
-    let same = store.expire(&acct, &key.id, at(3600)).await.unwrap().unwrap();
+    let later = h
+        .other
+        .expire(&acct, &key.id, at(7200))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        later.expires_at,
+        Some(at(3600)),
+        "a later expiry is ignored"
+    );
+    let same = store
+        .expire(&acct, &key.id, at(3600))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(same.expires_at, Some(at(3600)));
     assert_eq!(changes(store, cursor).await.len(), 1);
 
-    let earlier = store.expire(&acct, &key.id, at(1800)).await.unwrap().unwrap();
+    let earlier = store
+        .expire(&acct, &key.id, at(1800))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(earlier.expires_at, Some(at(1800)));
     assert_eq!(stored(store, &key.id).await.expires_at, Some(at(1800)));
     assert_eq!(changes(store, cursor).await.len(), 2);
@@ -358,7 +498,10 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
     let back = stored(store, &key.id).await;
     assert_eq!(back.status_at(at(1799)), KeyStatus::Active);
     assert_eq!(back.status_at(at(1800)), KeyStatus::Expired);
-    assert_eq!(store.expire(&acct, &KeyId::new(), at(1)).await.unwrap(), None);
+    assert_eq!(
+        store.expire(&acct, &KeyId::new(), at(1)).await.unwrap(),
+        None
+    );
 }
 
 pub async fn last_used_moves_forward_only(h: Harness) {
@@ -370,18 +513,28 @@ pub async fn last_used_moves_forward_only(h: Harness) {
     let used = |id: KeyId, at: DateTime<Utc>| LastUsed { id, at };
 
     store.record_last_used(&[]).await.unwrap();
-    store.record_last_used(&[used(a.id, at(20)), used(b.id, at(5))]).await.unwrap();
+    store
+        .record_last_used(&[used(a.id, at(20)), used(b.id, at(5))])
+        .await
+        .unwrap();
     assert_eq!(stored(store, &a.id).await.last_used_at, Some(at(20)));
     assert_eq!(stored(store, &b.id).await.last_used_at, Some(at(5)));
 
     // A late batch never moves a time back.
-    h.other.record_last_used(&[used(a.id, at(10)), used(b.id, at(6))]).await.unwrap();
+    h.other
+        .record_last_used(&[used(a.id, at(10)), used(b.id, at(6))])
+        .await
+        .unwrap();
     assert_eq!(stored(store, &a.id).await.last_used_at, Some(at(20)));
     assert_eq!(stored(store, &b.id).await.last_used_at, Some(at(6)));
 
     // A key twice in one batch: the latest wins, whatever the order.
     store
-        .record_last_used(&[used(a.id, at(40)), used(a.id, at(30)), used(KeyId::new(), at(99))])
+        .record_last_used(&[
+            used(a.id, at(40)),
+            used(a.id, at(30)),
+            used(KeyId::new(), at(99)),
+        ])
         .await
         .unwrap();
     assert_eq!(stored(store, &a.id).await.last_used_at, Some(at(40)));
@@ -408,14 +561,29 @@ pub async fn last_used_takes_any_batch_size_in_one_call(h: Harness) {
     // 70,000 entries: more than SQLite's (32,766) or PostgreSQL's (65,535)
     // bind-parameter limit would allow one parameter per value.
     let mut batch: Vec<LastUsed> = (0..70_000)
-        .map(|i| LastUsed { id: KeyId::new(), at: at(i) })
+        .map(|i| LastUsed {
+            id: KeyId::new(),
+            at: at(i),
+        })
         .collect();
     for (i, r) in real.iter().enumerate() {
-        batch.insert(i * 30_000, LastUsed { id: r.id, at: at(1000 + i as i64) });
+        batch.insert(
+            i * 30_000,
+            LastUsed {
+                id: r.id,
+                at: at(1000 + i as i64),
+            },
+        );
     }
-    store.record_last_used(&batch).await.expect("one call for the whole batch");
+    store
+        .record_last_used(&batch)
+        .await
+        .expect("one call for the whole batch");
     for (i, r) in real.iter().enumerate() {
-        assert_eq!(stored(store, &r.id).await.last_used_at, Some(at(1000 + i as i64)));
+        assert_eq!(
+            stored(store, &r.id).await.last_used_at,
+            Some(at(1000 + i as i64))
+        );
     }
     assert_eq!(store.list_by_owner(&owner("acct")).await.unwrap().len(), 3);
 }
@@ -445,10 +613,17 @@ pub async fn concurrent_last_used_batches_keep_the_latest(h: Harness) {
             }
             batches.push(batch);
         }
-        let store = if writer % 2 == 0 { Arc::clone(&h.store) } else { Arc::clone(&h.other) };
+        let store = if writer % 2 == 0 {
+            Arc::clone(&h.store)
+        } else {
+            Arc::clone(&h.other)
+        };
         tasks.push(tokio::spawn(async move {
             for batch in batches {
-                store.record_last_used(&batch).await.expect("a batch is written, never deadlocked");
+                store
+                    .record_last_used(&batch)
+                    .await
+                    .expect("a batch is written, never deadlocked");
             }
         }));
     }
@@ -456,7 +631,11 @@ pub async fn concurrent_last_used_batches_keep_the_latest(h: Harness) {
         task.await.unwrap();
     }
     for id in keys.iter() {
-        assert_eq!(stored(&*h.store, id).await.last_used_at, Some(latest[id]), "key {id}");
+        assert_eq!(
+            stored(&*h.store, id).await.last_used_at,
+            Some(latest[id]),
+            "key {id}"
+        );
     }
 }
 
@@ -472,15 +651,29 @@ pub async fn change_log_records_every_change_in_order(h: Harness) {
     store.revoke(&acct, &a.id, at(2), None).await.unwrap(); // no change
     store.expire(&acct, &b.id, at(100)).await.unwrap();
     store.expire(&acct, &b.id, at(200)).await.unwrap(); // no change
-    store.record_last_used(&[LastUsed { id: b.id, at: at(3) }]).await.unwrap(); // not logged
+    store
+        .record_last_used(&[LastUsed {
+            id: b.id,
+            at: at(3),
+        }])
+        .await
+        .unwrap(); // not logged
 
     let logged = changes(store, start).await;
     let seen: Vec<(KeyId, KeyHash)> = logged.iter().map(|c| (c.id, c.hash)).collect();
     assert_eq!(
         seen,
-        vec![(a.id, a.hash), (b.id, b.hash), (a.id, a.hash), (b.id, b.hash)]
+        vec![
+            (a.id, a.hash),
+            (b.id, b.hash),
+            (a.id, a.hash),
+            (b.id, b.hash)
+        ]
     );
-    assert!(logged.windows(2).all(|w| w[0].cursor < w[1].cursor), "{logged:?}");
+    assert!(
+        logged.windows(2).all(|w| w[0].cursor < w[1].cursor),
+        "{logged:?}"
+    );
     assert!(logged[0].cursor > start);
     let head = store.change_cursor().await.unwrap();
     assert_eq!(head, logged[3].cursor);
@@ -489,7 +682,10 @@ pub async fn change_log_records_every_change_in_order(h: Harness) {
     // Pages: a limit, then on from the last cursor read.
     let first = store.changes_since(start, 3).await.unwrap();
     assert_eq!(first, logged[..3].to_vec());
-    assert_eq!(store.changes_since(first[2].cursor, 3).await.unwrap(), logged[3..].to_vec());
+    assert_eq!(
+        store.changes_since(first[2].cursor, 3).await.unwrap(),
+        logged[3..].to_vec()
+    );
     assert!(store.changes_since(head, 10).await.unwrap().is_empty());
 }
 
@@ -504,7 +700,10 @@ pub async fn revocation_feed_reaches_another_handle(h: Harness) {
         let mut listening = false;
         for _ in 0..20 {
             inserted(&*h.other, "acct_probe").await;
-            if tokio::time::timeout(Duration::from_millis(500), rx.changed()).await.is_ok() {
+            if tokio::time::timeout(Duration::from_millis(500), rx.changed())
+                .await
+                .is_ok()
+            {
                 listening = true;
                 break;
             }
@@ -515,7 +714,11 @@ pub async fn revocation_feed_reaches_another_handle(h: Harness) {
     }
 
     let cursor = h.store.change_cursor().await.unwrap();
-    h.other.revoke(&acct, &key.id, at(1), Some("feed")).await.unwrap().unwrap();
+    h.other
+        .revoke(&acct, &key.id, at(1), Some("feed"))
+        .await
+        .unwrap()
+        .unwrap();
 
     if h.pushes_across_handles {
         let rx = signal.as_mut().expect("this backend pushes changes");
@@ -528,7 +731,10 @@ pub async fn revocation_feed_reaches_another_handle(h: Harness) {
         if logged.iter().any(|c| c.id == key.id && c.hash == key.hash) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the revocation is not in the log");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revocation is not in the log"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(stored(&*h.store, &key.id).await.revoked_at.is_some());

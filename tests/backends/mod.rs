@@ -117,7 +117,11 @@ impl PgSchema {
 
     /// A migrated store in this schema, on a pool built from `pool` and
     /// `connect`.
-    pub async fn store_with(&self, pool: PgPoolOptions, connect: PgConnectOptions) -> PostgresStore {
+    pub async fn store_with(
+        &self,
+        pool: PgPoolOptions,
+        connect: PgConnectOptions,
+    ) -> PostgresStore {
         let store = PostgresStore::from_pool(pool.connect_lazy_with(connect))
             .in_schema(&self.name)
             .expect("a valid schema name");
