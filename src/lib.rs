@@ -69,4 +69,8 @@ pub use crate::layer::{ApiKeyLayer, ApiKeyService, ResponseFuture};
 pub use crate::manage::{CreatedKey, ManageError};
 pub use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, Scopes};
 pub use crate::rejection::{Rejection, RejectionReason};
+#[cfg(feature = "postgres")]
+pub use crate::store::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use crate::store::SqliteStore;
 pub use crate::store::{KeyStore, MemoryStore, StoreError};

@@ -2,6 +2,14 @@
 //!
 //! A store is small on purpose: the cache, the last-used recorder and the
 //! management calls are built on top of it, once, for every backend.
+//!
+//! | store | feature | for |
+//! |---|---|---|
+//! | [`MemoryStore`] | (always) | tests, examples, one process whose keys need not outlive it |
+//! | `SqliteStore` | `sqlite` | one machine; several processes may share the file |
+//! | `PostgresStore` | `postgres` | any number of instances sharing one database |
+//!
+//! [`CountingStore`] wraps any of them and counts the calls made to it.
 
 use std::sync::Arc;
 
@@ -12,9 +20,25 @@ use tokio::sync::watch;
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
+mod counting;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
+pub use counting::{CountingStore, StoreCalls};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+/// The sqlx version the SQL stores are built on, for naming its pools,
+/// options and errors.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;
 
 /// A boxed error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -73,8 +97,9 @@ pub struct KeyChange {
 /// Where API keys live.
 ///
 /// Implementations are `Send + Sync + 'static` and are used as
-/// `Arc<dyn KeyStore>`. Every method is one round trip to the backend; none
-/// is called on a cache hit. The same conformance suite runs against every
+/// `Arc<dyn KeyStore>`. Every method is one query (the SQL stores' `revoke`
+/// and `expire` read the row again when they changed nothing); none is
+/// called on a cache hit. The same conformance suite runs against every
 /// backend this crate ships.
 ///
 /// Requirements an implementation must meet:
@@ -84,10 +109,18 @@ pub struct KeyChange {
 /// 2. [`revoke`](Self::revoke) is irreversible and idempotent: the first
 ///    `revoked_at` (and reason) is kept.
 /// 3. [`record_last_used`](Self::record_last_used) only moves a timestamp
-///    forward, and writes a whole batch in one statement where the backend
-///    allows.
+///    forward, also when batches race, and writes a whole batch in one
+///    statement where the backend allows.
 /// 4. Every insert, revoke and expiry change appends one [`KeyChange`] to a
-///    change log that [`changes_since`](Self::changes_since) reads in order.
+///    change log that [`changes_since`](Self::changes_since) reads in order;
+///    a call that changes nothing appends nothing. Once a change numbered N
+///    can be read, no change numbered below N appears later, so a follower
+///    that has read up to N has missed nothing.
+/// 5. Times are kept to the microsecond at least; finer digits may be
+///    dropped, towards the past (the SQL stores keep microseconds).
+/// 6. A store that cannot reach its backend answers
+///    [`StoreError::Unavailable`] (or [`StoreError::Timeout`]) promptly, so
+///    requests get a 503 rather than hang.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new key.

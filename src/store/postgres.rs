@@ -1,0 +1,650 @@
+//! The PostgreSQL store (feature `postgres`), through sqlx.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use super::sql::{
+    Migration, floor_micros, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql,
+    scopes_from_sql, scopes_to_sql, sql_limit,
+};
+use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
+use crate::key::KeyHash;
+use crate::record::{KeyId, KeyRecord, OwnerId};
+
+/// The schema, oldest first. Each runs once, in the transaction of
+/// [`PostgresStore::migrate`], with `search_path` set to the store's schema.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "api_keys and api_key_changes",
+    sql: include_str!("migrations/postgres/0001_keys.sql"),
+}];
+
+/// The `NOTIFY` channel of the change log. One for the database: the payload
+/// is `<schema> <seq>`, and stores ignore other schemas' changes.
+const CHANNEL: &str = "api_key_changes";
+
+/// Advisory lock key that serializes concurrent [`PostgresStore::migrate`]
+/// calls (`tak_migr` in ASCII).
+const MIGRATION_LOCK: i64 = 0x7461_6b5f_6d69_6772;
+
+/// First wait before the listener reconnects after a failed attempt; it
+/// doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Keeps keys in PostgreSQL, which any number of processes may share.
+///
+/// - Tables `api_keys` (unique index on the key hash, index on the owner)
+///   and `api_key_changes` (the change log, appended by a trigger), created
+///   by [`migrate`](Self::migrate), which [`connect`](Self::connect) runs.
+///   Only the SHA-256 (or HMAC) of a key is stored. Times are `timestamptz`
+///   (UTC, microseconds; finer digits are dropped towards the past).
+/// - [`in_schema`](Self::in_schema) puts the tables in a schema of their own.
+/// - Last-used times are written as one `UPDATE ... FROM unnest(...)` per
+///   batch, whatever its size, and only ever move forward; rows are locked
+///   in key order, so concurrent batches from several processes do not
+///   deadlock.
+/// - Revocations (and every other change) are announced with `NOTIFY` in
+///   the writing transaction. The store's [change
+///   signal](KeyStore::change_signal) is fed by a task that `LISTEN`s on a
+///   connection of its own, reconnects with backoff when it drops, and then
+///   wakes the caches, which read what they missed from the change log. The
+///   task starts with the first signal asked for and ends when the last
+///   clone of the store is dropped.
+///
+/// ```no_run
+/// use tower_api_keys::ApiKeys;
+/// use tower_api_keys::store::PostgresStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
+/// let keys = ApiKeys::builder(store).build()?;
+/// # drop(keys);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: Option<Arc<str>>,
+    sql: Arc<Statements>,
+    feed: Arc<Feed>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects with [`pool_options`](Self::pool_options) and applies the
+    /// migrations in the connection's default schema (the first of its
+    /// `search_path`, usually `public`).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let pool = Self::pool_options().connect(url).await?;
+        let store = Self::from_pool(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The pool settings [`connect`](Self::connect) uses: at most 10
+    /// connections, and a call waits at most 3 s for one, so a database
+    /// that is gone turns into 503s quickly rather than hung requests.
+    pub fn pool_options() -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(3))
+    }
+
+    /// A store over an existing pool, in the pool's default schema. Nothing
+    /// is checked or created: call [`migrate`](Self::migrate) once before
+    /// use.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self::assemble(pool, None)
+    }
+
+    /// The same store with its tables in `schema` (created by
+    /// [`migrate`](Self::migrate) if missing). Fails if `schema` is empty,
+    /// longer than 63 bytes or holds a NUL.
+    pub fn in_schema(self, schema: &str) -> Result<Self, sqlx::Error> {
+        if schema.is_empty() || schema.len() > 63 || schema.contains('\0') {
+            return Err(sqlx::Error::Configuration(
+                format!("invalid schema name for the key store: {schema:?}").into(),
+            ));
+        }
+        Ok(Self::assemble(self.pool, Some(schema.into())))
+    }
+
+    fn assemble(pool: PgPool, schema: Option<Arc<str>>) -> Self {
+        let sql = Arc::new(Statements::new(schema.as_deref()));
+        let feed = Arc::new(Feed::new());
+        Self {
+            pool,
+            schema,
+            sql,
+            feed,
+        }
+    }
+
+    /// The pool queries run on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema the tables are in, if one was chosen.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Creates or updates the schema, tables, indexes, trigger and function.
+    /// Safe to call on every start, from several processes at once: the
+    /// migrations run in one transaction under an advisory lock and are
+    /// recorded in `api_keys_migrations`, so each runs once.
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(schema) = &self.schema {
+            let schema = quote_ident(schema);
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS api_keys_migrations (
+                 version     bigint      PRIMARY KEY,
+                 description text        NOT NULL,
+                 applied_at  timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM api_keys_migrations")
+            .fetch_all(&mut *tx)
+            .await?;
+        for migration in MIGRATIONS {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO api_keys_migrations (version, description) VALUES ($1, $2)")
+                .bind(migration.version)
+                .bind(migration.description)
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(
+                target: "tower_api_keys",
+                version = migration.version,
+                description = migration.description,
+                schema = self.schema.as_deref().unwrap_or("(default)"),
+                "applied a PostgreSQL key store migration"
+            );
+        }
+        tx.commit().await
+    }
+
+    async fn fetch_owned(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(self.sql.find_owned.clone())
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+}
+
+/// `"name"`, with inner quotes doubled.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The statements, with the table names qualified by the schema when one
+/// was chosen. Built once per store; sqlx prepares each once per connection.
+struct Statements {
+    insert: SqlStr,
+    find_by_hash: SqlStr,
+    find_by_id: SqlStr,
+    find_owned: SqlStr,
+    find_by_display_prefix: SqlStr,
+    list_by_owner: SqlStr,
+    revoke: SqlStr,
+    expire: SqlStr,
+    record_last_used: SqlStr,
+    change_cursor: SqlStr,
+    changes_since: SqlStr,
+    /// The change table's name as `to_regclass` reads it.
+    changes_table: String,
+}
+
+impl Statements {
+    fn new(schema: Option<&str>) -> Self {
+        let prefix = schema
+            .map(|s| format!("{}.", quote_ident(s)))
+            .unwrap_or_default();
+        let keys = format!("{prefix}api_keys");
+        let changes = format!("{prefix}api_key_changes");
+        let columns = "id, owner, name, display_prefix, key_hash, created_at, expires_at, \
+                       last_used_at, revoked_at, revoked_reason, \
+                       scopes::text AS scopes, metadata::text AS metadata";
+        let select = format!("SELECT {columns} FROM {keys}");
+        // The statements only interpolate the quoted schema name.
+        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
+        Self {
+            insert: sql(format!(
+                "INSERT INTO {keys} (id, owner, name, display_prefix, key_hash, created_at, \
+                 expires_at, last_used_at, revoked_at, revoked_reason, scopes, metadata) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb)"
+            )),
+            find_by_hash: sql(format!("{select} WHERE key_hash = $1")),
+            find_by_id: sql(format!("{select} WHERE id = $1")),
+            find_owned: sql(format!("{select} WHERE id = $1 AND owner = $2")),
+            find_by_display_prefix: sql(format!(
+                "{select} WHERE starts_with(display_prefix, $1) ORDER BY id LIMIT $2"
+            )),
+            list_by_owner: sql(format!("{select} WHERE owner = $1 ORDER BY created_at, id")),
+            revoke: sql(format!(
+                "UPDATE {keys} SET revoked_at = $3, revoked_reason = $4 \
+                 WHERE id = $1 AND owner = $2 AND revoked_at IS NULL RETURNING {columns}"
+            )),
+            expire: sql(format!(
+                "UPDATE {keys} SET expires_at = $3 \
+                 WHERE id = $1 AND owner = $2 AND (expires_at IS NULL OR expires_at > $3) \
+                 RETURNING {columns}"
+            )),
+            // Rows are locked in key order (the ORDER BY ... FOR UPDATE),
+            // so two batches that share keys wait for each other instead of
+            // deadlocking; the row values read after the lock are the
+            // latest, so the time only moves forward.
+            record_last_used: sql(format!(
+                "WITH batch AS ( \
+                     SELECT id, max(at) AS at \
+                     FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) GROUP BY id \
+                 ), target AS ( \
+                     SELECT k.id, b.at FROM {keys} k JOIN batch b ON b.id = k.id \
+                     WHERE k.last_used_at IS NULL OR k.last_used_at < b.at \
+                     ORDER BY k.id FOR UPDATE OF k \
+                 ) \
+                 UPDATE {keys} k SET last_used_at = GREATEST(k.last_used_at, t.at) \
+                 FROM target t WHERE k.id = t.id"
+            )),
+            change_cursor: sql(format!(
+                "SELECT coalesce(max(seq), 0)::bigint FROM {changes}"
+            )),
+            changes_since: sql(format!(
+                "SELECT seq, key_id, key_hash FROM {changes} WHERE seq > $1 ORDER BY seq LIMIT $2"
+            )),
+            changes_table: changes,
+        }
+    }
+}
+
+fn decode(row: &PgRow) -> Result<KeyRecord, StoreError> {
+    let hash: Vec<u8> = row.try_get("key_hash").map_err(map_err)?;
+    let scopes: Option<String> = row.try_get("scopes").map_err(map_err)?;
+    let metadata: String = row.try_get("metadata").map_err(map_err)?;
+    Ok(KeyRecord {
+        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id").map_err(map_err)?),
+        name: row.try_get("name").map_err(map_err)?,
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(map_err)?),
+        display_prefix: row.try_get("display_prefix").map_err(map_err)?,
+        hash: hash_from_sql(&hash)?,
+        created_at: row.try_get("created_at").map_err(map_err)?,
+        expires_at: row.try_get("expires_at").map_err(map_err)?,
+        last_used_at: row.try_get("last_used_at").map_err(map_err)?,
+        revoked_at: row.try_get("revoked_at").map_err(map_err)?,
+        revoked_reason: row.try_get("revoked_reason").map_err(map_err)?,
+        scopes: scopes_from_sql(scopes.as_deref())?,
+        metadata: metadata_from_sql(&metadata)?,
+    })
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(self.sql.insert.clone())
+            .bind(record.id.as_uuid())
+            .bind(record.owner.as_str())
+            .bind(&record.name)
+            .bind(&record.display_prefix)
+            .bind(&record.hash.as_bytes()[..])
+            .bind(floor_micros(record.created_at))
+            .bind(record.expires_at.map(floor_micros))
+            .bind(record.last_used_at.map(floor_micros))
+            .bind(record.revoked_at.map(floor_micros))
+            .bind(record.revoked_reason.as_deref())
+            .bind(scopes_to_sql(&record.scopes)?)
+            .bind(metadata_to_sql(&record.metadata)?)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(self.sql.find_by_hash.clone())
+            .bind(&hash.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
+    async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(self.sql.find_by_id.clone())
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
+    async fn find_by_display_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        sqlx::query(self.sql.find_by_display_prefix.clone())
+            .bind(prefix)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        sqlx::query(self.sql.list_by_owner.clone())
+            .bind(owner.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        at: DateTime<Utc>,
+        reason: Option<&str>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let updated = sqlx::query(self.sql.revoke.clone())
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .bind(floor_micros(at))
+            .bind(reason)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match updated {
+            Some(row) => decode(&row).map(Some),
+            // Revoked already (the first revocation stands), or not the
+            // owner's key. A statement of its own, so it sees a revocation
+            // that committed while the update waited for the row.
+            None => self.fetch_owned(owner, id).await,
+        }
+    }
+
+    async fn expire(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let updated = sqlx::query(self.sql.expire.clone())
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .bind(floor_micros(at))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match updated {
+            Some(row) => decode(&row).map(Some),
+            None => self.fetch_owned(owner, id).await,
+        }
+    }
+
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = batch.iter().map(|used| *used.id.as_uuid()).collect();
+        let times: Vec<DateTime<Utc>> = batch.iter().map(|used| floor_micros(used.at)).collect();
+        sqlx::query(self.sql.record_last_used.clone())
+            .bind(ids)
+            .bind(times)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        let seq: i64 = sqlx::query_scalar(self.sql.change_cursor.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(ChangeCursor(seq))
+    }
+
+    async fn changes_since(
+        &self,
+        cursor: ChangeCursor,
+        limit: usize,
+    ) -> Result<Vec<KeyChange>, StoreError> {
+        sqlx::query(self.sql.changes_since.clone())
+            .bind(cursor.0)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|row| {
+                let hash: Vec<u8> = row.try_get("key_hash").map_err(map_err)?;
+                Ok(KeyChange {
+                    cursor: ChangeCursor(row.try_get("seq").map_err(map_err)?),
+                    id: KeyId::from_uuid(row.try_get("key_id").map_err(map_err)?),
+                    hash: hash_from_sql(&hash)?,
+                })
+            })
+            .collect()
+    }
+
+    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
+        self.feed.start(
+            (*self.pool.connect_options()).clone(),
+            self.sql.changes_table.clone(),
+        )
+    }
+}
+
+/// The push side of the change log: a signal fed by a `LISTEN` task.
+struct Feed {
+    signal: watch::Receiver<u64>,
+    /// What the task needs, until it is started.
+    idle: Mutex<Option<(watch::Sender<u64>, oneshot::Receiver<()>)>>,
+    /// Dropped with the last clone of the store, which ends the task.
+    _stop: oneshot::Sender<()>,
+}
+
+impl Feed {
+    fn new() -> Self {
+        let (tx, signal) = watch::channel(0);
+        let (stop, stopped) = oneshot::channel();
+        Self {
+            signal,
+            idle: Mutex::new(Some((tx, stopped))),
+            _stop: stop,
+        }
+    }
+
+    /// Starts the listener task if it is not running, and returns a receiver
+    /// of its signal. `None` outside a Tokio runtime.
+    fn start(
+        &self,
+        connect: PgConnectOptions,
+        changes_table: String,
+    ) -> Option<watch::Receiver<u64>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((tx, stopped)) = idle.take() {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                *idle = Some((tx, stopped));
+                return None;
+            };
+            runtime.spawn(listen_for_changes(connect, changes_table, tx, stopped));
+        }
+        Some(self.signal.clone())
+    }
+}
+
+fn wake(tx: &watch::Sender<u64>) {
+    tx.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// Holds a `LISTEN` connection, reconnecting with backoff, and wakes the
+/// caches on every notification for this store's schema and after every
+/// (re)connection, so they read whatever was missed while no connection
+/// listened. Ends when `stopped` resolves (the store was dropped).
+async fn listen_for_changes(
+    connect: PgConnectOptions,
+    changes_table: String,
+    tx: watch::Sender<u64>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    // A pool of its own, so the listening connection takes no slot from the
+    // query pool.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(connect);
+    let mut backoff = MIN_BACKOFF;
+    let mut failing = false;
+    loop {
+        let attempt = tokio::select! {
+            _ = &mut stopped => break,
+            attempt = subscribe(&pool, &changes_table) => attempt,
+        };
+        let (mut listener, schema) = match attempt {
+            Ok(subscribed) => subscribed,
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(
+                        target: "tower_api_keys",
+                        %error,
+                        "cannot listen for key changes; caches poll the change log until it recovers"
+                    );
+                }
+                failing = true;
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        if failing {
+            tracing::info!(target: "tower_api_keys", "listening for key changes again");
+        }
+        failing = false;
+        backoff = MIN_BACKOFF;
+        // Listening from here on; what happened before is in the log.
+        wake(&tx);
+        loop {
+            let received = tokio::select! {
+                _ = &mut stopped => {
+                    // The listener's connection goes back to the pool first:
+                    // closing waits for it.
+                    drop(listener);
+                    pool.close().await;
+                    return;
+                }
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    if concerns(&notification, schema.as_deref()) {
+                        wake(&tx);
+                    }
+                }
+                Ok(None) => {
+                    tracing::debug!(target: "tower_api_keys", "the key change listener lost its connection");
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(target: "tower_api_keys", %error, "the key change listener failed");
+                    break;
+                }
+            }
+        }
+    }
+    pool.close().await;
+}
+
+/// A new listening connection, and the schema its change table resolves to
+/// (`None` when the table does not exist yet).
+async fn subscribe(
+    pool: &PgPool,
+    changes_table: &str,
+) -> Result<(PgListener, Option<String>), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // Reconnection is done here, with a catch-up after it.
+    listener.eager_reconnect(false);
+    listener.ignore_pool_close_event(true);
+    let schema: Option<String> = sqlx::query_scalar(
+        "SELECT n.nspname::text FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.oid = to_regclass($1)",
+    )
+    .bind(changes_table)
+    .fetch_optional(&mut listener)
+    .await?;
+    listener.listen(CHANNEL).await?;
+    Ok((listener, schema))
+}
+
+/// Whether a notification (`<schema> <seq>`) is about this store's schema.
+fn concerns(notification: &PgNotification, schema: Option<&str>) -> bool {
+    match (notification.payload().rsplit_once(' '), schema) {
+        (Some((from, _)), Some(ours)) => from == ours,
+        _ => true,
+    }
+}

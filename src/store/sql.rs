@@ -1,0 +1,84 @@
+//! What the SQL stores share: error mapping and the encoding of the columns
+//! that are not plain SQL types.
+
+use chrono::{DateTime, Utc};
+use sqlx::error::ErrorKind;
+
+use super::StoreError;
+use crate::key::KeyHash;
+use crate::record::Scopes;
+
+/// One embedded schema migration.
+#[derive(Debug)]
+pub(super) struct Migration {
+    /// Applied in ascending order; recorded once applied.
+    pub(super) version: i64,
+    pub(super) description: &'static str,
+    pub(super) sql: &'static str,
+}
+
+/// Maps a driver error onto the store's error: a unique violation is a
+/// conflict, unreadable data is corruption, and everything else (no
+/// connection, pool timeout, I/O, a server that refuses) makes the store
+/// unavailable, which the layer answers with 503.
+pub(super) fn map_err(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
+            StoreError::Conflict
+        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(error.to_string()),
+        other => StoreError::unavailable(other),
+    }
+}
+
+/// Scopes as stored: SQL `NULL` for full access, else a JSON array.
+pub(super) fn scopes_to_sql(scopes: &Scopes) -> Result<Option<String>, StoreError> {
+    match scopes {
+        Scopes::All => Ok(None),
+        Scopes::Only(_) => serde_json::to_string(scopes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode scopes: {e}"))),
+    }
+}
+
+pub(super) fn scopes_from_sql(json: Option<&str>) -> Result<Scopes, StoreError> {
+    match json {
+        None => Ok(Scopes::All),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("stored scopes are not a JSON array: {e}"))),
+    }
+}
+
+pub(super) fn metadata_to_sql(metadata: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(metadata)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode metadata: {e}")))
+}
+
+pub(super) fn metadata_from_sql(json: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("stored metadata is not JSON: {e}")))
+}
+
+pub(super) fn hash_from_sql(bytes: &[u8]) -> Result<KeyHash, StoreError> {
+    KeyHash::from_slice(bytes).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "a stored key hash has {} bytes, not 32",
+            bytes.len()
+        ))
+    })
+}
+
+/// `at`, cut to whole microseconds (towards the past), the precision both
+/// SQL stores keep.
+pub(super) fn floor_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// A `usize` limit as SQL's `LIMIT` wants it.
+pub(super) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

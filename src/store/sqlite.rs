@@ -1,0 +1,471 @@
+//! The SQLite store (feature `sqlite`), through sqlx.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::sql::{
+    Migration, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql, scopes_from_sql,
+    scopes_to_sql, sql_limit,
+};
+use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
+use crate::key::KeyHash;
+use crate::record::{KeyId, KeyRecord, OwnerId};
+
+/// The schema, oldest first. Each runs once, in the transaction of
+/// [`SqliteStore::migrate`].
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "api_keys and api_key_changes",
+    sql: include_str!("migrations/sqlite/0001_keys.sql"),
+}];
+
+/// The columns of `api_keys`, in the order [`decode`] reads them by name.
+macro_rules! columns {
+    () => {
+        "id, owner, name, display_prefix, key_hash, created_at, expires_at, \
+         last_used_at, revoked_at, revoked_reason, scopes, metadata"
+    };
+}
+
+/// Keeps keys in a SQLite database file, which several processes may share.
+///
+/// - Tables `api_keys` (unique index on the key hash, index on the owner)
+///   and `api_key_changes` (the change log, appended by triggers), created
+///   by [`migrate`](Self::migrate); [`connect`](Self::connect) runs it.
+///   Only the SHA-256 (or HMAC) of a key is stored.
+/// - Times are UTC, stored as integer microseconds since the Unix epoch:
+///   finer digits are dropped (towards the past).
+/// - Last-used times are written as one `UPDATE` per batch, whatever its
+///   size (the batch is one JSON parameter), and only ever move forward.
+/// - Changes made through this store are pushed at once to the caches of
+///   this process; changes made by another process through the same file
+///   are found by the cache's poll of the change log (every 500 ms by
+///   default, one indexed query).
+///
+/// ```
+/// use tower_api_keys::{ApiKeys, NewKey};
+/// use tower_api_keys::store::SqliteStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("tak-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// # let path = dir.join("keys.db");
+/// # let path = path.display();
+/// let store = SqliteStore::connect(&format!("sqlite://{path}")).await?;
+/// let keys = ApiKeys::builder(store).build()?;
+/// let created = keys.create(NewKey::new("acct_1", "laptop")).await?;
+/// assert_eq!(keys.list(&"acct_1".into()).await?.len(), 1);
+/// # keys.shutdown().await;
+/// # drop(created);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    signal: watch::Sender<u64>,
+}
+
+impl SqliteStore {
+    /// How long a connection waits for another writer (another process, say)
+    /// before a write fails.
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long a call waits for a free connection before it fails (and the
+    /// request gets a 503).
+    pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// Opens (creating it if missing) the database at `url`, such as
+    /// `sqlite://keys.db` or `sqlite:/var/lib/app/keys.db`, in WAL mode with
+    /// a busy timeout of [`BUSY_TIMEOUT`](Self::BUSY_TIMEOUT), and applies the
+    /// migrations. `sqlite::memory:` gives a private in-memory database held
+    /// by one connection.
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let options = Self::connect_options(url)?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            // An in-memory database lives as long as a connection to it.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(Self::ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Self::ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?
+        };
+        let store = Self::from_pool(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connect options [`connect`](Self::connect) uses: `url` with
+    /// `create_if_missing`, WAL, `synchronous = NORMAL` and the busy timeout.
+    /// Start from these to build a pool of your own.
+    pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+        Ok(SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Self::BUSY_TIMEOUT))
+    }
+
+    /// A store over an existing pool. Nothing is checked or created: call
+    /// [`migrate`](Self::migrate) once before use.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            signal: watch::Sender::new(0),
+        }
+    }
+
+    /// The pool queries run on.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Creates or updates the tables, indexes and triggers. Safe to call on
+    /// every start, from several processes at once: the migrations run in
+    /// one `BEGIN IMMEDIATE` transaction and are recorded in
+    /// `api_keys_migrations`, so each runs once.
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS api_keys_migrations (
+                 version     INTEGER NOT NULL PRIMARY KEY,
+                 description TEXT    NOT NULL,
+                 applied_at  INTEGER NOT NULL
+             ) STRICT",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM api_keys_migrations")
+            .fetch_all(&mut *tx)
+            .await?;
+        for migration in MIGRATIONS {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO api_keys_migrations (version, description, applied_at)
+                 VALUES (?1, ?2, ?3)",
+            )
+            .bind(migration.version)
+            .bind(migration.description)
+            .bind(Utc::now().timestamp_micros())
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(
+                target: "tower_api_keys",
+                version = migration.version,
+                description = migration.description,
+                "applied a SQLite key store migration"
+            );
+        }
+        tx.commit().await
+    }
+
+    fn announce(&self) {
+        self.signal.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    async fn fetch_owned(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE id = ?1 AND owner = ?2"
+        ))
+        .bind(id.to_string())
+        .bind(owner.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(decode)
+        .transpose()
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn time(column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} is out of range: {micros}")))
+}
+
+fn optional_time(column: &str, micros: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    micros.map(|m| time(column, m)).transpose()
+}
+
+fn key_id(text: &str) -> Result<KeyId, StoreError> {
+    Uuid::parse_str(text)
+        .map(KeyId::from_uuid)
+        .map_err(|e| StoreError::Corrupt(format!("a stored key id is not a UUID: {e}")))
+}
+
+fn decode(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    let get_err = map_err;
+    let id: String = row.try_get("id").map_err(get_err)?;
+    let hash: Vec<u8> = row.try_get("key_hash").map_err(get_err)?;
+    let scopes: Option<String> = row.try_get("scopes").map_err(get_err)?;
+    let metadata: String = row.try_get("metadata").map_err(get_err)?;
+    Ok(KeyRecord {
+        id: key_id(&id)?,
+        name: row.try_get("name").map_err(get_err)?,
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(get_err)?),
+        display_prefix: row.try_get("display_prefix").map_err(get_err)?,
+        hash: hash_from_sql(&hash)?,
+        created_at: time("created_at", row.try_get("created_at").map_err(get_err)?)?,
+        expires_at: optional_time("expires_at", row.try_get("expires_at").map_err(get_err)?)?,
+        last_used_at: optional_time(
+            "last_used_at",
+            row.try_get("last_used_at").map_err(get_err)?,
+        )?,
+        revoked_at: optional_time("revoked_at", row.try_get("revoked_at").map_err(get_err)?)?,
+        revoked_reason: row.try_get("revoked_reason").map_err(get_err)?,
+        scopes: scopes_from_sql(scopes.as_deref())?,
+        metadata: metadata_from_sql(&metadata)?,
+    })
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, owner, name, display_prefix, key_hash, created_at, \
+             expires_at, last_used_at, revoked_at, revoked_reason, scopes, metadata) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .bind(record.id.to_string())
+        .bind(record.owner.as_str())
+        .bind(&record.name)
+        .bind(&record.display_prefix)
+        .bind(&record.hash.as_bytes()[..])
+        .bind(micros(record.created_at))
+        .bind(record.expires_at.map(micros))
+        .bind(record.last_used_at.map(micros))
+        .bind(record.revoked_at.map(micros))
+        .bind(record.revoked_reason.as_deref())
+        .bind(scopes_to_sql(&record.scopes)?)
+        .bind(metadata_to_sql(&record.metadata)?)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        self.announce();
+        Ok(())
+    }
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_hash = ?1"
+        ))
+        .bind(&hash.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(decode)
+        .transpose()
+    }
+
+    async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE id = ?1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(decode)
+        .transpose()
+    }
+
+    async fn find_by_display_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        // substr, not LIKE: LIKE would read `_` and `%` as wildcards and
+        // ignore case.
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE substr(display_prefix, 1, length(?1)) = ?1 \
+             ORDER BY id LIMIT ?2"
+        ))
+        .bind(prefix)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(decode)
+        .collect()
+    }
+
+    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE owner = ?1 ORDER BY created_at, id"
+        ))
+        .bind(owner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(decode)
+        .collect()
+    }
+
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        at: DateTime<Utc>,
+        reason: Option<&str>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let updated = sqlx::query(concat!(
+            "UPDATE api_keys SET revoked_at = ?3, revoked_reason = ?4 \
+             WHERE id = ?1 AND owner = ?2 AND revoked_at IS NULL RETURNING ",
+            columns!()
+        ))
+        .bind(id.to_string())
+        .bind(owner.as_str())
+        .bind(micros(at))
+        .bind(reason)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match updated {
+            Some(row) => {
+                self.announce();
+                decode(&row).map(Some)
+            }
+            // Revoked already (the first revocation stands), or not the
+            // owner's key.
+            None => self.fetch_owned(owner, id).await,
+        }
+    }
+
+    async fn expire(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let updated = sqlx::query(concat!(
+            "UPDATE api_keys SET expires_at = ?3 \
+             WHERE id = ?1 AND owner = ?2 AND (expires_at IS NULL OR expires_at > ?3) RETURNING ",
+            columns!()
+        ))
+        .bind(id.to_string())
+        .bind(owner.as_str())
+        .bind(micros(at))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match updated {
+            Some(row) => {
+                self.announce();
+                decode(&row).map(Some)
+            }
+            None => self.fetch_owned(owner, id).await,
+        }
+    }
+
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // One parameter, `[["<id>", <micros>], ...]`, whatever the batch
+        // size: no bind-parameter limit to hit.
+        let entries: Vec<(String, i64)> = batch
+            .iter()
+            .map(|used| (used.id.to_string(), micros(used.at)))
+            .collect();
+        let json = serde_json::to_string(&entries)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode a last-used batch: {e}")))?;
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = max(coalesce(api_keys.last_used_at, b.at), b.at) \
+             FROM (SELECT json_extract(value, '$[0]') AS id, \
+                          max(json_extract(value, '$[1]')) AS at \
+                   FROM json_each(?1) GROUP BY 1) AS b \
+             WHERE api_keys.id = b.id \
+               AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < b.at)",
+        )
+        .bind(json)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        let seq: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM api_key_changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(ChangeCursor(seq))
+    }
+
+    async fn changes_since(
+        &self,
+        cursor: ChangeCursor,
+        limit: usize,
+    ) -> Result<Vec<KeyChange>, StoreError> {
+        sqlx::query(
+            "SELECT seq, key_id, key_hash FROM api_key_changes \
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .bind(cursor.0)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get("key_id").map_err(map_err)?;
+            let hash: Vec<u8> = row.try_get("key_hash").map_err(map_err)?;
+            Ok(KeyChange {
+                cursor: ChangeCursor(row.try_get("seq").map_err(map_err)?),
+                id: key_id(&id)?,
+                hash: hash_from_sql(&hash)?,
+            })
+        })
+        .collect()
+    }
+
+    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.signal.subscribe())
+    }
+}

@@ -1,0 +1,227 @@
+//! The SQLite store: the conformance suite, then what only SQLite has (the
+//! file, the schema, the migrations, the triggers).
+
+#[macro_use]
+mod backends;
+
+use std::sync::Arc;
+
+use backends::TempDir;
+use backends::conformance::{Harness, Setup, at, record};
+use sqlx::Row as _;
+use tower_api_keys::store::SqliteStore;
+use tower_api_keys::{ApiKeys, KeyStore, NewKey};
+
+async fn sqlite() -> Option<Setup> {
+    let dir = TempDir::new();
+    let store = dir.sqlite_store("keys.db").await;
+    let other = dir.sqlite_store("keys.db").await;
+    let pools = (store.pool().clone(), other.pool().clone());
+    Some(Setup {
+        harness: Harness {
+            store: Arc::new(store),
+            other: Arc::new(other),
+            pushes_across_handles: false,
+        },
+        cleanup: Box::pin(async move {
+            pools.0.close().await;
+            pools.1.close().await;
+            drop(dir);
+        }),
+    })
+}
+
+conformance_suite!(sqlite);
+
+#[tokio::test]
+async fn the_schema_has_a_hash_and_no_column_for_the_key_itself() {
+    let dir = TempDir::new();
+    let store = dir.sqlite_store("keys.db").await;
+    let columns: Vec<(String, String, bool)> = sqlx::query("PRAGMA table_info(api_keys)")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row.get::<String, _>("name"),
+                row.get::<String, _>("type"),
+                row.get::<i64, _>("notnull") == 1,
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, bool)> = [
+        ("id", "TEXT", true),
+        ("owner", "TEXT", true),
+        ("name", "TEXT", true),
+        ("display_prefix", "TEXT", true),
+        ("key_hash", "BLOB", true),
+        ("created_at", "INTEGER", true),
+        ("expires_at", "INTEGER", false),
+        ("last_used_at", "INTEGER", false),
+        ("revoked_at", "INTEGER", false),
+        ("revoked_reason", "TEXT", false),
+        ("scopes", "TEXT", false),
+        ("metadata", "TEXT", true),
+    ]
+    .iter()
+    .map(|(n, t, nn)| (n.to_string(), t.to_string(), *nn))
+    .collect();
+    assert_eq!(columns, expected);
+
+    let indexes: Vec<(String, bool)> = sqlx::query("PRAGMA index_list(api_keys)")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row.get::<String, _>("name"),
+                row.get::<i64, _>("unique") == 1,
+            )
+        })
+        .collect();
+    assert!(
+        indexes.contains(&("api_keys_key_hash".into(), true)),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.contains(&("api_keys_owner".into(), false)),
+        "{indexes:?}"
+    );
+
+    // A hash of the wrong length is refused by the table itself.
+    let short = sqlx::query(
+        "INSERT INTO api_keys (id, owner, name, display_prefix, key_hash, created_at) \
+         VALUES ('00000000-0000-0000-0000-000000000000', 'o', 'n', 'bmc_x', x'00', 0)",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(short.is_err());
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(journal, "wal");
+}
+
+#[tokio::test]
+async fn the_database_files_never_hold_a_plaintext_key() {
+    let dir = TempDir::new();
+    let store = dir.sqlite_store("keys.db").await;
+    let pool = store.pool().clone();
+    let keys = ApiKeys::builder(store).build().unwrap();
+    let mut secrets = Vec::new();
+    for i in 0..3 {
+        let created = keys
+            .create(NewKey::new("acct", format!("key {i}")))
+            .await
+            .unwrap();
+        secrets.push(created.secret.expose_secret().to_owned());
+    }
+    let first = keys.list(&"acct".into()).await.unwrap()[0].id;
+    keys.revoke(&"acct".into(), &first).await.unwrap();
+    keys.shutdown().await;
+    drop(keys);
+    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await;
+    pool.close().await;
+
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(bytes.len() > 4096, "the database was written");
+    for secret in &secrets {
+        let body = &secret.as_bytes()[4..];
+        assert!(
+            !bytes.windows(body.len()).any(|w| w == body),
+            "a key's secret part is in the database files"
+        );
+    }
+}
+
+#[tokio::test]
+async fn migrations_run_once_even_when_processes_start_together() {
+    let dir = TempDir::new();
+    let url = dir.sqlite_url("keys.db");
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        starts.push(tokio::spawn(
+            async move { SqliteStore::connect(&url).await },
+        ));
+    }
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().expect("every start succeeds"));
+    }
+    stores[0].migrate().await.expect("and again");
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM api_keys_migrations")
+        .fetch_all(stores[0].pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![1]);
+}
+
+#[tokio::test]
+async fn times_are_utc_microseconds_on_disk() {
+    let dir = TempDir::new();
+    let store = dir.sqlite_store("keys.db").await;
+    let r = record("acct");
+    store.insert(&r).await.unwrap();
+    let micros: i64 = sqlx::query_scalar("SELECT created_at FROM api_keys WHERE id = ?1")
+        .bind(r.id.to_string())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(micros, r.created_at.timestamp_micros());
+    assert_eq!(
+        micros,
+        at(micros / 1_000_000 - 1_893_456_000).timestamp_micros()
+    );
+}
+
+#[tokio::test]
+async fn a_change_made_by_hand_in_sql_reaches_the_change_log() {
+    let dir = TempDir::new();
+    let store = dir.sqlite_store("keys.db").await;
+    let a = record("acct");
+    let b = record("acct");
+    store.insert(&a).await.unwrap();
+    store.insert(&b).await.unwrap();
+    let cursor = store.change_cursor().await.unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE id = ?1")
+        .bind(a.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE api_keys SET last_used_at = 5 WHERE id = ?1")
+        .bind(b.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM api_keys WHERE id = ?1")
+        .bind(b.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let changed: Vec<_> = store
+        .changes_since(cursor, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (c.id, c.hash))
+        .collect();
+    assert_eq!(changed, vec![(a.id, a.hash), (b.id, b.hash)]);
+}
+
+#[tokio::test]
+async fn an_in_memory_database_lives_as_long_as_the_store() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    let r = record("acct");
+    store.insert(&r).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(store.find_by_id(&r.id).await.unwrap(), Some(r));
+}
