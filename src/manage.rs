@@ -44,6 +44,9 @@ pub enum ManageError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A revoked key cannot be rolled.
+    #[error("the key is revoked")]
+    Revoked,
     /// No random bytes could be had for the key.
     #[error(transparent)]
     Random(#[from] RandomSourceError),
@@ -78,7 +81,8 @@ impl ApiKeys {
             owner: new.owner,
             display_prefix: secret.display_prefix().to_owned(),
             hash,
-            created_at: inner.clock.now(),
+            // Stores keep microseconds; so does the record returned here.
+            created_at: truncate_to_micros(inner.clock.now()),
             expires_at: new.expires_at,
             last_used_at: None,
             revoked_at: None,
@@ -96,6 +100,52 @@ impl ApiKeys {
             "API key created"
         );
         Ok(CreatedKey { secret, record })
+    }
+
+    /// Rotates one of the owner's keys: creates a new key with the same name,
+    /// scopes and metadata (returned once, like [`create`](Self::create)),
+    /// and makes the old key expire after `overlap` (unless it expires
+    /// sooner), so clients can switch without downtime.
+    ///
+    /// ```
+    /// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = ApiKeys::builder(MemoryStore::new()).build()?;
+    /// let owner = "acct_1".into();
+    /// let old = keys.create(NewKey::new("acct_1", "ci")).await?;
+    /// let new = keys.roll(&owner, &old.record.id, chrono::Duration::hours(24)).await?;
+    /// assert_eq!(new.record.name, "ci");
+    /// assert!(keys.get(&owner, &old.record.id).await?.expires_at.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn roll(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        overlap: chrono::Duration,
+    ) -> Result<CreatedKey, ManageError> {
+        let old = self.get(owner, id).await?;
+        if old.revoked_at.is_some() {
+            return Err(ManageError::Revoked);
+        }
+        let mut new = NewKey::new(old.owner.clone(), old.name.clone())
+            .scopes(old.scopes.clone())
+            .metadata(old.metadata.clone());
+        new.expires_at = old.expires_at;
+        let created = self.create(new).await?;
+        let until = self.inner.clock.now() + overlap.max(chrono::Duration::zero());
+        self.expire(owner, id, until).await?;
+        tracing::info!(
+            target: "tower_api_keys",
+            old_key_id = %old.id,
+            new_key_id = %created.record.id,
+            old_expires_at = %until,
+            "API key rolled"
+        );
+        Ok(created)
     }
 
     /// The owner's keys, oldest first. Use
@@ -163,4 +213,8 @@ impl ApiKeys {
         self.inner.cache.invalidate(&record.hash).await;
         Ok(record)
     }
+}
+
+fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }

@@ -521,3 +521,51 @@ async fn management_is_scoped_by_owner() {
         Err(tower_api_keys::ManageError::InvalidName)
     ));
 }
+
+#[tokio::test]
+async fn rolling_a_key_keeps_both_working_until_the_overlap_ends() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let f = fixture_with({
+        let clock = Arc::clone(&clock);
+        move |b| b.clock(clock)
+    })
+    .await;
+    let owner = "acct_1".into();
+    let old = f.keys.list(&owner).await.unwrap()[0].clone();
+    let rolled = f
+        .keys
+        .roll(&owner, &old.id, chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(rolled.record.name, old.name);
+    assert_eq!(rolled.record.scopes, old.scopes);
+    assert_ne!(rolled.secret.expose_secret(), f.key);
+    assert_eq!(
+        f.get_key("/api/v2/projects", &f.key).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        f.get_key("/api/v2/projects", rolled.secret.expose_secret())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    clock.advance(chrono::Duration::minutes(61));
+    let r = f.get_key("/api/v2/projects", &f.key).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&r).contains("has expired"));
+    assert_eq!(
+        f.get_key("/api/v2/projects", rolled.secret.expose_secret())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // A revoked key cannot be rolled.
+    f.keys.revoke(&owner, &rolled.record.id).await.unwrap();
+    assert!(matches!(
+        f.keys
+            .roll(&owner, &rolled.record.id, chrono::Duration::hours(1))
+            .await,
+        Err(tower_api_keys::ManageError::Revoked)
+    ));
+}
