@@ -159,21 +159,15 @@ proptest! {
 struct Harness {
     runtime: tokio::runtime::Runtime,
     store: Arc<FaultyStore>,
-    service: ApiKeyService<
-        tower::util::ServiceFn<
-            fn(
-                Request<String>,
-            )
-                -> std::future::Ready<Result<Response<String>, std::convert::Infallible>>,
-        >,
-    >,
+    service: ApiKeyService<Inner>,
     _keys: ApiKeys,
     key: String,
 }
 
-fn ok(
-    _: Request<String>,
-) -> std::future::Ready<Result<Response<String>, std::convert::Infallible>> {
+type Answer = std::future::Ready<Result<Response<String>, std::convert::Infallible>>;
+type Inner = tower::util::ServiceFn<fn(Request<String>) -> Answer>;
+
+fn ok(_: Request<String>) -> Answer {
     std::future::ready(Ok(Response::new(String::new())))
 }
 
