@@ -18,8 +18,10 @@ use crate::key::{InvalidPrefix, KeyFormat, KeyHasher, WeakPepper};
 use crate::last_used::{LastUsedStats, Recorder, UsageQueue};
 use crate::layer::ApiKeyLayer;
 use crate::query::{DEFAULT_CREDENTIAL_PARAMS, QueryGuard};
+use crate::rate_limit::{Limiters, RateLimit};
 use crate::rejection::{Challenge, InvalidChallengeParameter, Rejection, RejectionHandler};
 use crate::store::KeyStore;
+use crate::throttle::{FailedAttemptLimit, Throttle};
 
 /// API-key authentication for one application: build it once at start-up,
 /// protect routes with [`layer`](Self::layer), manage keys with
@@ -61,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) query_guard: QueryGuard,
     pub(crate) max_authorization_len: usize,
     pub(crate) max_uri_len: usize,
+    pub(crate) throttle: Option<Throttle>,
+    pub(crate) revoke_exposed: bool,
     tasks: Tasks,
 }
 
@@ -183,6 +187,11 @@ pub struct ApiKeysBuilder {
     max_authorization_len: usize,
     max_uri_len: usize,
     on_rejection: Option<RejectionHandler>,
+    checksum: bool,
+    accept_without_checksum: bool,
+    rate_limit: Option<RateLimit>,
+    failed_attempts: Option<FailedAttemptLimit>,
+    revoke_exposed: bool,
 }
 
 impl ApiKeysBuilder {
@@ -212,12 +221,55 @@ impl ApiKeysBuilder {
             max_authorization_len: 4096,
             max_uri_len: 8192,
             on_rejection: None,
+            checksum: false,
+            accept_without_checksum: false,
+            rate_limit: None,
+            failed_attempts: None,
+            revoke_exposed: false,
         }
     }
 
     /// The key prefix (default `bmc`): keys look like `<prefix>_<43 chars>`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// New keys end with a CRC32 checksum and every key is checked against
+    /// it before any other work (see [`KeyFormat::with_checksum`]).
+    pub fn key_checksum(mut self, on: bool) -> Self {
+        self.checksum = on;
+        self
+    }
+
+    /// With [`key_checksum`](Self::key_checksum): keep accepting keys issued
+    /// without a checksum, during a migration (default: no).
+    pub fn accept_keys_without_checksum(mut self, accept: bool) -> Self {
+        self.accept_without_checksum = accept;
+        self
+    }
+
+    /// A request allowance for every key that has none of its own
+    /// ([`NewKey::rate_limit`](crate::NewKey::rate_limit)); past it, 429 with
+    /// `Retry-After` and the `RateLimit` headers. Off by default. Counted in
+    /// this process's memory: each instance counts on its own.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Refuses clients with too many failed authentications with 429,
+    /// without a store lookup (see [`FailedAttemptLimit`]). Off by default.
+    pub fn failed_attempt_limit(mut self, limit: FailedAttemptLimit) -> Self {
+        self.failed_attempts = Some(limit);
+        self
+    }
+
+    /// Revokes a key found in a request's query string before answering 400,
+    /// recording the reason "exposed in URL": URLs end up in logs and
+    /// browser history. Off by default; the request is refused either way.
+    pub fn revoke_keys_exposed_in_url(mut self, revoke: bool) -> Self {
+        self.revoke_exposed = revoke;
         self
     }
 
@@ -369,7 +421,12 @@ impl ApiKeysBuilder {
     /// recorder and the change-log follower). Call it inside a Tokio runtime.
     pub fn build(self) -> Result<ApiKeys, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let format = KeyFormat::new(&self.prefix)?;
+        let mut format = KeyFormat::new(&self.prefix)?;
+        if self.checksum {
+            format = format
+                .with_checksum()
+                .accept_without_checksum(self.accept_without_checksum);
+        }
         let hasher = match &self.pepper {
             Some(pepper) => KeyHasher::hmac_sha256(pepper)?,
             None => KeyHasher::sha256(),
@@ -390,7 +447,8 @@ impl ApiKeysBuilder {
                 return Err(BuildError::ZeroSetting(name));
             }
         }
-        let cache = KeyCache::new(&self.cache);
+        let limiters = Limiters::new(self.rate_limit, self.cache.capacity.max(1024));
+        let cache = KeyCache::new(&self.cache, Arc::new(limiters));
         let usage = Arc::new(UsageQueue::default());
         let (stop, stopped) = watch::channel(false);
         let _guard = runtime.enter();
@@ -424,6 +482,8 @@ impl ApiKeysBuilder {
                 query_guard,
                 max_authorization_len: self.max_authorization_len,
                 max_uri_len: self.max_uri_len,
+                throttle: self.failed_attempts.map(Throttle::new),
+                revoke_exposed: self.revoke_exposed,
                 tasks: Tasks {
                     stop,
                     handles: Mutex::new(handles),
@@ -443,6 +503,10 @@ impl fmt::Debug for ApiKeysBuilder {
             .field("cache", &self.cache)
             .field("last_used_interval", &self.last_used_interval)
             .field("change_poll_interval", &self.change_poll_interval)
+            .field("key_checksum", &self.checksum)
+            .field("rate_limit", &self.rate_limit)
+            .field("failed_attempts", &self.failed_attempts)
+            .field("revoke_keys_exposed_in_url", &self.revoke_exposed)
             .finish_non_exhaustive()
     }
 }

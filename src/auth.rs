@@ -1,6 +1,6 @@
 //! The decision for one request, in the order of the request flow:
 //! URI bounds, query-string guard, bearer parse, format check, hash, cache,
-//! status against the clock, scope.
+//! status against the clock, scope, rate limit.
 
 use std::sync::Arc;
 
@@ -13,7 +13,11 @@ use crate::cache::{Cached, CachedKey, LoadError};
 use crate::identity::AuthenticatedKey;
 use crate::key::KeyHash;
 use crate::record::KeyStatus;
-use crate::rejection::{Rejection, RejectionReason};
+use crate::rejection::{RateLimitState, Rejection, RejectionReason};
+use crate::throttle::ClientKey;
+
+/// The reason recorded on a key revoked because it was found in a URL.
+pub const EXPOSED_IN_URL: &str = "exposed in URL";
 
 /// What a route asks of the key.
 #[derive(Debug, Clone, Default)]
@@ -33,12 +37,29 @@ pub(crate) enum Verdict {
     Reject(Rejection),
     /// The cache had nothing ready: ask the store.
     Lookup(Lookup),
+    /// Keys were found in the URL and the policy revokes them before the
+    /// request is refused.
+    RevokeExposed(Exposed),
 }
 
 /// A well-formed key that must be looked up.
 pub(crate) struct Lookup {
     hash: KeyHash,
     display_prefix: Box<str>,
+    client: Option<ClientKey>,
+}
+
+/// Keys found in a URL, and the refusal to send once they are revoked.
+pub(crate) struct Exposed {
+    keys: Vec<(KeyHash, Box<str>)>,
+    rejection: Rejection,
+}
+
+/// Why a known key was not admitted.
+enum Denial {
+    Status(RejectionReason),
+    Scope(Arc<str>),
+    RateLimited(std::time::Duration, RateLimitState),
 }
 
 impl Inner {
@@ -51,7 +72,7 @@ impl Inner {
                 return Verdict::Reject(self.reject(RejectionReason::UriTooLong, None));
             }
             if self.query_guard.carries_credential(query) {
-                return Verdict::Reject(self.reject(RejectionReason::CredentialInQuery, None));
+                return self.credential_in_query(query, self.client(request));
             }
         } else if uri.path().len() > self.max_uri_len {
             return Verdict::Reject(self.reject(RejectionReason::UriTooLong, None));
@@ -67,7 +88,9 @@ impl Inner {
             RawCredentials::OtherScheme => {
                 return Verdict::Reject(self.reject(RejectionReason::OtherScheme, None));
             }
-            RawCredentials::Invalid(reason) => return Verdict::Reject(self.reject(reason, None)),
+            RawCredentials::Invalid(reason) => {
+                return Verdict::Reject(self.failure(reason, None, self.client(request)));
+            }
         };
         let Ok(key) = self.format.parse_bytes(token) else {
             // A key's characters are a subset of b64token's, so the general
@@ -77,21 +100,30 @@ impl Inner {
             } else {
                 RejectionReason::InvalidTokenSyntax
             };
-            return Verdict::Reject(self.reject(reason, None));
+            return Verdict::Reject(self.failure(reason, None, self.client(request)));
         };
         let hash = self.hasher.hash_bytes(key.expose_secret_bytes());
         match self.cache.get_now(&hash) {
             Cached::Known(entry) => match self.admit(&entry, requirement) {
                 Ok(identity) => Verdict::Allow(identity),
-                Err(rejection) => Verdict::Reject(rejection),
+                Err(denial) => Verdict::Reject(self.deny(denial, &entry, || self.client(request))),
             },
-            Cached::Unknown => Verdict::Reject(
-                self.reject(RejectionReason::UnknownKey, Some(key.display_prefix())),
-            ),
-            Cached::Miss => Verdict::Lookup(Lookup {
-                hash,
-                display_prefix: key.display_prefix().into(),
-            }),
+            Cached::Unknown => Verdict::Reject(self.failure(
+                RejectionReason::UnknownKey,
+                Some(key.display_prefix()),
+                self.client(request),
+            )),
+            Cached::Miss => {
+                let client = self.client(request);
+                if let Some(rejection) = self.throttled(client, Some(key.display_prefix())) {
+                    return Verdict::Reject(rejection);
+                }
+                Verdict::Lookup(Lookup {
+                    hash,
+                    display_prefix: key.display_prefix().into(),
+                    client,
+                })
+            }
         }
     }
 
@@ -102,11 +134,15 @@ impl Inner {
         requirement: Requirement,
     ) -> Result<AuthenticatedKey, Rejection> {
         match self.cache.get_or_load(lookup.hash, &*self.store).await {
-            Ok(entry) => self.admit(&entry, &requirement),
+            Ok(entry) => self
+                .admit(&entry, &requirement)
+                .map_err(|denial| self.deny(denial, &entry, || lookup.client)),
             Err(error) => match &*error {
-                LoadError::NotFound => {
-                    Err(self.reject(RejectionReason::UnknownKey, Some(&lookup.display_prefix)))
-                }
+                LoadError::NotFound => Err(self.failure(
+                    RejectionReason::UnknownKey,
+                    Some(&lookup.display_prefix),
+                    lookup.client,
+                )),
                 LoadError::Store(error) => {
                     tracing::warn!(
                         target: "tower_api_keys",
@@ -123,35 +159,160 @@ impl Inner {
         }
     }
 
-    /// Checks a known key against the clock and the route's scope, and notes
-    /// its use.
+    /// Checks a known key against the clock, the route's scope and its
+    /// allowance, and notes its use.
     fn admit(
         &self,
         entry: &Arc<CachedKey>,
         requirement: &Requirement,
-    ) -> Result<AuthenticatedKey, Rejection> {
+    ) -> Result<AuthenticatedKey, Denial> {
         let record = entry.record();
         let now_micros = self.clock.now_micros();
-        if entry.is_active_at(now_micros) {
-            if let Some(scope) = &requirement.scope
-                && !record.scopes.allows(scope)
-            {
-                return Err(self
-                    .reject(
-                        RejectionReason::InsufficientScope,
-                        Some(&record.display_prefix),
-                    )
-                    .with_scope(Arc::clone(scope)));
-            }
-            self.usage.note(entry, now_micros);
-            return Ok(entry.identity.clone());
+        if !entry.is_active_at(now_micros) {
+            return Err(Denial::Status(match record.status_at(self.clock.now()) {
+                KeyStatus::Revoked => RejectionReason::RevokedKey,
+                // Expired, or expiring between the two readings of the clock.
+                KeyStatus::Expired | KeyStatus::Active => RejectionReason::ExpiredKey,
+            }));
         }
-        let reason = match record.status_at(self.clock.now()) {
-            KeyStatus::Revoked => RejectionReason::RevokedKey,
-            // Expired, or expiring between the two readings of the clock.
-            KeyStatus::Expired | KeyStatus::Active => RejectionReason::ExpiredKey,
-        };
-        Err(self.reject(reason, Some(&record.display_prefix)))
+        if let Some(scope) = &requirement.scope
+            && !record.scopes.allows(scope)
+        {
+            return Err(Denial::Scope(Arc::clone(scope)));
+        }
+        if let Some(limiter) = &entry.limiter
+            && let Err(wait) = limiter.acquire(now_micros)
+        {
+            let limit = limiter.limit();
+            return Err(Denial::RateLimited(
+                wait,
+                RateLimitState {
+                    limit: limit.requests,
+                    window: limit.window,
+                },
+            ));
+        }
+        self.usage.note(entry, now_micros);
+        Ok(entry.identity.clone())
+    }
+
+    fn deny(
+        &self,
+        denial: Denial,
+        entry: &CachedKey,
+        client: impl FnOnce() -> Option<ClientKey>,
+    ) -> Rejection {
+        let prefix = Some(entry.record().display_prefix.as_str());
+        match denial {
+            Denial::Status(reason) => self.failure(reason, prefix, client()),
+            Denial::Scope(scope) => self
+                .reject(RejectionReason::InsufficientScope, prefix)
+                .with_scope(scope),
+            Denial::RateLimited(wait, state) => self
+                .reject(RejectionReason::RateLimited, prefix)
+                .with_retry_after(wait)
+                .with_rate_limit(state),
+        }
+    }
+
+    /// The client address, when the failed-attempt throttle is on.
+    fn client<B>(&self, request: &Request<B>) -> Option<ClientKey> {
+        self.throttle
+            .as_ref()?
+            .client(request.extensions(), request.headers())
+    }
+
+    /// A 429 for a client over its failed-attempt limit.
+    fn throttled(&self, client: Option<ClientKey>, key_prefix: Option<&str>) -> Option<Rejection> {
+        let wait = self.throttle.as_ref()?.blocked(client?)?;
+        Some(
+            self.reject(RejectionReason::TooManyFailedAttempts, key_prefix)
+                .with_retry_after(wait),
+        )
+    }
+
+    /// A failed authentication: counted against the client, and answered
+    /// with 429 instead once the client is over its limit.
+    fn failure(
+        &self,
+        reason: RejectionReason,
+        key_prefix: Option<&str>,
+        client: Option<ClientKey>,
+    ) -> Rejection {
+        if let Some(rejection) = self.throttled(client, key_prefix) {
+            return rejection;
+        }
+        if let (Some(throttle), Some(client)) = (&self.throttle, client) {
+            throttle.record_failure(client);
+        }
+        self.reject(reason, key_prefix)
+    }
+
+    /// A credential in the query string: always a 400; with the exposure
+    /// policy on, the keys found there are revoked first.
+    fn credential_in_query(&self, query: &str, client: Option<ClientKey>) -> Verdict {
+        let rejection = self.failure(RejectionReason::CredentialInQuery, None, client);
+        let keys: Vec<(KeyHash, Box<str>)> = self
+            .query_guard
+            .exposed_keys(query, &self.format)
+            .iter()
+            .filter_map(|candidate| {
+                let key = self.format.parse(candidate).ok()?;
+                Some((
+                    self.hasher.hash_bytes(key.expose_secret_bytes()),
+                    key.display_prefix().into(),
+                ))
+            })
+            .collect();
+        for (_, prefix) in &keys {
+            tracing::warn!(
+                target: "tower_api_keys",
+                key_prefix = %prefix,
+                revoking = self.revoke_exposed,
+                "an API key was sent in a URL; treat it as exposed"
+            );
+        }
+        if self.revoke_exposed && !keys.is_empty() {
+            Verdict::RevokeExposed(Exposed { keys, rejection })
+        } else {
+            Verdict::Reject(rejection)
+        }
+    }
+
+    /// Revokes the keys found in a URL, then refuses the request.
+    pub(crate) async fn revoke_exposed(self: Arc<Self>, exposed: Exposed) -> Rejection {
+        for (hash, prefix) in exposed.keys {
+            let record = match self.cache.get_or_load(hash, &*self.store).await {
+                Ok(entry) => entry.record().clone(),
+                Err(error) => {
+                    if let LoadError::Store(error) = &*error {
+                        tracing::warn!(
+                            target: "tower_api_keys",
+                            %error,
+                            key_prefix = %prefix,
+                            "could not look up a key exposed in a URL"
+                        );
+                    }
+                    continue;
+                }
+            };
+            if record.revoked_at.is_some() {
+                continue;
+            }
+            if let Err(error) = self
+                .revoke(&record.owner, &record.id, Some(EXPOSED_IN_URL))
+                .await
+            {
+                tracing::error!(
+                    target: "tower_api_keys",
+                    %error,
+                    key_id = %record.id,
+                    key_prefix = %prefix,
+                    "could not revoke a key exposed in a URL"
+                );
+            }
+        }
+        exposed.rejection
     }
 
     /// Builds a rejection and emits its one tracing event. `key_prefix` is a

@@ -1,8 +1,8 @@
 //! The axum extractor for [`AuthenticatedKey`] (feature `axum`).
 
-use axum_core::body::Body;
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum_core::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 

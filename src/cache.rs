@@ -15,6 +15,7 @@ use moka::future::Cache;
 
 use crate::identity::AuthenticatedKey;
 use crate::key::KeyHash;
+use crate::rate_limit::{Limiter, Limiters};
 use crate::record::KeyRecord;
 use crate::store::{KeyStore, StoreError};
 
@@ -31,10 +32,12 @@ pub(crate) struct CachedKey {
     /// Until when (microseconds since the epoch, exclusive) the key is
     /// active: its expiry, `i64::MAX` without one, `i64::MIN` once revoked.
     active_until_micros: i64,
+    /// The key's request allowance, when rate limits are on.
+    pub(crate) limiter: Option<Arc<Limiter>>,
 }
 
 impl CachedKey {
-    fn new(record: KeyRecord, loaded_at: Instant) -> Self {
+    fn new(record: KeyRecord, loaded_at: Instant, limiter: Option<Arc<Limiter>>) -> Self {
         let active_until_micros = match (record.revoked_at, record.expires_at) {
             (Some(_), _) => i64::MIN,
             (None, Some(at)) => at.timestamp_micros(),
@@ -42,6 +45,7 @@ impl CachedKey {
         };
         Self {
             active_until_micros,
+            limiter,
             identity: AuthenticatedKey::new(Arc::new(record)),
             last_used_micros: AtomicI64::new(i64::MIN),
             queued: AtomicBool::new(false),
@@ -111,6 +115,7 @@ pub(crate) struct KeyCache {
     /// that may have read the old record.
     changed: Cache<KeyHash, Instant>,
     lookup_timeout: Duration,
+    limiters: Arc<Limiters>,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -123,7 +128,7 @@ impl std::fmt::Debug for KeyCache {
 }
 
 impl KeyCache {
-    pub(crate) fn new(config: &CacheConfig) -> Self {
+    pub(crate) fn new(config: &CacheConfig, limiters: Arc<Limiters>) -> Self {
         Self {
             known: Cache::builder()
                 .name("tower-api-keys known")
@@ -140,6 +145,7 @@ impl KeyCache {
                 .time_to_live(config.lookup_timeout + Duration::from_secs(5))
                 .build(),
             lookup_timeout: config.lookup_timeout,
+            limiters,
         }
     }
 
@@ -195,7 +201,10 @@ impl KeyCache {
             .await
             .map_err(|_| StoreError::Timeout)??;
         match found {
-            Some(record) => Ok(Arc::new(CachedKey::new(record, started))),
+            Some(record) => {
+                let limiter = self.limiters.for_key(record.id, record.rate_limit);
+                Ok(Arc::new(CachedKey::new(record, started, limiter)))
+            }
             None => {
                 if !self.changed_after(&hash, started).await {
                     self.unknown.insert(hash, ()).await;
@@ -246,12 +255,13 @@ mod tests {
             revoked_reason: None,
             scopes: Scopes::All,
             metadata: serde_json::Value::Null,
+            rate_limit: None,
         }
     }
 
     #[test]
     fn an_entry_is_queued_once_per_flush() {
-        let entry = CachedKey::new(record(), Instant::now());
+        let entry = CachedKey::new(record(), Instant::now(), None);
         assert!(entry.note_use(10));
         assert!(!entry.note_use(5));
         assert!(!entry.note_use(20));

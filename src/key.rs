@@ -38,6 +38,10 @@ pub(crate) const MAX_PREFIX_LEN: usize = 32;
 pub struct KeyFormat {
     /// The prefix followed by the separator, such as `bmc_`.
     lead: Arc<str>,
+    /// New keys end with a CRC32 checksum, and keys are checked against it.
+    checksum: bool,
+    /// With `checksum`: keys without one are still accepted (a migration).
+    accept_plain: bool,
 }
 
 impl KeyFormat {
@@ -60,7 +64,45 @@ impl KeyFormat {
         }
         Ok(Self {
             lead: format!("{prefix}_").into(),
+            checksum: false,
+            accept_plain: false,
         })
+    }
+
+    /// Keys end with a checksum: six base62 characters of the CRC32 of the
+    /// rest of the key (the scheme GitHub uses for its tokens). A mistyped or
+    /// made-up key is then refused before any hashing, cache or store work,
+    /// and secret scanners can match keys with few false positives.
+    ///
+    /// ```
+    /// use tower_api_keys::KeyFormat;
+    ///
+    /// let format = KeyFormat::default().with_checksum();
+    /// let key = format.generate().unwrap();
+    /// assert_eq!(key.expose_secret().len(), 4 + 43 + 6);
+    /// assert!(format.parse(key.expose_secret()).is_ok());
+    /// // A plain key is refused unless the format is told to accept it.
+    /// let plain = KeyFormat::default().generate().unwrap();
+    /// assert!(format.parse(plain.expose_secret()).is_err());
+    /// assert!(format.accept_without_checksum(true).parse(plain.expose_secret()).is_ok());
+    /// ```
+    #[must_use]
+    pub fn with_checksum(mut self) -> Self {
+        self.checksum = true;
+        self
+    }
+
+    /// With [`with_checksum`](Self::with_checksum): whether keys issued
+    /// before the checksum was turned on are still accepted (default: no).
+    #[must_use]
+    pub fn accept_without_checksum(mut self, accept: bool) -> Self {
+        self.accept_plain = accept;
+        self
+    }
+
+    /// Whether new keys carry a checksum.
+    pub fn has_checksum(&self) -> bool {
+        self.checksum
     }
 
     /// The configured prefix, without the separator (`bmc`).
@@ -77,9 +119,15 @@ impl KeyFormat {
     pub fn generate(&self) -> Result<SecretKey, RandomSourceError> {
         let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
         getrandom::fill(bytes.as_mut_slice()).map_err(|e| RandomSourceError(e.to_string()))?;
-        let mut key = Zeroizing::new(String::with_capacity(self.lead.len() + KEY_BODY_LEN));
+        let mut key = Zeroizing::new(String::with_capacity(
+            self.lead.len() + KEY_BODY_LEN + CHECKSUM_LEN,
+        ));
         key.push_str(&self.lead);
         URL_SAFE_NO_PAD.encode_string(bytes.as_slice(), &mut key);
+        if self.checksum {
+            let checksum = checksum(key.as_bytes());
+            key.push_str(std::str::from_utf8(&checksum).unwrap_or_default());
+        }
         Ok(SecretKey {
             display_len: self.lead.len() + DISPLAY_BODY_LEN,
             key,
@@ -98,7 +146,16 @@ impl KeyFormat {
         let body = token
             .strip_prefix(self.lead.as_bytes())
             .ok_or(MalformedKey)?;
-        if !is_canonical_body(body) {
+        let well_formed = match body.len() {
+            KEY_BODY_LEN => (!self.checksum || self.accept_plain) && is_canonical_body(body),
+            CHECKED_BODY_LEN if self.checksum => {
+                let (random, check) = body.split_at(KEY_BODY_LEN);
+                is_canonical_body(random)
+                    && checksum(&token[..token.len() - CHECKSUM_LEN]).as_slice() == check
+            }
+            _ => false,
+        };
+        if !well_formed {
             return Err(MalformedKey);
         }
         Ok(ParsedKey {
@@ -142,14 +199,36 @@ impl Default for KeyFormat {
     fn default() -> Self {
         Self {
             lead: Arc::from("bmc_"),
+            checksum: false,
+            accept_plain: false,
         }
     }
+}
+
+/// Characters of a checksum.
+const CHECKSUM_LEN: usize = 6;
+/// A checksummed key's body: the random part and the checksum.
+const CHECKED_BODY_LEN: usize = KEY_BODY_LEN + CHECKSUM_LEN;
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The CRC32 of `text` in six base62 characters, most significant first
+/// (62^6 > 2^32, so every value fits).
+fn checksum(text: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut value = crc32fast::hash(text);
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    out
 }
 
 impl fmt::Debug for KeyFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyFormat")
             .field("prefix", &self.prefix())
+            .field("checksum", &self.checksum)
+            .field("accept_without_checksum", &self.accept_plain)
             .finish()
     }
 }
@@ -422,6 +501,29 @@ mod tests {
         let non_canonical = format!("bmc_{}B", "A".repeat(42));
         assert!(format.parse(&canonical).is_ok());
         assert!(format.parse(&non_canonical).is_err());
+    }
+
+    #[test]
+    fn checksums_catch_a_changed_character() {
+        let format = KeyFormat::default().with_checksum();
+        let key = format.generate().unwrap();
+        let s = key.expose_secret();
+        assert!(format.parse(s).is_ok());
+        assert!(s[4 + 43..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        // Change each character of the random part and of the checksum in
+        // turn: CRC32 catches every single-character change.
+        for i in 4..s.len() {
+            let mut changed = s.as_bytes().to_vec();
+            changed[i] = if changed[i] == b'A' { b'B' } else { b'A' };
+            let changed = String::from_utf8(changed).unwrap();
+            assert!(format.parse(&changed).is_err(), "position {i}");
+        }
+        // Another prefix with the same body fails the checksum too.
+        let moved = format!("xyz_{}", &s[4..]);
+        let other = KeyFormat::new("xyz").unwrap().with_checksum();
+        assert!(other.parse(&moved).is_err());
+        // Known value: CRC32("123456789") = 0xCBF43926 = 3421780262.
+        assert_eq!(&checksum(b"123456789"), b"3jZRME");
     }
 
     #[test]

@@ -176,6 +176,17 @@ where
                     pending: Some((ready, request)),
                 }
             }
+            Verdict::RevokeExposed(exposed) => {
+                let keys = Arc::clone(&self.keys);
+                State::Authenticating {
+                    lookup: Box::pin(async move {
+                        let respond = Arc::clone(&keys);
+                        let rejection = keys.revoke_exposed(exposed).await;
+                        Err(respond.respond(&rejection))
+                    }),
+                    pending: None,
+                }
+            }
         };
         ResponseFuture { state }
     }
@@ -207,6 +218,8 @@ pin_project! {
         },
         Authenticating {
             lookup: BoxFuture<'static, Result<AuthenticatedKey, Response<Bytes>>>,
+            // The ready service and the request, for when the key is admitted;
+            // `None` where the outcome can only be a refusal.
             pending: Option<(S, Request<ReqBody>)>,
         },
     }
@@ -233,12 +246,11 @@ where
                     return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                 }
                 StateProj::Authenticating { lookup, pending } => {
-                    let outcome = ready!(lookup.as_mut().poll(cx));
-                    let (mut service, mut request) = pending
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    match outcome {
+                    match ready!(lookup.as_mut().poll(cx)) {
                         Ok(identity) => {
+                            let (mut service, mut request) = pending
+                                .take()
+                                .expect("ResponseFuture polled after completion");
                             request.extensions_mut().insert(identity);
                             let future = service.call(request);
                             this.state.set(State::Calling { future });

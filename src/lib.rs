@@ -50,11 +50,14 @@ mod last_used;
 mod layer;
 mod manage;
 pub mod query;
+mod rate_limit;
 mod record;
 pub mod rejection;
 pub mod store;
+mod throttle;
 
 pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
+pub use crate::auth::EXPOSED_IN_URL;
 #[cfg(feature = "axum")]
 pub use crate::axum::KeyRejection;
 pub use crate::body::ResponseBody;
@@ -67,10 +70,12 @@ pub use crate::key::{
 pub use crate::last_used::LastUsedStats;
 pub use crate::layer::{ApiKeyLayer, ApiKeyService, ResponseFuture};
 pub use crate::manage::{CreatedKey, ManageError};
+pub use crate::rate_limit::RateLimit;
 pub use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, Scopes};
-pub use crate::rejection::{Rejection, RejectionReason};
+pub use crate::rejection::{RateLimitState, Rejection, RejectionReason};
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{KeyStore, MemoryStore, StoreError};
+pub use crate::throttle::{ClientAddress, FailedAttemptLimit, FindClient};

@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::api_keys::ApiKeys;
+use crate::api_keys::{ApiKeys, Inner};
 use crate::key::{RandomSourceError, SecretKey};
 use crate::record::{KeyId, KeyRecord, NewKey, OwnerId};
 use crate::store::StoreError;
@@ -89,6 +89,7 @@ impl ApiKeys {
             revoked_reason: None,
             scopes: new.scopes,
             metadata: new.metadata,
+            rate_limit: new.rate_limit,
         };
         inner.store.insert(&record).await?;
         inner.cache.invalidate(&hash).await;
@@ -135,6 +136,7 @@ impl ApiKeys {
             .scopes(old.scopes.clone())
             .metadata(old.metadata.clone());
         new.expires_at = old.expires_at;
+        new.rate_limit = old.rate_limit;
         let created = self.create(new).await?;
         let until = self.inner.clock.now() + overlap.max(chrono::Duration::zero());
         self.expire(owner, id, until).await?;
@@ -177,23 +179,7 @@ impl ApiKeys {
         id: &KeyId,
         reason: Option<&str>,
     ) -> Result<KeyRecord, ManageError> {
-        let now = self.inner.clock.now();
-        let record = self
-            .inner
-            .store
-            .revoke(owner, id, now, reason)
-            .await?
-            .ok_or(ManageError::NotFound)?;
-        self.inner.cache.invalidate(&record.hash).await;
-        tracing::info!(
-            target: "tower_api_keys",
-            key_id = %record.id,
-            key_prefix = %record.display_prefix,
-            owner = %record.owner,
-            reason = reason.unwrap_or(""),
-            "API key revoked"
-        );
-        Ok(record)
+        self.inner.revoke(owner, id, reason).await
     }
 
     /// Makes one of the owner's keys expire at `at`, unless it expires
@@ -217,4 +203,32 @@ impl ApiKeys {
 
 fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+impl Inner {
+    /// Revokes and evicts; shared by the management API and the policy that
+    /// revokes keys exposed in URLs.
+    pub(crate) async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        reason: Option<&str>,
+    ) -> Result<KeyRecord, ManageError> {
+        let now = self.clock.now();
+        let record = self
+            .store
+            .revoke(owner, id, now, reason)
+            .await?
+            .ok_or(ManageError::NotFound)?;
+        self.cache.invalidate(&record.hash).await;
+        tracing::info!(
+            target: "tower_api_keys",
+            key_id = %record.id,
+            key_prefix = %record.display_prefix,
+            owner = %record.owner,
+            reason = reason.unwrap_or(""),
+            "API key revoked"
+        );
+        Ok(record)
+    }
 }

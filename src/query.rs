@@ -11,6 +11,10 @@
 
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
+use crate::key::KeyFormat;
+
 /// The parameter names refused by default.
 pub const DEFAULT_CREDENTIAL_PARAMS: &[&str] = &[
     "access_token",
@@ -64,6 +68,32 @@ impl QueryGuard {
         })
     }
 
+    /// The key-shaped values in `query` (after percent-decoding), for the
+    /// policy that revokes keys sent in URLs. Each is the key prefix and the
+    /// run of base64url characters after it; the caller checks the format.
+    pub fn exposed_keys(&self, query: &str, format: &KeyFormat) -> Vec<Zeroizing<String>> {
+        let mut found: Vec<Zeroizing<String>> = Vec::new();
+        let mut scan = |text: &str| {
+            for (start, _) in text.match_indices(&*self.lead) {
+                let rest = &text[start + self.lead.len()..];
+                let body_len = rest
+                    .bytes()
+                    .position(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+                    .unwrap_or(rest.len());
+                let candidate = Zeroizing::new(format!("{}{}", self.lead, &rest[..body_len]));
+                if format.parse(&candidate).is_ok() && !found.contains(&candidate) {
+                    found.push(candidate);
+                }
+            }
+        };
+        scan(query);
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            scan(&name);
+            scan(&value);
+        }
+        found
+    }
+
     fn is_credential_name(&self, name: &str) -> bool {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
@@ -99,5 +129,25 @@ mod tests {
         for query in ["", "page=2", "q=bmc", "keys=1", "q=BMC_abc", "tokens=2"] {
             assert!(!guard.carries_credential(query), "{query}");
         }
+    }
+
+    #[test]
+    fn finds_well_formed_keys_however_they_are_encoded() {
+        let format = KeyFormat::default();
+        let key = format.generate().unwrap();
+        let key = key.expose_secret();
+        let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+        let guard = QueryGuard::new("bmc_");
+        for query in [
+            format!("access_token={key}"),
+            format!("q={encoded}&x=1"),
+            format!("{key}=1"),
+            format!("a={key}&b={key}"),
+        ] {
+            let found = guard.exposed_keys(&query, &format);
+            assert_eq!(found.len(), 1, "{query}");
+            assert_eq!(found[0].as_str(), key);
+        }
+        assert!(guard.exposed_keys("q=bmc_short", &format).is_empty());
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::key::KeyHash;
+use crate::rate_limit::RateLimit;
 
 /// A key's identifier: a UUIDv7, so ids sort by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -216,6 +217,9 @@ pub struct KeyRecord {
     pub scopes: Scopes,
     /// Application data for handlers (a JSON object; `null` when unset).
     pub metadata: serde_json::Value,
+    /// The key's own request allowance; `None` uses the layer's default
+    /// (see [`ApiKeysBuilder::rate_limit`](crate::ApiKeysBuilder::rate_limit)).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl KeyRecord {
@@ -255,6 +259,8 @@ pub struct NewKey {
     pub scopes: Scopes,
     /// Application data for handlers.
     pub metadata: serde_json::Value,
+    /// The key's own request allowance, if it differs from the default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl NewKey {
@@ -266,7 +272,15 @@ impl NewKey {
             expires_at: None,
             scopes: Scopes::All,
             metadata: serde_json::Value::Null,
+            rate_limit: None,
         }
+    }
+
+    /// Sets the key's own request allowance.
+    #[must_use]
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
     }
 
     /// Sets the expiry.
@@ -310,6 +324,7 @@ mod tests {
             revoked_reason: None,
             scopes: Scopes::All,
             metadata: serde_json::Value::Null,
+            rate_limit: None,
         }
     }
 

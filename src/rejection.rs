@@ -18,7 +18,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,10 +59,14 @@ pub enum RejectionReason {
     InsufficientScope,
     /// The store failed or timed out; the request is refused (fail closed).
     StoreUnavailable,
+    /// The client made too many failed attempts; refused without a lookup.
+    TooManyFailedAttempts,
+    /// The key used up its request allowance.
+    RateLimited,
 }
 
 impl RejectionReason {
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 17] = [
         Self::MissingCredentials,
         Self::OtherScheme,
         Self::MalformedAuthorization,
@@ -73,6 +82,8 @@ impl RejectionReason {
         Self::RevokedKey,
         Self::InsufficientScope,
         Self::StoreUnavailable,
+        Self::TooManyFailedAttempts,
+        Self::RateLimited,
     ];
 
     /// The HTTP status.
@@ -90,6 +101,7 @@ impl RejectionReason {
             UriTooLong => StatusCode::URI_TOO_LONG,
             InsufficientScope => StatusCode::FORBIDDEN,
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyFailedAttempts | RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -105,7 +117,11 @@ impl RejectionReason {
             | CredentialInQuery => Some("invalid_request"),
             MalformedKey | UnknownKey | ExpiredKey | RevokedKey => Some("invalid_token"),
             InsufficientScope => Some("insufficient_scope"),
-            AuthorizationTooLarge | UriTooLong | StoreUnavailable => None,
+            AuthorizationTooLarge
+            | UriTooLong
+            | StoreUnavailable
+            | TooManyFailedAttempts
+            | RateLimited => None,
         }
     }
 
@@ -113,7 +129,11 @@ impl RejectionReason {
     pub fn has_challenge(self) -> bool {
         !matches!(
             self,
-            Self::AuthorizationTooLarge | Self::UriTooLong | Self::StoreUnavailable
+            Self::AuthorizationTooLarge
+                | Self::UriTooLong
+                | Self::StoreUnavailable
+                | Self::TooManyFailedAttempts
+                | Self::RateLimited
         )
     }
 
@@ -138,6 +158,8 @@ impl RejectionReason {
             RevokedKey => "The API key has been revoked",
             InsufficientScope => "The API key lacks the scope this request needs",
             StoreUnavailable => "API keys cannot be checked right now; retry shortly",
+            TooManyFailedAttempts => "Too many failed attempts from this client; retry later",
+            RateLimited => "The API key has used up its request allowance; retry later",
         }
     }
 
@@ -160,6 +182,8 @@ impl RejectionReason {
             RevokedKey => "revoked_key",
             InsufficientScope => "insufficient_scope",
             StoreUnavailable => "store_unavailable",
+            TooManyFailedAttempts => "too_many_failed_attempts",
+            RateLimited => "rate_limited",
         }
     }
 
@@ -168,6 +192,7 @@ impl RejectionReason {
             Self::MissingCredentials | Self::OtherScheme => "unauthorized",
             Self::AuthorizationTooLarge | Self::UriTooLong => "invalid_request",
             Self::StoreUnavailable => "temporarily_unavailable",
+            Self::TooManyFailedAttempts | Self::RateLimited => "too_many_requests",
             other => other.error_code().unwrap_or("unauthorized"),
         }
     }
@@ -191,14 +216,30 @@ impl fmt::Display for RejectionReason {
 pub struct Rejection {
     reason: RejectionReason,
     scope: Option<Arc<str>>,
+    retry_after: Option<Duration>,
+    rate_limit: Option<RateLimitState>,
     challenge: Arc<Challenge>,
+}
+
+/// A key's allowance at the moment it was refused, for the `RateLimit`
+/// headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitState {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// The window.
+    pub window: Duration,
 }
 
 impl Rejection {
     pub(crate) fn new(reason: RejectionReason, challenge: Arc<Challenge>) -> Self {
+        let retry_after =
+            (reason == RejectionReason::StoreUnavailable).then_some(challenge.retry_after);
         Self {
             reason,
             scope: None,
+            retry_after,
+            rate_limit: None,
             challenge,
         }
     }
@@ -206,6 +247,23 @@ impl Rejection {
     pub(crate) fn with_scope(mut self, scope: Arc<str>) -> Self {
         self.scope = Some(scope);
         self
+    }
+
+    pub(crate) fn with_retry_after(mut self, delay: Duration) -> Self {
+        // Whole seconds, rounded up, at least one.
+        let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        self.retry_after = Some(Duration::from_secs(secs.max(1)));
+        self
+    }
+
+    pub(crate) fn with_rate_limit(mut self, state: RateLimitState) -> Self {
+        self.rate_limit = Some(state);
+        self
+    }
+
+    /// The key's allowance, for [`RejectionReason::RateLimited`].
+    pub fn rate_limit(&self) -> Option<RateLimitState> {
+        self.rate_limit
     }
 
     /// Why the request was refused.
@@ -228,9 +286,9 @@ impl Rejection {
         &self.challenge.realm
     }
 
-    /// The `Retry-After` delay, for [`RejectionReason::StoreUnavailable`].
+    /// The `Retry-After` delay: for a 503, and for the 429s.
     pub fn retry_after(&self) -> Option<Duration> {
-        (self.reason == RejectionReason::StoreUnavailable).then_some(self.challenge.retry_after)
+        self.retry_after
     }
 
     /// The `WWW-Authenticate` value of the default response, if any.
@@ -261,8 +319,22 @@ impl Rejection {
         if let Some(challenge) = self.www_authenticate() {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if self.retry_after().is_some() {
-            headers.insert(RETRY_AFTER, self.challenge.retry_after_header.clone());
+        if let Some(delay) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(delay.as_secs()));
+        }
+        if let Some(limit) = self.rate_limit {
+            // draft-ietf-httpapi-ratelimit-headers: the policy, and what is
+            // left of it (nothing) with the seconds until there is more.
+            let window = limit.window.as_secs().max(1);
+            let reset = self.retry_after.map_or(window, |d| d.as_secs());
+            if let Ok(policy) =
+                HeaderValue::try_from(format!("\"default\";q={};w={window}", limit.limit))
+            {
+                headers.insert(RATELIMIT_POLICY, policy);
+            }
+            if let Ok(state) = HeaderValue::try_from(format!("\"default\";r=0;t={reset}")) {
+                headers.insert(RATELIMIT, state);
+            }
         }
         response
     }
@@ -285,7 +357,6 @@ pub(crate) struct Challenge {
     realm: Box<str>,
     resource_metadata: Option<Box<str>>,
     retry_after: Duration,
-    retry_after_header: HeaderValue,
     prepared: Vec<Prepared>,
 }
 
@@ -317,7 +388,6 @@ impl Challenge {
             realm: realm.into(),
             resource_metadata: resource_metadata.map(Into::into),
             retry_after: Duration::from_secs(retry_secs),
-            retry_after_header: HeaderValue::from(retry_secs),
             prepared: Vec::new(),
         };
         challenge.prepared = RejectionReason::ALL

@@ -73,6 +73,8 @@ async fn the_schema_has_a_hash_and_no_column_for_the_key_itself() {
             ("revoked_reason", "text", false),
             ("scopes", "jsonb", false),
             ("metadata", "jsonb", true),
+            ("rate_limit_requests", "bigint", false),
+            ("rate_limit_window_ms", "bigint", false),
         ]
         .iter()
         .map(|(n, t, nn)| (n.to_string(), t.to_string(), *nn))

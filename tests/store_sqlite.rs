@@ -63,6 +63,8 @@ async fn the_schema_has_a_hash_and_no_column_for_the_key_itself() {
         ("revoked_reason", "TEXT", false),
         ("scopes", "TEXT", false),
         ("metadata", "TEXT", true),
+        ("rate_limit_requests", "INTEGER", false),
+        ("rate_limit_window_ms", "INTEGER", false),
     ]
     .iter()
     .map(|(n, t, nn)| (n.to_string(), t.to_string(), *nn))

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::sql::{
     Migration, floor_micros, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql,
-    scopes_from_sql, scopes_to_sql, sql_limit,
+    rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql, scopes_to_sql, sql_limit,
 };
 use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
 use crate::key::KeyHash;
@@ -252,15 +252,17 @@ impl Statements {
         let changes = format!("{prefix}api_key_changes");
         let columns = "id, owner, name, display_prefix, key_hash, created_at, expires_at, \
                        last_used_at, revoked_at, revoked_reason, \
-                       scopes::text AS scopes, metadata::text AS metadata";
+                       scopes::text AS scopes, metadata::text AS metadata, \
+                       rate_limit_requests, rate_limit_window_ms";
         let select = format!("SELECT {columns} FROM {keys}");
         // The statements only interpolate the quoted schema name.
         let sql = |text: String| AssertSqlSafe(text).into_sql_str();
         Self {
             insert: sql(format!(
                 "INSERT INTO {keys} (id, owner, name, display_prefix, key_hash, created_at, \
-                 expires_at, last_used_at, revoked_at, revoked_reason, scopes, metadata) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb)"
+                 expires_at, last_used_at, revoked_at, revoked_reason, scopes, metadata, \
+                 rate_limit_requests, rate_limit_window_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13, $14)"
             )),
             find_by_hash: sql(format!("{select} WHERE key_hash = $1")),
             find_by_id: sql(format!("{select} WHERE id = $1")),
@@ -322,6 +324,10 @@ fn decode(row: &PgRow) -> Result<KeyRecord, StoreError> {
         revoked_reason: row.try_get("revoked_reason").map_err(map_err)?,
         scopes: scopes_from_sql(scopes.as_deref())?,
         metadata: metadata_from_sql(&metadata)?,
+        rate_limit: rate_limit_from_sql(
+            row.try_get("rate_limit_requests").map_err(map_err)?,
+            row.try_get("rate_limit_window_ms").map_err(map_err)?,
+        )?,
     })
 }
 
@@ -341,6 +347,8 @@ impl KeyStore for PostgresStore {
             .bind(record.revoked_reason.as_deref())
             .bind(scopes_to_sql(&record.scopes)?)
             .bind(metadata_to_sql(&record.metadata)?)
+            .bind(rate_limit_to_sql(record.rate_limit).0)
+            .bind(rate_limit_to_sql(record.rate_limit).1)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;

@@ -6,6 +6,7 @@ use sqlx::error::ErrorKind;
 
 use super::StoreError;
 use crate::key::KeyHash;
+use crate::rate_limit::RateLimit;
 use crate::record::Scopes;
 
 /// One embedded schema migration.
@@ -81,4 +82,33 @@ pub(super) fn floor_micros(at: DateTime<Utc>) -> DateTime<Utc> {
 /// A `usize` limit as SQL's `LIMIT` wants it.
 pub(super) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// A key's own allowance as stored: two columns, both `NULL` or both set.
+pub(super) fn rate_limit_to_sql(limit: Option<RateLimit>) -> (Option<i64>, Option<i64>) {
+    match limit {
+        Some(limit) => (
+            Some(i64::from(limit.requests)),
+            Some(i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX)),
+        ),
+        None => (None, None),
+    }
+}
+
+pub(super) fn rate_limit_from_sql(
+    requests: Option<i64>,
+    window_ms: Option<i64>,
+) -> Result<Option<RateLimit>, StoreError> {
+    match (requests, window_ms) {
+        (None, None) => Ok(None),
+        (Some(requests), Some(window_ms)) if requests > 0 && window_ms > 0 => {
+            Ok(Some(RateLimit::new(
+                u32::try_from(requests).unwrap_or(u32::MAX),
+                std::time::Duration::from_millis(window_ms.unsigned_abs()),
+            )))
+        }
+        _ => Err(StoreError::Corrupt(
+            "a stored rate limit needs a positive request count and window".to_owned(),
+        )),
+    }
 }

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::sql::{
-    Migration, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql, scopes_from_sql,
-    scopes_to_sql, sql_limit,
+    Migration, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql, rate_limit_from_sql,
+    rate_limit_to_sql, scopes_from_sql, scopes_to_sql, sql_limit,
 };
 use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
 use crate::key::KeyHash;
@@ -33,7 +33,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
 macro_rules! columns {
     () => {
         "id, owner, name, display_prefix, key_hash, created_at, expires_at, \
-         last_used_at, revoked_at, revoked_reason, scopes, metadata"
+         last_used_at, revoked_at, revoked_reason, scopes, metadata, \
+         rate_limit_requests, rate_limit_window_ms"
     };
 }
 
@@ -249,6 +250,10 @@ fn decode(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         revoked_reason: row.try_get("revoked_reason").map_err(get_err)?,
         scopes: scopes_from_sql(scopes.as_deref())?,
         metadata: metadata_from_sql(&metadata)?,
+        rate_limit: rate_limit_from_sql(
+            row.try_get("rate_limit_requests").map_err(get_err)?,
+            row.try_get("rate_limit_window_ms").map_err(get_err)?,
+        )?,
     })
 }
 
@@ -257,8 +262,9 @@ impl KeyStore for SqliteStore {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, owner, name, display_prefix, key_hash, created_at, \
-             expires_at, last_used_at, revoked_at, revoked_reason, scopes, metadata) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             expires_at, last_used_at, revoked_at, revoked_reason, scopes, metadata, \
+             rate_limit_requests, rate_limit_window_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .bind(record.id.to_string())
         .bind(record.owner.as_str())
@@ -272,6 +278,8 @@ impl KeyStore for SqliteStore {
         .bind(record.revoked_reason.as_deref())
         .bind(scopes_to_sql(&record.scopes)?)
         .bind(metadata_to_sql(&record.metadata)?)
+        .bind(rate_limit_to_sql(record.rate_limit).0)
+        .bind(rate_limit_to_sql(record.rate_limit).1)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

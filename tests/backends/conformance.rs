@@ -114,6 +114,7 @@ pub fn record(owner: &str) -> KeyRecord {
         revoked_reason: None,
         scopes: Scopes::All,
         metadata: serde_json::Value::Null,
+        rate_limit: None,
     }
 }
 
@@ -241,6 +242,10 @@ pub async fn every_field_round_trips(h: Harness) {
     full.revoked_reason = Some("leaked in a log; rotated".into());
     full.scopes = Scopes::only(["projects:read", "projects:write"]);
     full.metadata = json!({"plan": "pro", "limits": {"rps": 50, "burst": 1.5}, "tags": ["a", "b"], "none": null});
+    full.rate_limit = Some(tower_api_keys::RateLimit::new(
+        250,
+        std::time::Duration::from_millis(1500),
+    ));
     store.insert(&full).await.unwrap();
 
     let mut bare = record("acct_ü 🔑");
@@ -260,6 +265,7 @@ pub async fn every_field_round_trips(h: Harness) {
         Scopes::Only(Default::default())
     );
     assert_eq!(stored(store, &plain.id).await.scopes, Scopes::All);
+    assert_eq!(stored(store, &plain.id).await.rate_limit, None);
     assert_eq!(
         stored(store, &full.id).await.status_at(at(0)),
         KeyStatus::Revoked

@@ -26,6 +26,24 @@ pub async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
+/// Serves `app` like [`serve`], with the peer address available to
+/// extractors and to the failed-attempt throttle (`ConnectInfo`).
+pub async fn serve_with_peer_addresses(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("server runs");
+    });
+    addr
+}
+
 /// A real HTTP client with a bounded wait, so a hang fails the test instead
 /// of stalling it.
 pub fn client() -> reqwest::Client {

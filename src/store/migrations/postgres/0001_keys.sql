@@ -13,7 +13,11 @@ CREATE TABLE api_keys (
     revoked_reason text,
     -- NULL: every scope; otherwise a JSON array of scope names.
     scopes         jsonb       CHECK (scopes IS NULL OR jsonb_typeof(scopes) = 'array'),
-    metadata       jsonb       NOT NULL DEFAULT 'null'
+    metadata       jsonb       NOT NULL DEFAULT 'null',
+    -- The key's own request allowance: both NULL (the default) or both set.
+    rate_limit_requests  bigint CHECK (rate_limit_requests > 0),
+    rate_limit_window_ms bigint CHECK (rate_limit_window_ms > 0),
+    CHECK ((rate_limit_requests IS NULL) = (rate_limit_window_ms IS NULL))
 );
 
 CREATE UNIQUE INDEX api_keys_key_hash ON api_keys (key_hash);
@@ -68,9 +72,9 @@ CREATE TRIGGER api_keys_log_update
     FOR EACH ROW
     WHEN ((OLD.id, OLD.owner, OLD.name, OLD.display_prefix, OLD.key_hash,
            OLD.created_at, OLD.expires_at, OLD.revoked_at, OLD.revoked_reason,
-           OLD.scopes, OLD.metadata)
+           OLD.scopes, OLD.metadata, OLD.rate_limit_requests, OLD.rate_limit_window_ms)
           IS DISTINCT FROM
           (NEW.id, NEW.owner, NEW.name, NEW.display_prefix, NEW.key_hash,
            NEW.created_at, NEW.expires_at, NEW.revoked_at, NEW.revoked_reason,
-           NEW.scopes, NEW.metadata))
+           NEW.scopes, NEW.metadata, NEW.rate_limit_requests, NEW.rate_limit_window_ms))
     EXECUTE FUNCTION api_keys_log_change();

@@ -13,7 +13,11 @@ CREATE TABLE api_keys (
     revoked_reason TEXT,
     -- NULL: every scope; otherwise a JSON array of scope names.
     scopes         TEXT    CHECK (scopes IS NULL OR json_type(scopes) = 'array'),
-    metadata       TEXT    NOT NULL DEFAULT 'null' CHECK (json_valid(metadata))
+    metadata       TEXT    NOT NULL DEFAULT 'null' CHECK (json_valid(metadata)),
+    -- The key's own request allowance: both NULL (the default) or both set.
+    rate_limit_requests  INTEGER CHECK (rate_limit_requests > 0),
+    rate_limit_window_ms INTEGER CHECK (rate_limit_window_ms > 0),
+    CHECK ((rate_limit_requests IS NULL) = (rate_limit_window_ms IS NULL))
 ) STRICT;
 
 CREATE UNIQUE INDEX api_keys_key_hash ON api_keys (key_hash);
@@ -46,6 +50,8 @@ WHEN OLD.id IS NOT NEW.id
   OR OLD.revoked_reason IS NOT NEW.revoked_reason
   OR OLD.scopes IS NOT NEW.scopes
   OR OLD.metadata IS NOT NEW.metadata
+  OR OLD.rate_limit_requests IS NOT NEW.rate_limit_requests
+  OR OLD.rate_limit_window_ms IS NOT NEW.rate_limit_window_ms
 BEGIN
     INSERT INTO api_key_changes (key_id, key_hash) VALUES (OLD.id, OLD.key_hash);
     INSERT INTO api_key_changes (key_id, key_hash)

@@ -1,0 +1,265 @@
+//! Abuse controls over real HTTP: the failed-attempt throttle, per-key rate
+//! limits, checksummed keys and the policy for keys exposed in URLs.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use tower_api_keys::{
+    ApiKeys, ApiKeysBuilder, ClientAddress, EXPOSED_IN_URL, FailedAttemptLimit, KeyFormat,
+    KeyStore, NewKey, RateLimit,
+};
+
+use common::{FaultyStore, client, serve, serve_with_peer_addresses};
+
+struct App {
+    keys: ApiKeys,
+    store: Arc<FaultyStore>,
+    url: String,
+}
+
+async fn app(configure: impl FnOnce(ApiKeysBuilder) -> ApiKeysBuilder) -> App {
+    let store = FaultyStore::new();
+    let keys = configure(ApiKeys::builder(Arc::clone(&store)))
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/api/v2/projects", get(|| async { "ok" }))
+        .route_layer(keys.layer());
+    let addr = serve_with_peer_addresses(router).await;
+    App {
+        keys,
+        store,
+        url: format!("http://{addr}/api/v2/projects"),
+    }
+}
+
+async fn get_with(url: &str, key: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = client()
+        .get(url)
+        .header(AUTHORIZATION, format!("Bearer {key}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn too_many_failures_from_one_address_get_429_without_a_lookup() {
+    let a =
+        app(|b| b.failed_attempt_limit(FailedAttemptLimit::new(5, Duration::from_secs(60)))).await;
+    let valid = a.keys.create(NewKey::new("o", "valid")).await.unwrap();
+    let valid = valid.secret.expose_secret();
+    // The valid key is cached before the attack.
+    assert_eq!(get_with(&a.url, valid, &[]).await.status(), StatusCode::OK);
+
+    for _ in 0..5 {
+        let r = get_with(&a.url, "bmc_guess", &[]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let lookups = a.store.lookups();
+    let unknown = KeyFormat::default().generate().unwrap();
+    for token in ["bmc_guess", unknown.expose_secret()] {
+        let r = get_with(&a.url, token, &[]).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = r.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "too_many_requests");
+    }
+    assert_eq!(
+        a.store.lookups(),
+        lookups,
+        "a throttled client causes no lookup"
+    );
+    // A valid cached key from the same address still works.
+    assert_eq!(get_with(&a.url, valid, &[]).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_trusted_header_tells_clients_apart() {
+    let a = app(|b| {
+        b.failed_attempt_limit(
+            FailedAttemptLimit::new(2, Duration::from_secs(60))
+                .client_address(ClientAddress::TrustedHeader("x-real-ip".parse().unwrap())),
+        )
+    })
+    .await;
+    let from = |ip: &'static str| [("x-real-ip", ip)];
+    for _ in 0..2 {
+        let r = get_with(&a.url, "bmc_guess", &from("203.0.113.7")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = get_with(&a.url, "bmc_guess", &from("203.0.113.7")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = get_with(&a.url, "bmc_guess", &from("203.0.113.8")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "another client is not throttled"
+    );
+}
+
+#[tokio::test]
+async fn keys_past_their_allowance_get_429_with_ratelimit_headers() {
+    let a = app(|b| b.rate_limit(RateLimit::new(3, Duration::from_secs(60)))).await;
+    let default = a.keys.create(NewKey::new("o", "default")).await.unwrap();
+    let own = a
+        .keys
+        .create(NewKey::new("o", "own").rate_limit(RateLimit::new(5, Duration::from_secs(60))))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let r = get_with(&a.url, default.secret.expose_secret(), &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = get_with(&a.url, default.secret.expose_secret(), &[]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.headers()[RETRY_AFTER],
+        "20",
+        "one request every 20 s at 3 per minute"
+    );
+    assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=3;w=60");
+    assert_eq!(r.headers()["ratelimit"], "\"default\";r=0;t=20");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    // A key with its own allowance uses it; other keys are not affected.
+    for _ in 0..5 {
+        let r = get_with(&a.url, own.secret.expose_secret(), &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = get_with(&a.url, own.secret.expose_secret(), &[]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=5;w=60");
+}
+
+#[tokio::test]
+async fn checksummed_keys_refuse_typos_before_any_lookup_and_can_accept_old_keys() {
+    // Keys issued before the checksum was turned on.
+    let store = FaultyStore::new();
+    let old_keys = ApiKeys::builder(Arc::clone(&store)).build().unwrap();
+    let plain = old_keys.create(NewKey::new("o", "plain")).await.unwrap();
+
+    let serve_with = |accept_plain: bool| {
+        let store = Arc::clone(&store);
+        async move {
+            let keys = ApiKeys::builder(store)
+                .key_checksum(true)
+                .accept_keys_without_checksum(accept_plain)
+                .build()
+                .unwrap();
+            let router = Router::new()
+                .route("/p", get(|| async { "ok" }))
+                .route_layer(keys.layer());
+            (keys.clone(), format!("http://{}/p", serve(router).await))
+        }
+    };
+    let (keys, strict) = serve_with(false).await;
+    let checked = keys.create(NewKey::new("o", "checked")).await.unwrap();
+    let checked = checked.secret.expose_secret().to_owned();
+    assert_eq!(checked.len(), 4 + 43 + 6);
+    assert_eq!(
+        get_with(&strict, &checked, &[]).await.status(),
+        StatusCode::OK
+    );
+
+    let lookups = store.lookups();
+    let mut typo = checked.clone().into_bytes();
+    typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
+    let typo = String::from_utf8(typo).unwrap();
+    let made_up = format!("bmc_{}", "A".repeat(49));
+    for token in [
+        typo.as_str(),
+        made_up.as_str(),
+        plain.secret.expose_secret(),
+    ] {
+        let r = get_with(&strict, token, &[]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token}");
+    }
+    assert_eq!(store.lookups(), lookups, "refused before any lookup");
+
+    let (_, migrating) = serve_with(true).await;
+    assert_eq!(
+        get_with(&migrating, plain.secret.expose_secret(), &[])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&migrating, &checked, &[]).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&migrating, &typo, &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_key_sent_in_a_url_is_revoked_when_the_policy_says_so() {
+    let a = app(|b| b.revoke_keys_exposed_in_url(true)).await;
+    let owner = "o".into();
+    let leaked = a.keys.create(NewKey::new("o", "leaked")).await.unwrap();
+    let key = leaked.secret.expose_secret();
+    assert_eq!(get_with(&a.url, key, &[]).await.status(), StatusCode::OK);
+
+    let r = client()
+        .get(format!("{}?access_token={key}", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Revoked at once: the next request with it in the header is refused.
+    let r = get_with(&a.url, key, &[]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    let stored = a
+        .store
+        .find_by_id(&leaked.record.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revoked_reason.as_deref(), Some(EXPOSED_IN_URL));
+    assert_eq!(
+        a.keys
+            .get(&owner, &leaked.record.id)
+            .await
+            .unwrap()
+            .revoked_reason
+            .as_deref(),
+        Some("exposed in URL")
+    );
+}
+
+#[tokio::test]
+async fn without_the_policy_a_key_in_a_url_is_refused_but_not_revoked() {
+    let a = app(|b| b).await;
+    let leaked = a.keys.create(NewKey::new("o", "leaked")).await.unwrap();
+    let key = leaked.secret.expose_secret();
+    let r = client()
+        .get(format!("{}?q={key}", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get_with(&a.url, key, &[]).await.status(), StatusCode::OK);
+    let stored = a
+        .store
+        .find_by_id(&leaked.record.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revoked_at, None);
+}
