@@ -74,6 +74,16 @@ pub(crate) fn raw_credentials(headers: &HeaderMap, max_len: usize) -> RawCredent
 }
 
 fn split_bearer(value: &[u8]) -> RawCredentials<'_> {
+    // The shape nearly every client sends: `Bearer <token>`, one space, no
+    // surrounding whitespace. Anything else takes the general path below.
+    if let [scheme @ .., b' '] = value.get(..7).unwrap_or_default()
+        && scheme.eq_ignore_ascii_case(b"bearer")
+        && let [first, .., last] = &value[7..]
+        && !first.is_ascii_whitespace()
+        && !last.is_ascii_whitespace()
+    {
+        return RawCredentials::Token(&value[7..]);
+    }
     let value = value.trim_ascii();
     if value.is_empty() {
         return RawCredentials::Invalid(RejectionReason::MalformedAuthorization);

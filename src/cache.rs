@@ -19,6 +19,9 @@ use crate::rate_limit::{Limiter, Limiters};
 use crate::record::KeyRecord;
 use crate::store::{KeyStore, StoreError};
 
+/// How precisely last-used times are kept: one second.
+pub(crate) const LAST_USED_RESOLUTION_MICROS: i64 = 1_000_000;
+
 /// A cached known key and its pending last-used time.
 #[derive(Debug)]
 pub(crate) struct CachedKey {
@@ -64,9 +67,12 @@ impl CachedKey {
     }
 
     /// Notes a use at `micros`; returns true when the entry must be queued
-    /// for the recorder (the first use since its last flush).
+    /// for the recorder (the first use since its last flush). The time is
+    /// kept to [`LAST_USED_RESOLUTION_MICROS`]: a busy key costs one atomic
+    /// write per period, not one per request.
     pub(crate) fn note_use(&self, micros: i64) -> bool {
-        if self.last_used_micros.load(Ordering::Relaxed) < micros {
+        let last = self.last_used_micros.load(Ordering::Relaxed);
+        if last.saturating_add(LAST_USED_RESOLUTION_MICROS) <= micros {
             self.last_used_micros.fetch_max(micros, Ordering::SeqCst);
         }
         !self.queued.load(Ordering::SeqCst) && !self.queued.swap(true, Ordering::SeqCst)
@@ -261,12 +267,18 @@ mod tests {
 
     #[test]
     fn an_entry_is_queued_once_per_flush() {
+        const S: i64 = LAST_USED_RESOLUTION_MICROS;
         let entry = CachedKey::new(record(), Instant::now(), None);
-        assert!(entry.note_use(10));
-        assert!(!entry.note_use(5));
-        assert!(!entry.note_use(20));
-        assert_eq!(entry.take_use(), 20);
-        assert!(entry.note_use(15));
-        assert_eq!(entry.take_use(), 20, "times only move forward");
+        assert!(entry.note_use(10 * S));
+        assert!(!entry.note_use(5 * S));
+        assert!(!entry.note_use(20 * S));
+        assert_eq!(entry.take_use(), 20 * S);
+        assert!(entry.note_use(15 * S));
+        assert_eq!(entry.take_use(), 20 * S, "times only move forward");
+        // Within the resolution, the first time of the period stands.
+        assert!(entry.note_use(20 * S + S / 2));
+        assert_eq!(entry.take_use(), 20 * S);
+        assert!(entry.note_use(21 * S));
+        assert_eq!(entry.take_use(), 21 * S);
     }
 }
