@@ -56,6 +56,11 @@ pub mod rejection;
 pub mod store;
 mod throttle;
 
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
 pub use crate::auth::EXPOSED_IN_URL;
 #[cfg(feature = "axum")]

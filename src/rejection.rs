@@ -6,6 +6,7 @@
 //! | malformed header, two headers, key in the URL | 400 | `..., error="invalid_request"` |
 //! | malformed, unknown, expired or revoked key | 401 | `..., error="invalid_token"` |
 //! | missing scope | 403 | `..., error="insufficient_scope", scope="..."` |
+//! | key past its rate limit, client past its failed attempts | 429 | none; `Retry-After` |
 //! | oversized `Authorization` / URI | 431 / 414 | none |
 //! | store unavailable | 503 | none; `Retry-After` |
 //!
