@@ -122,6 +122,7 @@ impl<S: fmt::Debug> fmt::Debug for ApiKeyService<S> {
 /// Marks a request let through without credentials on an optional route, so
 /// that extractors can answer with the same challenge as the layer.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct Anonymous(pub(crate) Arc<Inner>);
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKeyService<S>
