@@ -636,6 +636,63 @@ async fn a_session_opened_with_one_key_is_refused_to_another() {
     assert_eq!(running.upstream.count(), reached);
 }
 
+/// A stream that is open when its key is revoked ends within about a
+/// second (the proxy looks the key up again every second), and the key is
+/// refused from then on.
+#[tokio::test]
+async fn an_open_stream_ends_soon_after_its_key_is_revoked() {
+    let running = Running::start().await;
+    let (key, record) = running.key("laptop").await;
+    let (other, _) = running.key("other").await;
+    let http = http();
+    let mcp = running.mcp();
+    let session = open_session(&http, &mcp, &key).await;
+    let other_session = open_session(&http, &mcp, &other).await;
+    let listen = |key: &str, session: &str| {
+        in_session(http.get(&mcp).bearer_auth(key), session)
+            .header("accept", "text/event-stream")
+            .send()
+    };
+    let stream = listen(&key, &session).await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let other_stream = listen(&other, &other_session).await.unwrap();
+    let mut stream = stream.bytes_stream();
+    let mut other_stream = other_stream.bytes_stream();
+
+    running
+        .keys
+        .revoke(&"acct_1".into(), &record.id)
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream of the revoked key is still open");
+    let took = revoked.elapsed();
+    eprintln!("the revoked key's open stream ended {took:?} after the revocation");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    let refused = listen(&key, &session).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    // Another key's stream is untouched: still open a while later.
+    let still_open = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            match other_stream.next().await {
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(still_open.is_err(), "the other key's stream ended too");
+}
+
 /// What the upstream receives: never `Authorization`, nor any header that
 /// repeats the key; the proxy's identity headers, not the client's; its own `Host`; no hop-by-hop header; the MCP
 /// headers as sent. The client gets the upstream's status codes.

@@ -37,13 +37,18 @@ pub struct Settings {
 /// | `GET /.well-known/oauth-protected-resource` | no | RFC 9728 metadata |
 /// | `GET /healthz` | no | `ok` |
 ///
-/// Cancelling `shutdown` ends the proxied streams in flight.
+/// Cancelling `shutdown` ends the proxied streams in flight; so does a
+/// revocation, for the streams of the revoked key.
 pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) -> Router {
     let mcp_layer = match &settings.mcp_scope {
         Some(scope) => keys.layer().require_scope(scope.clone()),
         None => keys.layer(),
     };
-    let proxy = Proxy::new(settings.upstream.clone(), shutdown);
+    let proxy = Proxy::new(
+        settings.upstream.clone(),
+        Arc::clone(keys.store()),
+        shutdown,
+    );
     let handler = get(proxy::forward)
         .post(proxy::forward)
         .delete(proxy::forward);
