@@ -487,7 +487,7 @@ async fn a_key_in_the_query_string_gets_400_and_never_reaches_the_upstream() {
 
 /// An SSE response is streamed: the first progress notification of a slow
 /// tool reaches the client while the upstream is still writing that
-/// response, and the result follows a second or more later.
+/// response, well before the result.
 #[tokio::test]
 async fn sse_events_reach_the_client_before_the_upstream_has_finished() {
     let running = Running::start().await;
@@ -530,8 +530,9 @@ async fn sse_events_reach_the_client_before_the_upstream_has_finished() {
     }
     let (first, done) = (first_progress.expect("a progress event"), result.unwrap());
     eprintln!("first progress event after {first:?}; the result after {done:?}");
+    // Nominally 1.5 s apart; the margin only absorbs a loaded machine.
     assert!(
-        done >= first + Duration::from_secs(1),
+        done >= first + Duration::from_millis(500),
         "{first:?} then {done:?}"
     );
     assert!(text.contains("done after 3 steps"), "{text}");
