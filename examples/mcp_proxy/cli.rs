@@ -1,0 +1,199 @@
+//! The command line: `serve` (the default) and `keys create|list|revoke|roll`.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Where keys live unless `--db` says otherwise.
+pub const DEFAULT_DB: &str = "sqlite:./api-keys.db";
+/// The owner of keys created without `--owner`, and of the bootstrap key.
+pub const DEFAULT_OWNER: &str = "default";
+
+/// An MCP proxy server protected by API keys.
+#[derive(Debug, Parser)]
+#[command(name = "mcp_proxy", version)]
+pub struct Cli {
+    /// The key store: `sqlite:PATH` (created if missing) or `postgres://...`.
+    #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "URL")]
+    pub db: String,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// A subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve /mcp (proxied to an MCP server), /api/v2/projects, /healthz
+    /// and the resource metadata. With an empty store, creates a first key
+    /// and prints it.
+    Serve(ServeArgs),
+    /// Create, list, revoke and roll keys. A change takes effect on a
+    /// running server within a second.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `serve`'s options.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The MCP server's endpoint, such as http://127.0.0.1:9000/mcp. Without
+    /// it, a built-in demo server (tools echo, whoami, slow) is started.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// The realm of the WWW-Authenticate challenge.
+    #[arg(long, default_value = "mcp-proxy", value_name = "NAME")]
+    pub realm: String,
+    /// The URL clients reach this server at (default: http://<listen>).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// An Origin allowed on /mcp (repeatable), as scheme://host:port or
+    /// scheme://host:* for any port. Replaces the default of the loopback
+    /// origins; the public URL's origin is always allowed.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// A scope keys must grant to use /mcp.
+    #[arg(long, value_name = "SCOPE")]
+    pub mcp_scope: Option<String>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Defaults::parse_from(["serve"]).serve
+    }
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it alone on stdout (it is shown only once).
+    Create(CreateArgs),
+    /// List keys: id, owner, name, prefix, scopes, created, last used,
+    /// expiry, status.
+    List(ListArgs),
+    /// Revoke a key, irreversibly.
+    Revoke(RevokeArgs),
+    /// Replace a key: creates a new one (printed alone on stdout) with the
+    /// same name and scopes; the old one keeps working for the overlap.
+    Roll(RollArgs),
+}
+
+/// `keys create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// A name for the key, such as laptop or ci-deploy.
+    pub name: String,
+    /// The account the key belongs to.
+    #[arg(long, default_value = DEFAULT_OWNER)]
+    pub owner: String,
+    /// Expire after this long: 90s, 15m, 12h, 30d or 2w.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "expires_at")]
+    pub expires_in: Option<chrono::Duration>,
+    /// Expire at this instant (RFC 3339, such as 2030-01-31T00:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Limit the key to this scope (repeatable). Without any, the key has
+    /// full access.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+}
+
+/// `keys list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this account's keys (default: every key).
+    #[arg(long)]
+    pub owner: Option<String>,
+}
+
+/// `keys revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The key's id, or the start of its display prefix (bmc_K7xR...).
+    #[arg(value_name = "ID-OR-PREFIX")]
+    pub key: String,
+    /// Why, recorded with the revocation and shown by `keys list`.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `keys roll`.
+#[derive(Debug, Args)]
+pub struct RollArgs {
+    /// The key's id, or the start of its display prefix.
+    #[arg(value_name = "ID-OR-PREFIX")]
+    pub key: String,
+    /// How long the old key keeps working: 90s, 15m, 12h, 30d or 2w.
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration)]
+    pub overlap: chrono::Duration,
+}
+
+/// `90s`, `15m`, `12h`, `30d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+    let invalid = || format!("{text:?} is not a duration such as 90s, 15m, 12h, 30d or 2w");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(invalid()),
+    };
+    number
+        .checked_mul(seconds)
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(invalid)
+}
+
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|error| format!("{text:?} is not an RFC 3339 instant: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap(), chrono::Duration::days(30));
+        assert_eq!(parse_duration("1h").unwrap(), chrono::Duration::hours(1));
+        assert_eq!(
+            parse_duration("90s").unwrap(),
+            chrono::Duration::seconds(90)
+        );
+        for bad in ["", "h", "10", "1.5h", "-1h", "1y", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_arguments_mean_serve_with_defaults() {
+        let cli = Cli::parse_from(["mcp_proxy"]);
+        assert_eq!(cli.db, DEFAULT_DB);
+        assert!(cli.command.is_none());
+        let serve = ServeArgs::default();
+        assert_eq!(serve.listen.to_string(), "127.0.0.1:8080");
+        assert!(serve.upstream.is_none());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

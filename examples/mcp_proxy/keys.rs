@@ -1,0 +1,205 @@
+//! `keys create|list|revoke|roll`: administration straight on the store.
+//! A running server sees every change through the store's change log
+//! within a second. Secrets go to stdout alone; everything else to stderr.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tower_api_keys::{ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes};
+
+use crate::cli::{CreateArgs, KeysCommand, ListArgs, RevokeArgs, RollArgs};
+
+/// Most keys `keys list` shows without `--owner`.
+const LIST_LIMIT: usize = 10_000;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Runs one `keys` subcommand against the store at `db`.
+pub async fn run(db: &str, command: KeysCommand) -> Result<()> {
+    let store: Arc<dyn KeyStore> = crate::store::open(db).await?;
+    let keys = ApiKeys::builder(store).build()?;
+    let outcome = match command {
+        KeysCommand::Create(args) => create(&keys, args).await,
+        KeysCommand::List(args) => list(&keys, args).await,
+        KeysCommand::Revoke(args) => revoke(&keys, args).await,
+        KeysCommand::Roll(args) => roll(&keys, args).await,
+    };
+    keys.shutdown().await;
+    outcome
+}
+
+async fn create(keys: &ApiKeys, args: CreateArgs) -> Result<()> {
+    let mut new = NewKey::new(args.owner, args.name);
+    if !args.scopes.is_empty() {
+        new = new.scopes(Scopes::only(args.scopes));
+    }
+    new.expires_at = match (args.expires_in, args.expires_at) {
+        (Some(after), _) => Some(Utc::now() + after),
+        (None, at) => at,
+    };
+    let created = keys.create(new).await?;
+    let record = &created.record;
+    eprintln!(
+        "created key {:?} for {} ({}, id {}), scopes {}, {}",
+        record.name,
+        record.owner,
+        record.display_prefix,
+        record.id,
+        record.scopes,
+        match record.expires_at {
+            Some(at) => format!("expires {}", when(at)),
+            None => "never expires".to_owned(),
+        }
+    );
+    eprintln!("the key is shown once, on stdout:");
+    println!("{}", created.secret.expose_secret());
+    Ok(())
+}
+
+async fn list(keys: &ApiKeys, args: ListArgs) -> Result<()> {
+    let records = match args.owner {
+        Some(owner) => keys.list(&OwnerId::new(owner)).await?,
+        // Every key carries the format's lead in its display prefix.
+        None => {
+            keys.store()
+                .find_by_display_prefix(keys.format().lead(), LIST_LIMIT)
+                .await?
+        }
+    };
+    if records.is_empty() {
+        eprintln!("no keys");
+        return Ok(());
+    }
+    print!("{}", table(&records, Utc::now()));
+    Ok(())
+}
+
+async fn revoke(keys: &ApiKeys, args: RevokeArgs) -> Result<()> {
+    let record = find(keys, &args.key).await?;
+    let revoked = keys
+        .revoke_with_reason(&record.owner, &record.id, args.reason.as_deref())
+        .await?;
+    if record.revoked_at.is_some() {
+        eprintln!(
+            "key {:?} ({}, id {}) was already revoked",
+            revoked.name, revoked.display_prefix, revoked.id
+        );
+    } else {
+        eprintln!(
+            "revoked key {:?} ({}, id {})",
+            revoked.name, revoked.display_prefix, revoked.id
+        );
+    }
+    Ok(())
+}
+
+async fn roll(keys: &ApiKeys, args: RollArgs) -> Result<()> {
+    let record = find(keys, &args.key).await?;
+    let created = keys.roll(&record.owner, &record.id, args.overlap).await?;
+    let old = keys.get(&record.owner, &record.id).await?;
+    eprintln!(
+        "rolled key {:?}: new {} (id {}); the old {} works until {}",
+        created.record.name,
+        created.record.display_prefix,
+        created.record.id,
+        old.display_prefix,
+        old.expires_at.map_or_else(|| "?".to_owned(), when)
+    );
+    eprintln!("the new key is shown once, on stdout:");
+    println!("{}", created.secret.expose_secret());
+    Ok(())
+}
+
+/// The key named by an id, or by the start of its display prefix; an
+/// ambiguous prefix is an error that lists the candidates.
+async fn find(keys: &ApiKeys, id_or_prefix: &str) -> Result<KeyRecord> {
+    if let Ok(id) = id_or_prefix.parse::<KeyId>() {
+        return keys
+            .store()
+            .find_by_id(&id)
+            .await?
+            .ok_or_else(|| format!("no key has the id {id}").into());
+    }
+    let mut found = keys
+        .store()
+        .find_by_display_prefix(id_or_prefix, 10)
+        .await?;
+    match found.len() {
+        0 => Err(format!("no key has the id or prefix {id_or_prefix:?}").into()),
+        1 => Ok(found.remove(0)),
+        _ => {
+            let candidates: Vec<String> = found
+                .iter()
+                .map(|r| format!("  {} {} {:?}", r.id, r.display_prefix, r.name))
+                .collect();
+            Err(format!(
+                "the prefix {id_or_prefix:?} matches several keys; give more of it, or the id:\n{}",
+                candidates.join("\n")
+            )
+            .into())
+        }
+    }
+}
+
+/// The table `keys list` prints.
+pub fn table(records: &[KeyRecord], now: DateTime<Utc>) -> String {
+    let mut rows = vec![
+        [
+            "ID",
+            "OWNER",
+            "NAME",
+            "PREFIX",
+            "SCOPES",
+            "CREATED",
+            "LAST USED",
+            "EXPIRES",
+            "STATUS",
+        ]
+        .map(str::to_owned),
+    ];
+    for record in records {
+        rows.push([
+            record.id.to_string(),
+            record.owner.to_string(),
+            record.name.clone(),
+            record.display_prefix.clone(),
+            record.scopes.to_string(),
+            when(record.created_at),
+            record.last_used_at.map_or_else(|| "never".to_owned(), when),
+            record.expires_at.map_or_else(|| "never".to_owned(), when),
+            status(record, now),
+        ]);
+    }
+    let mut widths = [0; 9];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `active`, `expired`, `revoked`, or `revoked: <reason>`.
+fn status(record: &KeyRecord, now: DateTime<Utc>) -> String {
+    match (record.status_at(now), &record.revoked_reason) {
+        (KeyStatus::Revoked, Some(reason)) => format!("revoked: {reason}"),
+        (status, _) => status.to_string(),
+    }
+}
+
+fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}

@@ -1,0 +1,220 @@
+//! `serve`: the routes, and the server's life from start-up to shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
+
+use crate::cli::{DEFAULT_OWNER, ServeArgs};
+use crate::origin::AllowedOrigins;
+use crate::proxy::{Proxy, Upstream};
+use crate::{metadata, origin, proxy, store};
+
+/// Everything the routes need besides the keys.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The URL clients use to reach this server, without a trailing `/`.
+    pub public_url: String,
+    /// The MCP server requests are proxied to.
+    pub upstream: Upstream,
+    /// Origins allowed on `/mcp`.
+    pub allowed_origins: AllowedOrigins,
+    /// The scope `/mcp` requires, if any.
+    pub mcp_scope: Option<String>,
+}
+
+/// The application:
+///
+/// | route | key | |
+/// |---|---|---|
+/// | `POST`, `GET`, `DELETE /mcp` | yes (and `mcp_scope`) | proxied to the upstream; foreign `Origin` 403 first |
+/// | `GET /api/v2/projects` | yes | a JSON list of projects |
+/// | `GET /.well-known/oauth-protected-resource` | no | RFC 9728 metadata |
+/// | `GET /healthz` | no | `ok` |
+///
+/// Cancelling `shutdown` ends the proxied streams in flight; so does a
+/// revocation, for the streams of the revoked key.
+pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) -> Router {
+    let mcp_layer = match &settings.mcp_scope {
+        Some(scope) => keys.layer().require_scope(scope.clone()),
+        None => keys.layer(),
+    };
+    let proxy = Proxy::new(
+        settings.upstream.clone(),
+        Arc::clone(keys.store()),
+        shutdown,
+    );
+    let handler = get(proxy::forward)
+        .post(proxy::forward)
+        .delete(proxy::forward);
+    let mcp = Router::new()
+        .route("/mcp", handler)
+        .with_state(proxy)
+        .route_layer(mcp_layer)
+        // Outermost: a foreign Origin is refused before any key is read.
+        .route_layer(middleware::from_fn_with_state(
+            Arc::new(settings.allowed_origins.clone()),
+            origin::check,
+        ));
+    let api = Router::new()
+        .route("/api/v2/projects", get(projects))
+        .route_layer(keys.layer());
+    let document = Arc::new(metadata::document(
+        &settings.public_url,
+        settings.mcp_scope.as_deref(),
+    ));
+    let public = Router::new()
+        .route(metadata::PATH, get(metadata::serve))
+        .route(metadata::PATH_FOR_MCP, get(metadata::serve))
+        .with_state(document)
+        .route("/healthz", get(|| async { "ok" }));
+    mcp.merge(api).merge(public)
+}
+
+/// `GET /api/v2/projects`: the calling key's projects (a fixed demo list).
+async fn projects(key: AuthenticatedKey) -> Json<serde_json::Value> {
+    let owner = key.owner().as_str();
+    Json(json!([
+        { "id": "prj_1", "name": "website", "owner": owner },
+        { "id": "prj_2", "name": "mobile-app", "owner": owner },
+    ]))
+}
+
+/// The `ApiKeys` of a server: the realm, and the metadata URL in every
+/// challenge.
+pub fn api_keys(
+    store: Arc<dyn KeyStore>,
+    realm: &str,
+    public_url: &str,
+) -> Result<ApiKeys, tower_api_keys::BuildError> {
+    ApiKeys::builder(store)
+        .realm(realm)
+        .resource_metadata(metadata::url(public_url))
+        .build()
+}
+
+/// Runs `serve` until Ctrl-C or SIGTERM.
+pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let store = store::open(db).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let local = listener.local_addr()?;
+    let public_url = match &args.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => default_public_url(local),
+    };
+    let shutdown = CancellationToken::new();
+    let upstream = match &args.upstream {
+        Some(url) => Upstream::parse(url)?,
+        None => {
+            let addr = crate::upstream::spawn(shutdown.child_token()).await?;
+            Upstream::parse(&format!("http://{addr}/mcp"))?
+        }
+    };
+    let settings = Settings {
+        allowed_origins: AllowedOrigins::new(&public_url, &args.allowed_origins)?,
+        public_url,
+        upstream,
+        mcp_scope: args.mcp_scope.clone(),
+    };
+    let keys = api_keys(Arc::clone(&store), &args.realm, &settings.public_url)?;
+    bootstrap(&keys).await?;
+
+    let url = &settings.public_url;
+    eprintln!("mcp_proxy listening on http://{local}");
+    eprintln!("  MCP endpoint   {url}/mcp");
+    eprintln!(
+        "  upstream       {}{}",
+        settings.upstream,
+        if args.upstream.is_none() {
+            " (built-in demo)"
+        } else {
+            ""
+        }
+    );
+    eprintln!("  key store      {}", store::describe(db));
+    eprintln!("  metadata       {}", metadata::url(url));
+    eprintln!("  origins        {}", settings.allowed_origins.describe());
+    if let Some(scope) = &settings.mcp_scope {
+        eprintln!("  /mcp needs     scope {scope}");
+    }
+
+    let app = router(&keys, &settings, shutdown.clone());
+    let stopping = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        eprintln!("shutting down");
+        // Ends the proxied streams and the built-in upstream, so open SSE
+        // streams do not hold the graceful shutdown up.
+        stopping.cancel();
+    });
+    let backstop = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = backstop => tracing::warn!("connections still open after 10 s; stopping anyway"),
+    }
+    let stats = keys.shutdown().await;
+    eprintln!("stopped; last-used batches written: {}", stats.batches);
+    Ok(())
+}
+
+/// `http://<listen address>`, with an unspecified address (`0.0.0.0`)
+/// replaced by loopback.
+fn default_public_url(local: SocketAddr) -> String {
+    let mut addr = local;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+/// With an empty store, creates a key named `bootstrap` and prints it once,
+/// alone on stdout.
+async fn bootstrap(keys: &ApiKeys) -> Result<(), Box<dyn std::error::Error>> {
+    let any = keys
+        .store()
+        .find_by_display_prefix(keys.format().lead(), 1)
+        .await?;
+    if any.is_empty() {
+        let created = keys.create(NewKey::new(DEFAULT_OWNER, "bootstrap")).await?;
+        eprintln!(
+            "the key store was empty: created the key \"bootstrap\" ({}, id {}). \
+             It is shown once, on the next line; copy it now.",
+            created.record.display_prefix, created.record.id
+        );
+        println!("{}", created.secret.expose_secret());
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
