@@ -17,7 +17,11 @@ fuzz_target!(|value: &[u8]| {
         assert_eq!(&rest[spaces..], token.as_bytes());
         let body_end = token.find('=').unwrap_or(token.len());
         assert!(body_end > 0);
-        assert!(token.as_bytes()[..body_end].iter().all(|b| B64TOKEN.contains(b)));
+        assert!(
+            token.as_bytes()[..body_end]
+                .iter()
+                .all(|b| B64TOKEN.contains(b))
+        );
         assert!(token[body_end..].bytes().all(|b| b == b'='));
     }
 });

@@ -23,7 +23,9 @@ fuzz_target!(|token: &[u8]| {
         assert_eq!(token.len(), 4 + 43 + 6);
         assert!(plain.parse_bytes(&token[..4 + 43]).is_ok());
     }
-    let migrating = KeyFormat::default().with_checksum().accept_without_checksum(true);
+    let migrating = KeyFormat::default()
+        .with_checksum()
+        .accept_without_checksum(true);
     assert_eq!(
         migrating.parse_bytes(token).is_ok(),
         accepted || checked.parse_bytes(token).is_ok()

@@ -28,7 +28,11 @@ fn harness() -> &'static Harness {
             let _guard = runtime.enter();
             ApiKeys::builder(Arc::clone(&store)).build().expect("build")
         };
-        Harness { runtime, store, keys }
+        Harness {
+            runtime,
+            store,
+            keys,
+        }
     })
 }
 
@@ -36,22 +40,42 @@ fuzz_target!(|input: (&[u8], &str)| {
     let (authorization, query) = input;
     let h = harness();
     let mut request = Request::new(String::new());
-    let Ok(uri) = format!("/x?{query}").parse() else { return };
+    let Ok(uri) = format!("/x?{query}").parse() else {
+        return;
+    };
     *request.uri_mut() = uri;
-    let Ok(value) = HeaderValue::from_bytes(authorization) else { return };
-    request.headers_mut().insert(http::header::AUTHORIZATION, value);
-    let service = h.keys.layer().layer(tower::service_fn(|_: Request<String>| async {
-        Ok::<_, std::convert::Infallible>(Response::new(String::new()))
-    }));
+    let Ok(value) = HeaderValue::from_bytes(authorization) else {
+        return;
+    };
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, value);
+    let service = h
+        .keys
+        .layer()
+        .layer(tower::service_fn(|_: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+        }));
     let before = h.store.calls().find_by_hash;
     let response = h
         .runtime
         .block_on(service.oneshot(request))
         .expect("the layer answers");
-    assert_ne!(response.status(), 200, "nothing in the store, nothing let in");
+    assert_ne!(
+        response.status(),
+        200,
+        "nothing in the store, nothing let in"
+    );
     if h.store.calls().find_by_hash > before {
         let text = String::from_utf8_lossy(authorization);
-        let token = text.trim().get(7..).map(str::trim_start).unwrap_or_default();
-        assert!(KeyFormat::default().parse(token).is_ok(), "a malformed token reached the store");
+        let token = text
+            .trim()
+            .get(7..)
+            .map(str::trim_start)
+            .unwrap_or_default();
+        assert!(
+            KeyFormat::default().parse(token).is_ok(),
+            "a malformed token reached the store"
+        );
     }
 });
