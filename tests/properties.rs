@@ -20,6 +20,15 @@ use tower_api_keys::{ApiKeyService, ApiKeys, KeyFormat, NewKey};
 
 use common::FaultyStore;
 
+/// Cases per property: `PROPTEST_CASES` when set (for a longer search),
+/// else the given default.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 const B64TOKEN: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/";
 const BASE64URL: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -70,7 +79,7 @@ fn percent_encode_some(text: &str, mask: &[bool]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(5000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(5000)))]
 
     #[test]
     fn header_parsing_never_panics_and_bearer_means_the_grammar(value in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -221,7 +230,7 @@ impl Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
 
     #[test]
     fn only_a_well_formed_key_reaches_the_store(
