@@ -167,6 +167,7 @@ impl Drop for Tracked {
 
 #[derive(Default)]
 struct Options {
+    protections: server::Protections,
     mcp_scope: Option<String>,
     /// Instead of the recording demo upstream.
     upstream: Option<String>,
@@ -212,7 +213,13 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
-        let keys = server::api_keys(store::open(&db).await.unwrap(), "mcp-test", &url).unwrap();
+        let keys = server::api_keys(
+            store::open(&db).await.unwrap(),
+            "mcp-test",
+            &url,
+            &options.protections,
+        )
+        .unwrap();
         let upstream_url = options
             .upstream
             .unwrap_or_else(|| format!("http://{upstream_addr}/mcp"));
@@ -1484,4 +1491,78 @@ async fn the_keys_commands_work_on_postgres() {
         assert!(revoked.success, "{}", revoked.stderr);
     })
     .await;
+}
+
+#[tokio::test]
+async fn serve_protections_revoke_keys_in_urls_limit_rates_and_metadata_reaches_upstream() {
+    let running = Running::with(Options {
+        protections: server::Protections {
+            revoke_exposed_keys: true,
+            rate_limit: Some(tower_api_keys::RateLimit::per_minute(3)),
+            max_failed_attempts: None,
+        },
+        ..Options::default()
+    })
+    .await;
+    let http = http();
+    let (key, record) = running
+        .key_with(NewKey::new("acct_1", "meta").metadata(serde_json::json!({"plan": "pro"})))
+        .await;
+
+    // Metadata goes upstream as JSON (controls, non-ASCII and '%' escaped).
+    let init = mcp_post(&http, &running.mcp(), &key, initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), StatusCode::OK);
+    drop(init);
+    let seen = running.upstream.all();
+    let metadata = seen[0].headers["x-api-key-metadata"].to_str().unwrap();
+    assert_eq!(metadata, r#"{"plan":"pro"}"#);
+
+    // The allowance: three requests a minute, the fourth is refused.
+    for _ in 0..2 {
+        let r = http
+            .get(format!("{}/api/v2/projects", running.url))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let limited = http
+        .get(format!("{}/api/v2/projects", running.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(limited.headers().contains_key("ratelimit-policy"));
+
+    // A key in a URL is refused and revoked at once.
+    let (other, other_record) = running.key("other").await;
+    let exposed = http
+        .get(format!(
+            "{}/api/v2/projects?access_token={other}",
+            running.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exposed.status(), StatusCode::BAD_REQUEST);
+    let after = http
+        .get(format!("{}/api/v2/projects", running.url))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    let stored = running
+        .keys
+        .get(&"acct_1".into(), &other_record.id)
+        .await
+        .unwrap();
+    assert_eq!(stored.revoked_reason.as_deref(), Some("exposed in URL"));
+    assert_eq!(record.rate_limit, None, "the default allowance applied");
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
+use tower_api_keys::RateLimit;
 
 /// Where keys live unless `--db` says otherwise.
 pub const DEFAULT_DB: &str = "sqlite:./api-keys.db";
@@ -58,6 +59,19 @@ pub struct ServeArgs {
     /// A scope keys must grant to use /mcp.
     #[arg(long, value_name = "SCOPE")]
     pub mcp_scope: Option<String>,
+    /// Revoke a key sent in a URL's query string at once, with the reason
+    /// "exposed in URL" (it is refused with 400 either way).
+    #[arg(long)]
+    pub revoke_exposed_keys: bool,
+    /// A request allowance for keys without one of their own, such as
+    /// 600/m or 100/30s (429 with Retry-After and RateLimit headers past it;
+    /// counted by this process).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate_limit: Option<RateLimit>,
+    /// Refuse a client address with 429 for the rest of the minute after
+    /// this many failed authentications in it.
+    #[arg(long, value_name = "N")]
+    pub max_failed_attempts: Option<u32>,
 }
 
 impl Default for ServeArgs {
@@ -104,6 +118,14 @@ pub struct CreateArgs {
     /// full access.
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
+    /// The key's own request allowance, such as 600/m (see `serve
+    /// --rate-limit`).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate_limit: Option<RateLimit>,
+    /// Application data handed to the MCP server with each request, as a
+    /// JSON value.
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// `keys list`.
@@ -156,6 +178,27 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
         .checked_mul(seconds)
         .and_then(chrono::Duration::try_seconds)
         .ok_or_else(invalid)
+}
+
+/// `600/m`, `10/s`, `5000/h`, `100/30s`: requests per period.
+pub fn parse_rate(text: &str) -> Result<RateLimit, String> {
+    let invalid = || format!("{text:?} is not a rate such as 600/m, 10/s or 100/30s");
+    let (requests, period) = text.split_once('/').ok_or_else(invalid)?;
+    let requests: u32 = requests.parse().map_err(|_| invalid())?;
+    let period = if period.chars().all(|c| c.is_ascii_alphabetic()) {
+        parse_duration(&format!("1{period}"))?
+    } else {
+        parse_duration(period)?
+    };
+    let period = period.to_std().map_err(|_| invalid())?;
+    if requests == 0 || period.is_zero() {
+        return Err(invalid());
+    }
+    Ok(RateLimit::new(requests, period))
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))
 }
 
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

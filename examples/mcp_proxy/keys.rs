@@ -33,6 +33,12 @@ async fn create(keys: &ApiKeys, args: CreateArgs) -> Result<()> {
     if !args.scopes.is_empty() {
         new = new.scopes(Scopes::only(args.scopes));
     }
+    if let Some(limit) = args.rate_limit {
+        new = new.rate_limit(limit);
+    }
+    if let Some(metadata) = args.metadata {
+        new = new.metadata(metadata);
+    }
     new.expires_at = match (args.expires_in, args.expires_at) {
         (Some(after), _) => Some(Utc::now() + after),
         (None, at) => at,

@@ -47,6 +47,8 @@ pub static KEY_OWNER: HeaderName = HeaderName::from_static("x-api-key-owner");
 pub static KEY_SCOPES: HeaderName = HeaderName::from_static("x-api-key-scopes");
 /// The key's display prefix (`bmc_K7xR2pQm`), for the upstream's logs.
 pub static KEY_PREFIX: HeaderName = HeaderName::from_static("x-api-key-prefix");
+/// The key's metadata as JSON, percent-encoded; sent when it is not `null`.
+pub static KEY_METADATA: HeaderName = HeaderName::from_static("x-api-key-metadata");
 
 /// Bytes escaped in identity header values: controls, non-ASCII, and `%`
 /// itself, so that decoding is always right.
@@ -291,19 +293,23 @@ fn prepare_request_headers(
 }
 
 /// The headers that tell the upstream which key called: [`KEY_ID`],
-/// [`KEY_NAME`], [`KEY_OWNER`], [`KEY_SCOPES`], [`KEY_PREFIX`]. Text values
+/// [`KEY_NAME`], [`KEY_OWNER`], [`KEY_SCOPES`], [`KEY_PREFIX`] and, when the
+/// key has metadata, [`KEY_METADATA`]. Text values
 /// are percent-encoded UTF-8 (a name may hold any character).
 pub fn identity_headers(key: &AuthenticatedKey) -> HeaderMap {
     let text = |value: &str| {
         HeaderValue::from_str(&utf8_percent_encode(value, HEADER_TEXT).to_string())
             .expect("percent-encoded text is a valid header value")
     };
-    let mut headers = HeaderMap::with_capacity(5);
+    let mut headers = HeaderMap::with_capacity(6);
     headers.insert(KEY_ID.clone(), text(&key.id().to_string()));
     headers.insert(KEY_NAME.clone(), text(key.name()));
     headers.insert(KEY_OWNER.clone(), text(key.owner().as_str()));
     headers.insert(KEY_SCOPES.clone(), text(&key.scopes().to_string()));
     headers.insert(KEY_PREFIX.clone(), text(key.display_prefix()));
+    if !key.metadata().is_null() {
+        headers.insert(KEY_METADATA.clone(), text(&key.metadata().to_string()));
+    }
     headers
 }
 

@@ -85,17 +85,50 @@ async fn projects(key: AuthenticatedKey) -> Json<serde_json::Value> {
     ]))
 }
 
-/// The `ApiKeys` of a server: the realm, and the metadata URL in every
-/// challenge.
+/// The optional abuse controls of `serve`.
+#[derive(Debug, Clone, Default)]
+pub struct Protections {
+    /// Revoke keys sent in URLs.
+    pub revoke_exposed_keys: bool,
+    /// The allowance of keys without their own.
+    pub rate_limit: Option<tower_api_keys::RateLimit>,
+    /// Failed authentications allowed per client address per minute.
+    pub max_failed_attempts: Option<u32>,
+}
+
+impl Protections {
+    fn from_args(args: &ServeArgs) -> Self {
+        Self {
+            revoke_exposed_keys: args.revoke_exposed_keys,
+            rate_limit: args.rate_limit,
+            max_failed_attempts: args.max_failed_attempts,
+        }
+    }
+}
+
+/// The `ApiKeys` of a server: the realm, the metadata URL in every
+/// challenge, and the abuse controls asked for.
 pub fn api_keys(
     store: Arc<dyn KeyStore>,
     realm: &str,
     public_url: &str,
+    protections: &Protections,
 ) -> Result<ApiKeys, tower_api_keys::BuildError> {
-    ApiKeys::builder(store)
+    let mut builder = ApiKeys::builder(store)
         .realm(realm)
         .resource_metadata(metadata::url(public_url))
-        .build()
+        .revoke_keys_exposed_in_url(protections.revoke_exposed_keys);
+    if let Some(limit) = protections.rate_limit {
+        builder = builder.rate_limit(limit);
+    }
+    if let Some(failures) = protections.max_failed_attempts {
+        // Counted by the peer address of the connection.
+        builder = builder.failed_attempt_limit(tower_api_keys::FailedAttemptLimit::new(
+            failures,
+            Duration::from_secs(60),
+        ));
+    }
+    builder.build()
 }
 
 /// Runs `serve` until Ctrl-C or SIGTERM.
@@ -121,7 +154,12 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
         upstream,
         mcp_scope: args.mcp_scope.clone(),
     };
-    let keys = api_keys(Arc::clone(&store), &args.realm, &settings.public_url)?;
+    let keys = api_keys(
+        Arc::clone(&store),
+        &args.realm,
+        &settings.public_url,
+        &Protections::from_args(&args),
+    )?;
     bootstrap(&keys).await?;
 
     let url = &settings.public_url;
@@ -142,9 +180,23 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
     if let Some(scope) = &settings.mcp_scope {
         eprintln!("  /mcp needs     scope {scope}");
     }
+    if args.revoke_exposed_keys {
+        eprintln!("  keys in URLs   revoked at once");
+    }
+    if let Some(limit) = args.rate_limit {
+        eprintln!(
+            "  rate limit     {} requests per {:?} per key",
+            limit.requests, limit.window
+        );
+    }
+    if let Some(failures) = args.max_failed_attempts {
+        eprintln!("  failed tries   {failures} per minute per client address");
+    }
 
     let app = router(&keys, &settings, shutdown.clone());
     let stopping = shutdown.clone();
+    // Peer addresses feed the failed-attempt limit.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         eprintln!("shutting down");
