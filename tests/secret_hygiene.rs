@@ -121,3 +121,32 @@ async fn no_log_line_at_trace_level_contains_a_secret() {
         assert!(!logs.contains(hidden), "a secret reached the logs");
     }
 }
+
+#[tokio::test]
+async fn debug_output_of_the_request_behind_the_layer_never_shows_the_key() {
+    let keys = ApiKeys::builder(FaultyStore::new()).build().unwrap();
+    let created = keys.create(NewKey::new("acct", "k")).await.unwrap();
+    // A handler that prints the request's headers, as a careless log line or
+    // a panic message would.
+    let app = Router::new()
+        .route(
+            "/echo",
+            get(|headers: http::HeaderMap| async move { format!("{headers:?}") }),
+        )
+        .route_layer(keys.layer());
+    let url = format!("http://{}/echo", serve(app).await);
+    let secret = created.secret.expose_secret();
+    let response = client()
+        .get(&url)
+        .header(AUTHORIZATION, format!("Bearer {secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let printed = response.text().await.unwrap();
+    assert!(printed.contains("authorization"), "{printed}");
+    assert!(printed.contains("Sensitive"), "{printed}");
+    assert!(!printed.contains(&secret[4..]));
+    // The management types print no secret either.
+    assert!(!format!("{created:?}").contains(&secret[4..]));
+}
