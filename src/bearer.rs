@@ -135,11 +135,13 @@ const B64TOKEN_CHARS: [bool; 256] = {
 
 /// Whether `token` matches `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub(crate) fn is_b64token(token: &[u8]) -> bool {
-    let body_len = token
-        .iter()
-        .position(|b| !B64TOKEN_CHARS[usize::from(*b)])
-        .unwrap_or(token.len());
-    body_len > 0 && token[body_len..].iter().all(|b| *b == b'=')
+    let padding = token.iter().rev().take_while(|b| **b == b'=').count();
+    let body = &token[..token.len() - padding];
+    // No early exit: a branch-free pass the compiler can vectorise.
+    !body.is_empty()
+        && body
+            .iter()
+            .fold(true, |ok, b| ok & B64TOKEN_CHARS[usize::from(*b)])
 }
 
 #[cfg(test)]

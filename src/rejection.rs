@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -313,11 +313,13 @@ impl Rejection {
         };
         let mut response = Response::new(body);
         *response.status_mut() = self.reason.status();
+        // Cloning the headers rendered at start-up is cheaper than hashing
+        // and inserting them again for every refusal.
+        *response.headers_mut() = prepared.headers.clone();
         let headers = response.headers_mut();
-        headers.reserve(4);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = self.www_authenticate() {
+        if let Some(scope) = &self.scope
+            && let Some(challenge) = self.challenge.scope_challenge(scope)
+        {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
         if let Some(delay) = self.retry_after {
@@ -363,6 +365,8 @@ pub(crate) struct Challenge {
 
 struct Prepared {
     www_authenticate: Option<HeaderValue>,
+    /// `Content-Type`, `Cache-Control` and the challenge.
+    headers: HeaderMap,
     body: Bytes,
 }
 
@@ -393,12 +397,22 @@ impl Challenge {
         };
         challenge.prepared = RejectionReason::ALL
             .iter()
-            .map(|reason| Prepared {
-                www_authenticate: reason
+            .map(|reason| {
+                let www_authenticate = reason
                     .has_challenge()
                     .then(|| challenge.render(*reason, None))
-                    .flatten(),
-                body: json_body(*reason, None),
+                    .flatten();
+                let mut headers = HeaderMap::with_capacity(4);
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if let Some(value) = &www_authenticate {
+                    headers.insert(WWW_AUTHENTICATE, value.clone());
+                }
+                Prepared {
+                    www_authenticate,
+                    headers,
+                    body: json_body(*reason, None),
+                }
             })
             .collect();
         Ok(challenge)
