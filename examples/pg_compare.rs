@@ -84,6 +84,9 @@ struct Naive {
     queries: Arc<AtomicU64>,
 }
 
+/// Reads (key lookups, all queries) made so far.
+type Counts = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
+
 /// The key's owner, as the naive middleware found it.
 #[derive(Clone)]
 struct Owner(String);
@@ -170,7 +173,7 @@ async fn serve(mode: Mode, db: &str, listen: SocketAddr) -> Result<(), Box<dyn s
         counter.fetch_add(1, Ordering::Relaxed);
         request
     });
-    let (api, stats, keys): (Router, Arc<dyn Fn() -> (u64, u64) + Send + Sync>, _) = match mode {
+    let (api, stats, keys): (Router, Counts, _) = match mode {
         Mode::Naive => {
             let pool = PostgresStore::pool_options().connect(db).await?;
             let naive = Naive {
