@@ -6,6 +6,10 @@
 # difference of the counts is the cost of one request, with start-up
 # (runtime, key creation, warm-up) cancelled out.
 #
+# Paths: bare, hit, malformed, floor (the issue's (a), (c), (d), (e)), and
+# router_bare / router_hit: the quickstart's route in an axum Router without
+# and with the layer.
+#
 # Run with: bash bench/instructions.sh            (N1=10000 N2=50000 to change counts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +39,7 @@ count() {
 
 declare -A per_request
 printf '%-10s %14s %14s %12s\n' path "Ir($N1)" "Ir($N2)" "Ir/request"
-for path in bare hit malformed floor; do
+for path in bare hit malformed floor router_bare router_hit; do
     i1=$(count "$path" "$N1")
     i2=$(count "$path" "$N2")
     per=$(( (i2 - i1) / (N2 - N1) ))
@@ -46,10 +50,12 @@ done
 hit_cost=$(( per_request[hit] - per_request[bare] ))
 refuse_cost=$(( per_request[malformed] - per_request[bare] ))
 floor=${per_request[floor]}
+router_cost=$(( per_request[router_hit] - per_request[router_bare] ))
 echo
 echo "layer cost on a hit      (hit - bare):       $hit_cost instructions"
 echo "layer cost on a refusal  (malformed - bare): $refuse_cost instructions"
 echo "floor (SHA-256 + one moka read):             $floor instructions"
+echo "layer cost inside axum (router_hit - router_bare): $router_cost instructions (for scale)"
 awk -v h="$hit_cost" -v r="$refuse_cost" -v f="$floor" 'BEGIN {
     printf "hit cost     = %.2f x floor (target <= 2.00) %s\n", h / f, (h <= 2 * f ? "PASS" : "MISS")
     printf "refusal cost = %.2f x floor (target <= 1.00) %s\n", r / f, (r <= f ? "PASS" : "MISS")
@@ -66,5 +72,8 @@ awk -v h="$hit_cost" -v r="$refuse_cost" -v f="$floor" -v hit="${per_request[hit
     -v bare="${per_request[bare]}" -v mal="${per_request[malformed]}" -v cmd="$cmd" 'BEGIN {
     printf "| instructions per authenticated request (hit − bare) | %d (hit %d, bare %d) | floor %d | %.2f × floor | ≤ 2 × floor | %s | `%s` |\n", h, hit, bare, f, h / f, (h <= 2 * f ? "PASS" : "MISS"), cmd
     printf "| instructions per refused malformed key (malformed − bare) | %d (malformed %d) | floor %d | %.2f × floor | ≤ 1 × floor | %s | `%s` |\n", r, mal, f, r / f, (r <= f ? "PASS" : "MISS"), cmd
+}'
+awk -v c="$router_cost" -v f="$floor" -v rh="${per_request[router_hit]}" -v rb="${per_request[router_bare]}" -v cmd="$cmd" 'BEGIN {
+    printf "| instructions the layer adds inside an axum Router (router_hit − router_bare) | %d (%d vs %d) | floor %d | %.2f × floor | (for scale) | — | `%s` |\n", c, rh, rb, f, c / f, cmd
 }'
 echo "took $(( $(date +%s) - started )) s"

@@ -5,7 +5,7 @@ Reads criterion's saved estimates (target/criterion/layer/*/new/estimates.json,
 under $CARGO_TARGET_DIR when set) and prints (a)-(e), the layer's added cost
 (c)-(a) and (d)-(a), and both against their targets. Figures are medians
 (robust to a busy machine), with criterion's 95% interval of the mean shown
-for scale.
+for scale. (f) and (g) put the layer inside an axum Router, for scale.
 
 Run with: cargo bench --bench layer && python3 bench/report.py
 Options: --rows prints only the BENCHMARKS.md table rows.
@@ -26,6 +26,8 @@ SUBJECTS = [
     ("c", "api_key_hit", "our layer, valid key, cache hit"),
     ("d", "api_key_malformed", "our layer, malformed key refused"),
     ("e", "floor_sha256_moka", "floor: SHA-256 of the key + one moka read"),
+    ("f", "axum_router_bare", "axum Router, quickstart route, no layer"),
+    ("g", "axum_router_hit", "axum Router, same route behind our layer"),
 ]
 COMMAND = "cargo bench --bench layer && python3 bench/report.py"
 
@@ -90,6 +92,10 @@ def main():
         print(
             f"(b)-(a) = {(est['b']['median'] - a):.1f} ns (tower-http's static bearer check, for scale)"
         )
+        print(
+            f"(g)-(f) = {(est['g']['median'] - est['f']['median']):.1f} ns "
+            f"= {(est['g']['median'] - est['f']['median']) / e:.2f} x (e) (the layer inside axum, for scale)"
+        )
         print()
         print("BENCHMARKS.md rows:")
     cmd = f"`{COMMAND}`"
@@ -106,6 +112,12 @@ def main():
     print(
         f"| in-process, tower-http static bearer: (b)−(a) | {est['b']['median'] - a:.0f} ns "
         f"| floor (e) = {e:.0f} ns | {(est['b']['median'] - a) / e:.2f} × (e) | (for scale) | — | {cmd} |"
+    )
+    f, g = est["f"]["median"], est["g"]["median"]
+    print(
+        f"| in-process, our layer inside an axum Router: (g)−(f) | {g - f:.0f} ns "
+        f"(g = {g:.0f}, f = {f:.0f}) | floor (e) = {e:.0f} ns | {(g - f) / e:.2f} × (e) "
+        f"| (for scale) | — | {cmd} |"
     )
 
 
