@@ -6,7 +6,10 @@
 //! - (c) `api_key_hit`: behind this crate's layer, a valid key in the cache;
 //! - (d) `api_key_malformed`: behind this crate's layer, refusing a malformed key;
 //! - (e) `floor_sha256_moka`: SHA-256 of the key plus one read of a moka cache
-//!   configured like the layer's, nothing else.
+//!   configured like the layer's, nothing else;
+//! - (f) `axum_router_bare` and (g) `axum_router_hit`: the quickstart's
+//!   route (a small JSON body) in an axum `Router`, without and with the
+//!   layer (`route_layer`), for the cost inside a real framework.
 //!
 //! Targets: (c) − (a) ≤ 2 × (e); (d) − (a) ≤ (e). `bench/report.py` prints
 //! the ratios from the saved estimates.
@@ -47,6 +50,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(call_now(&mut s.ours, request(&s.malformed))))
     });
     group.bench_function("floor_sha256_moka", |b| b.iter(|| black_box(s.floor())));
+    group.bench_function("axum_router_bare", |b| {
+        b.iter(|| black_box(call_now(&mut s.router_bare, request(&s.valid))))
+    });
+    group.bench_function("axum_router_hit", |b| {
+        b.iter(|| black_box(call_now(&mut s.router_ours, request(&s.valid))))
+    });
     group.finish();
 }
 

@@ -2,7 +2,9 @@
 //! with `valgrind --tool=callgrind` (see `bench/instructions.sh`).
 //!
 //! Run with: `cargo run --release --example hot_path -- hit 100000`
-//! (paths: `bare`, `hit`, `malformed`, `floor`).
+//! (paths: `bare`, `hit`, `malformed`, `floor`; and `router_bare`,
+//! `router_hit`: the quickstart's route in an axum `Router`, without and
+//! with the layer).
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -22,7 +24,11 @@ fn main() {
             "hit" => call_now(&mut s.ours, request(&s.valid)) == 200,
             "malformed" => call_now(&mut s.ours, request(&s.malformed)) == 401,
             "floor" => s.floor(),
-            other => panic!("unknown path {other}: use bare, hit, malformed or floor"),
+            "router_bare" => call_now(&mut s.router_bare, request(&s.valid)) == 200,
+            "router_hit" => call_now(&mut s.router_ours, request(&s.valid)) == 200,
+            other => panic!(
+                "unknown path {other}: use bare, hit, malformed, floor, router_bare or router_hit"
+            ),
         };
         assert!(black_box(ok));
     }

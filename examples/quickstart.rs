@@ -35,8 +35,18 @@ struct Args {
     last_used_interval_ms: u64,
 }
 
-async fn projects(key: Option<AuthenticatedKey>) -> Json<serde_json::Value> {
-    let owner = key.as_ref().map(|k| k.owner().to_string());
+async fn projects(key: AuthenticatedKey) -> Json<serde_json::Value> {
+    project_list(key.owner().as_str())
+}
+
+/// The same body, byte for byte (the demo key's owner is `demo`), for
+/// `--unprotected`: extracting a key on a route without the layer is a 500,
+/// by design.
+async fn unprotected_projects() -> Json<serde_json::Value> {
+    project_list("demo")
+}
+
+fn project_list(owner: &str) -> Json<serde_json::Value> {
     Json(json!([
         { "id": "prj_1", "name": "website", "owner": owner },
         { "id": "prj_2", "name": "mobile-app", "owner": owner },
@@ -76,11 +86,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let created = keys.create(NewKey::new("demo", "quickstart")).await?;
     println!("{}", created.secret.expose_secret());
 
-    let api = Router::new().route("/api/v2/projects", get(projects));
     let api = if args.unprotected {
-        api
+        Router::new().route("/api/v2/projects", get(unprotected_projects))
     } else {
-        api.route_layer(keys.layer())
+        Router::new()
+            .route("/api/v2/projects", get(projects))
+            .route_layer(keys.layer())
     };
     let app = api.route("/healthz", get(|| async { "ok" }));
 
