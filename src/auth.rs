@@ -118,6 +118,11 @@ impl Inner {
                 if let Some(rejection) = self.throttled(client, Some(key.display_prefix())) {
                     return Verdict::Reject(rejection);
                 }
+                // Counted as a failure until the lookup says otherwise, so
+                // that lookups in flight cannot take a client past its limit.
+                if let (Some(throttle), Some(client)) = (&self.throttle, client) {
+                    throttle.record_failure(client);
+                }
                 Verdict::Lookup(Lookup {
                     hash,
                     display_prefix: key.display_prefix().into(),
@@ -133,17 +138,33 @@ impl Inner {
         lookup: Lookup,
         requirement: Requirement,
     ) -> Result<AuthenticatedKey, Rejection> {
+        // The failure counted ahead of the lookup stands for an unknown,
+        // expired or revoked key, and is taken back otherwise.
+        let forgive = || {
+            if let (Some(throttle), Some(client)) = (&self.throttle, lookup.client) {
+                throttle.forgive(client);
+            }
+        };
         match self.cache.get_or_load(lookup.hash, &*self.store).await {
-            Ok(entry) => self
-                .admit(&entry, &requirement)
-                .map_err(|denial| self.deny(denial, &entry, || lookup.client)),
+            Ok(entry) => match self.admit(&entry, &requirement) {
+                Ok(identity) => {
+                    forgive();
+                    Ok(identity)
+                }
+                Err(Denial::Status(reason)) => {
+                    Err(self.reject(reason, Some(&entry.record().display_prefix)))
+                }
+                Err(denial) => {
+                    forgive();
+                    Err(self.deny(denial, &entry, || None))
+                }
+            },
             Err(error) => match &*error {
-                LoadError::NotFound => Err(self.failure(
-                    RejectionReason::UnknownKey,
-                    Some(&lookup.display_prefix),
-                    lookup.client,
-                )),
+                LoadError::NotFound => {
+                    Err(self.reject(RejectionReason::UnknownKey, Some(&lookup.display_prefix)))
+                }
                 LoadError::Store(error) => {
+                    forgive();
                     tracing::warn!(
                         target: "tower_api_keys",
                         %error,

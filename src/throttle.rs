@@ -188,6 +188,15 @@ impl Throttle {
             .then(|| self.limit.window.saturating_sub(failures.since.elapsed()))
     }
 
+    /// Takes back a failure counted ahead of a lookup that then succeeded.
+    pub(crate) fn forgive(&self, client: ClientKey) {
+        if let Some(failures) = self.failures.get(&client) {
+            let _ = failures
+                .count
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
     pub(crate) fn record_failure(&self, client: ClientKey) {
         self.failures
             .get_with(client, || {

@@ -263,3 +263,66 @@ async fn without_the_policy_a_key_in_a_url_is_refused_but_not_revoked() {
         .unwrap();
     assert_eq!(stored.revoked_at, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_in_flight_cannot_take_a_client_past_its_limit() {
+    let a =
+        app(|b| b.failed_attempt_limit(FailedAttemptLimit::new(5, Duration::from_secs(60)))).await;
+    // Every lookup takes a while, so all 30 requests are in flight together.
+    a.store.set_lookup_delay(Duration::from_millis(300));
+    let requests = (0..30).map(|_| {
+        let url = a.url.clone();
+        let key = KeyFormat::default().generate().unwrap();
+        let key = key.expose_secret().to_owned();
+        tokio::spawn(async move { get_with(&url, &key, &[]).await.status() })
+    });
+    let mut statuses = Vec::new();
+    for request in requests {
+        statuses.push(request.await.unwrap());
+    }
+    assert_eq!(a.store.lookups(), 5, "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count(),
+        5
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        25
+    );
+    // Blocked, the client gets 429 even for a valid key that is not cached.
+    let valid = a.keys.create(NewKey::new("o", "valid")).await.unwrap();
+    let r = get_with(&a.url, valid.secret.expose_secret(), &[]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_successful_lookup_is_not_counted_as_a_failure() {
+    let a =
+        app(|b| b.failed_attempt_limit(FailedAttemptLimit::new(2, Duration::from_secs(60)))).await;
+    for i in 0..3 {
+        // Each valid key is looked up (not cached yet) and then admitted.
+        let valid = a
+            .keys
+            .create(NewKey::new("o", format!("v{i}")))
+            .await
+            .unwrap();
+        let r = get_with(&a.url, valid.secret.expose_secret(), &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            get_with(&a.url, "bmc_bad", &[]).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        get_with(&a.url, "bmc_bad", &[]).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
