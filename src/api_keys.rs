@@ -456,6 +456,7 @@ impl ApiKeysBuilder {
             Recorder::spawn(
                 Arc::clone(&usage),
                 Arc::clone(&self.store),
+                Arc::clone(&self.clock),
                 self.last_used_interval,
                 self.max_pending_last_used,
                 stopped.clone(),

@@ -104,9 +104,11 @@ impl Inner {
         };
         let hash = self.hasher.hash_bytes(key.expose_secret_bytes());
         match self.cache.get_now(&hash) {
-            Cached::Known(entry) => match self.admit(&entry, requirement) {
+            Cached::Known(entry) => match self.admit(entry, requirement) {
                 Ok(identity) => Verdict::Allow(identity),
-                Err(denial) => Verdict::Reject(self.deny(denial, &entry, || self.client(request))),
+                Err((denial, entry)) => {
+                    Verdict::Reject(self.deny(denial, &entry, || self.client(request)))
+                }
             },
             Cached::Unknown => Verdict::Reject(self.failure(
                 RejectionReason::UnknownKey,
@@ -146,15 +148,15 @@ impl Inner {
             }
         };
         match self.cache.get_or_load(lookup.hash, &*self.store).await {
-            Ok(entry) => match self.admit(&entry, &requirement) {
+            Ok(entry) => match self.admit(entry, &requirement) {
                 Ok(identity) => {
                     forgive();
                     Ok(identity)
                 }
-                Err(Denial::Status(reason)) => {
+                Err((Denial::Status(reason), entry)) => {
                     Err(self.reject(reason, Some(&entry.record().display_prefix)))
                 }
-                Err(denial) => {
+                Err((denial, entry)) => {
                     forgive();
                     Err(self.deny(denial, &entry, || None))
                 }
@@ -181,40 +183,46 @@ impl Inner {
     }
 
     /// Checks a known key against the clock, the route's scope and its
-    /// allowance, and notes its use.
+    /// allowance, and notes its use. The entry moves into the identity
+    /// handlers receive; a refusal hands it back for the log line.
     fn admit(
         &self,
-        entry: &Arc<CachedKey>,
+        entry: Arc<CachedKey>,
         requirement: &Requirement,
-    ) -> Result<AuthenticatedKey, Denial> {
-        let record = entry.record();
-        let now_micros = self.clock.now_micros();
-        if !entry.is_active_at(now_micros) {
-            return Err(Denial::Status(match record.status_at(self.clock.now()) {
-                KeyStatus::Revoked => RejectionReason::RevokedKey,
-                // Expired, or expiring between the two readings of the clock.
-                KeyStatus::Expired | KeyStatus::Active => RejectionReason::ExpiredKey,
-            }));
+    ) -> Result<AuthenticatedKey, (Denial, Arc<CachedKey>)> {
+        // A key with neither expiry nor revocation is active whatever the
+        // time: the clock is read only for keys whose status depends on it.
+        let mut now_micros = None;
+        if entry.depends_on_time() {
+            let now = self.clock.now_micros();
+            if !entry.is_active_at(now) {
+                let reason = match entry.record().status_at(self.clock.now()) {
+                    KeyStatus::Revoked => RejectionReason::RevokedKey,
+                    // Expired, or expiring between the two readings of the clock.
+                    KeyStatus::Expired | KeyStatus::Active => RejectionReason::ExpiredKey,
+                };
+                return Err((Denial::Status(reason), entry));
+            }
+            now_micros = Some(now);
         }
         if let Some(scope) = &requirement.scope
-            && !record.scopes.allows(scope)
+            && !entry.record().scopes.allows(scope)
         {
-            return Err(Denial::Scope(Arc::clone(scope)));
+            return Err((Denial::Scope(Arc::clone(scope)), entry));
         }
-        if let Some(limiter) = &entry.limiter
-            && let Err(wait) = limiter.acquire(now_micros)
-        {
-            let limit = limiter.limit();
-            return Err(Denial::RateLimited(
-                wait,
-                RateLimitState {
+        if let Some(limiter) = &entry.limiter {
+            let now = now_micros.unwrap_or_else(|| self.clock.now_micros());
+            if let Err(wait) = limiter.acquire(now) {
+                let limit = limiter.limit();
+                let state = RateLimitState {
                     limit: limit.requests,
                     window: limit.window,
-                },
-            ));
+                };
+                return Err((Denial::RateLimited(wait, state), entry));
+            }
         }
-        self.usage.note(entry, now_micros);
-        Ok(entry.identity.clone())
+        self.usage.note(&entry);
+        Ok(AuthenticatedKey::new(entry))
     }
 
     fn deny(

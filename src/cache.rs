@@ -7,28 +7,24 @@
 //!   both caches, and a lookup that raced with the change is not trusted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use moka::future::Cache;
 
-use crate::identity::AuthenticatedKey;
 use crate::key::KeyHash;
 use crate::rate_limit::{Limiter, Limiters};
 use crate::record::KeyRecord;
 use crate::store::{KeyStore, StoreError};
 
-/// How precisely last-used times are kept: one second.
-pub(crate) const LAST_USED_RESOLUTION_MICROS: i64 = 1_000_000;
-
-/// A cached known key and its pending last-used time.
+/// A cached known key. Handlers receive it (as
+/// [`AuthenticatedKey`](crate::AuthenticatedKey)) without a copy.
 #[derive(Debug)]
 pub(crate) struct CachedKey {
-    pub(crate) identity: AuthenticatedKey,
-    /// Microseconds since the epoch of the latest use not yet written.
-    last_used_micros: AtomicI64,
-    /// Whether this entry is queued for the last-used recorder.
+    record: KeyRecord,
+    /// Whether this entry is queued for the last-used recorder: set by the
+    /// first use after a flush, cleared by the flush.
     queued: AtomicBool,
     /// When the store was asked for this record.
     loaded_at: Instant,
@@ -47,17 +43,22 @@ impl CachedKey {
             (None, None) => i64::MAX,
         };
         Self {
-            active_until_micros,
-            limiter,
-            identity: AuthenticatedKey::new(Arc::new(record)),
-            last_used_micros: AtomicI64::new(i64::MIN),
+            record,
             queued: AtomicBool::new(false),
             loaded_at,
+            active_until_micros,
+            limiter,
         }
     }
 
     pub(crate) fn record(&self) -> &KeyRecord {
-        self.identity.record()
+        &self.record
+    }
+
+    /// Whether the key's status can depend on the time: it has an expiry, or
+    /// is revoked. A key without either needs no clock reading.
+    pub(crate) fn depends_on_time(&self) -> bool {
+        self.active_until_micros != i64::MAX
     }
 
     /// Whether the key is active at `now_micros`; the same answer as
@@ -66,23 +67,16 @@ impl CachedKey {
         now_micros < self.active_until_micros
     }
 
-    /// Notes a use at `micros`; returns true when the entry must be queued
-    /// for the recorder (the first use since its last flush). The time is
-    /// kept to [`LAST_USED_RESOLUTION_MICROS`]: a busy key costs one atomic
-    /// write per period, not one per request.
-    pub(crate) fn note_use(&self, micros: i64) -> bool {
-        let last = self.last_used_micros.load(Ordering::Relaxed);
-        if last.saturating_add(LAST_USED_RESOLUTION_MICROS) <= micros {
-            self.last_used_micros.fetch_max(micros, Ordering::SeqCst);
-        }
-        !self.queued.load(Ordering::SeqCst) && !self.queued.swap(true, Ordering::SeqCst)
+    /// Notes a use; true when the entry must be queued for the recorder (its
+    /// first use since the last flush). One atomic load when already queued.
+    pub(crate) fn mark_used(&self) -> bool {
+        !self.queued.load(Ordering::Relaxed) && !self.queued.swap(true, Ordering::AcqRel)
     }
 
-    /// Takes the pending time for a flush: dequeues first, so a use that
-    /// lands after this read queues the entry again.
-    pub(crate) fn take_use(&self) -> i64 {
-        self.queued.store(false, Ordering::SeqCst);
-        self.last_used_micros.load(Ordering::SeqCst)
+    /// Takes the entry off the queue for a flush: a use after this queues it
+    /// again.
+    pub(crate) fn take_use(&self) {
+        self.queued.store(false, Ordering::Release);
     }
 }
 
@@ -267,18 +261,12 @@ mod tests {
 
     #[test]
     fn an_entry_is_queued_once_per_flush() {
-        const S: i64 = LAST_USED_RESOLUTION_MICROS;
         let entry = CachedKey::new(record(), Instant::now(), None);
-        assert!(entry.note_use(10 * S));
-        assert!(!entry.note_use(5 * S));
-        assert!(!entry.note_use(20 * S));
-        assert_eq!(entry.take_use(), 20 * S);
-        assert!(entry.note_use(15 * S));
-        assert_eq!(entry.take_use(), 20 * S, "times only move forward");
-        // Within the resolution, the first time of the period stands.
-        assert!(entry.note_use(20 * S + S / 2));
-        assert_eq!(entry.take_use(), 20 * S);
-        assert!(entry.note_use(21 * S));
-        assert_eq!(entry.take_use(), 21 * S);
+        assert!(entry.mark_used());
+        assert!(!entry.mark_used());
+        entry.take_use();
+        assert!(entry.mark_used());
+        assert!(!entry.depends_on_time());
+        assert!(entry.is_active_at(i64::MAX - 1));
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::cache::CachedKey;
 use crate::record::{KeyId, KeyRecord, OwnerId, Scopes};
 
 /// The key that authenticated a request. The layer puts it in the request's
@@ -20,52 +21,60 @@ use crate::record::{KeyId, KeyRecord, OwnerId, Scopes};
 /// }
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct AuthenticatedKey(Arc<KeyRecord>);
+#[derive(Clone)]
+pub struct AuthenticatedKey(Arc<CachedKey>);
 
 impl AuthenticatedKey {
-    pub(crate) fn new(record: Arc<KeyRecord>) -> Self {
-        Self(record)
+    pub(crate) fn new(entry: Arc<CachedKey>) -> Self {
+        Self(entry)
     }
 
     /// The key's id.
     pub fn id(&self) -> KeyId {
-        self.0.id
+        self.0.record().id
     }
 
     /// The key's name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.0.record().name
     }
 
     /// The account the key belongs to.
     pub fn owner(&self) -> &OwnerId {
-        &self.0.owner
+        &self.0.record().owner
     }
 
     /// The display prefix (`bmc_K7xR2pQm`), safe to log.
     pub fn display_prefix(&self) -> &str {
-        &self.0.display_prefix
+        &self.0.record().display_prefix
     }
 
     /// What the key may do.
     pub fn scopes(&self) -> &Scopes {
-        &self.0.scopes
+        &self.0.record().scopes
     }
 
     /// The key's application metadata.
     pub fn metadata(&self) -> &serde_json::Value {
-        &self.0.metadata
+        &self.0.record().metadata
     }
 
     /// When the key expires, if ever.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.0.expires_at
+        self.0.record().expires_at
     }
 
     /// The record as it was cached. Its `last_used_at` may be older than the
     /// store's: last-used times are written in the background.
     pub fn record(&self) -> &KeyRecord {
-        &self.0
+        self.0.record()
+    }
+}
+
+impl std::fmt::Debug for AuthenticatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AuthenticatedKey")
+            .field(self.0.record())
+            .finish()
     }
 }

@@ -1,10 +1,12 @@
 //! The background last-used recorder.
 //!
-//! The request path stores the time in the cached entry (two atomics) and, on
-//! the entry's first use since the last flush, queues it. A background task
-//! takes the queue once per interval, keeps the latest time per key, and
-//! writes one batch through the store. A failed batch is kept and retried with
-//! the next one. Memory is bounded by the number of distinct keys.
+//! The request path only flags the cached entry as used (one atomic load
+//! when it is already flagged) and, on its first use since the last flush,
+//! queues it; it reads no clock. A background task takes the queue once per
+//! interval and stamps every key in it with the time of that flush: a key's
+//! `last_used_at` is at most one interval later than its actual last use.
+//! It writes one batch through the store; a failed batch is kept and retried
+//! with the next one. Memory is bounded by the number of distinct keys.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api_keys::until_stopped;
 use crate::cache::CachedKey;
+use crate::clock::Clock;
 use crate::record::KeyId;
 use crate::store::{KeyStore, LastUsed};
 
@@ -54,10 +57,10 @@ pub(crate) struct UsageQueue {
 }
 
 impl UsageQueue {
-    /// Notes a use of `entry` at `now_micros`. Never waits on I/O; takes a lock only
-    /// on the entry's first use since the last flush.
-    pub(crate) fn note(&self, entry: &Arc<CachedKey>, now_micros: i64) {
-        if entry.note_use(now_micros) {
+    /// Notes a use of `entry`. Never waits on I/O and reads no clock; takes
+    /// a lock only on the entry's first use since the last flush.
+    pub(crate) fn note(&self, entry: &Arc<CachedKey>) {
+        if entry.mark_used() {
             self.queued
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -89,12 +92,14 @@ pub(crate) struct Recorder {
     unwritten: HashMap<KeyId, i64>,
     /// Most keys kept for retry while the store fails.
     max_pending: usize,
+    clock: Arc<dyn Clock>,
 }
 
 impl Recorder {
     pub(crate) fn spawn(
         queue: Arc<UsageQueue>,
         store: Arc<dyn KeyStore>,
+        clock: Arc<dyn Clock>,
         interval: Duration,
         max_pending: usize,
         mut stop: watch::Receiver<bool>,
@@ -104,6 +109,7 @@ impl Recorder {
             store,
             unwritten: HashMap::new(),
             max_pending,
+            clock,
         };
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
@@ -134,8 +140,14 @@ impl Recorder {
     }
 
     async fn flush(&mut self) {
-        for entry in self.queue.take() {
-            let micros = entry.take_use();
+        let used = self.queue.take();
+        for entry in &used {
+            entry.take_use();
+        }
+        // Read after the flags are cleared: every use not queued again
+        // happened before this instant.
+        let micros = self.clock.now().timestamp_micros();
+        for entry in &used {
             let latest = self.unwritten.entry(entry.record().id).or_insert(micros);
             *latest = (*latest).max(micros);
         }

@@ -174,7 +174,7 @@ where
                             .await
                             .map_err(|rejection| respond.respond(&rejection))
                     }),
-                    pending: Some((ready, request)),
+                    pending: Some(Box::new((ready, request))),
                 }
             }
             Verdict::RevokeExposed(exposed) => {
@@ -220,8 +220,9 @@ pin_project! {
         Authenticating {
             lookup: BoxFuture<'static, Result<AuthenticatedKey, Response<Bytes>>>,
             // The ready service and the request, for when the key is admitted;
-            // `None` where the outcome can only be a refusal.
-            pending: Option<(S, Request<ReqBody>)>,
+            // `None` where the outcome can only be a refusal. Boxed, so that
+            // the future stays small on the paths that need no lookup.
+            pending: Option<Box<(S, Request<ReqBody>)>>,
         },
     }
 }
@@ -249,7 +250,7 @@ where
                 StateProj::Authenticating { lookup, pending } => {
                     match ready!(lookup.as_mut().poll(cx)) {
                         Ok(identity) => {
-                            let (mut service, mut request) = pending
+                            let (mut service, mut request) = *pending
                                 .take()
                                 .expect("ResponseFuture polled after completion");
                             request.extensions_mut().insert(identity);

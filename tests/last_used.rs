@@ -57,18 +57,22 @@ async fn times_reach_the_store_after_the_interval_in_one_batch() {
     let a = keys.create(NewKey::new("o", "a")).await.unwrap();
     let b = keys.create(NewKey::new("o", "b")).await.unwrap();
     let url = app(&keys).await;
-    let before = Utc::now();
+    let mut last_round = Utc::now();
     for _ in 0..20 {
+        last_round = Utc::now();
         assert_eq!(call(&url, a.secret.expose_secret()).await, StatusCode::OK);
         assert_eq!(call(&url, b.secret.expose_secret()).await, StatusCode::OK);
     }
-    let after = Utc::now();
     eventually(|| async {
         let a = store.find_by_id(&a.record.id).await.unwrap().unwrap();
         let b = store.find_by_id(&b.record.id).await.unwrap().unwrap();
-        a.last_used_at.is_some() && b.last_used_at.is_some()
+        a.last_used_at.is_some_and(|at| at >= last_round)
+            && b.last_used_at.is_some_and(|at| at >= last_round)
     })
     .await;
+    // Stamped by the flush that followed the last use: no earlier than that
+    // use, and not in the future.
+    let checked = Utc::now();
     for id in [a.record.id, b.record.id] {
         let used = store
             .find_by_id(&id)
@@ -78,8 +82,8 @@ async fn times_reach_the_store_after_the_interval_in_one_batch() {
             .last_used_at
             .unwrap();
         assert!(
-            used >= before && used <= after,
-            "{used} not in [{before}, {after}]"
+            used >= last_round && used <= checked,
+            "{used} not in [{last_round}, {checked}]"
         );
     }
     let stats = keys.last_used_stats();
