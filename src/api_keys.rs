@@ -337,6 +337,9 @@ impl ApiKeysBuilder {
     }
 
     /// How often last-used times are written, as one batch (default 5 s).
+    /// Each key used since the previous batch is stamped with the time of
+    /// the batch, so `last_used_at` is at most this much later than the
+    /// key's actual last use.
     pub fn last_used_interval(mut self, interval: Duration) -> Self {
         self.last_used_interval = interval;
         self
