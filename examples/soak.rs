@@ -359,6 +359,9 @@ struct Stats {
     unexpected: BTreeMap<(&'static str, u16), u64>,
     sessions_opened: u64,
     sessions_abandoned: u64,
+    /// Sessions whose DELETE was refused (their key was revoked or expired
+    /// meanwhile): they stay open in the upstream until its idle timeout.
+    sessions_unclosed: u64,
     /// MCP answers with a 2xx but no JSON-RPC result in the first event.
     mcp_without_result: u64,
     /// Project lists with a 2xx but not the expected body.
@@ -373,6 +376,7 @@ impl Stats {
             unexpected: BTreeMap::new(),
             sessions_opened: 0,
             sessions_abandoned: 0,
+            sessions_unclosed: 0,
             mcp_without_result: 0,
             projects_bad_body: 0,
         }
@@ -400,6 +404,7 @@ impl Stats {
         }
         self.sessions_opened += other.sessions_opened;
         self.sessions_abandoned += other.sessions_abandoned;
+        self.sessions_unclosed += other.sessions_unclosed;
         self.mcp_without_result += other.mcp_without_result;
         self.projects_bad_body += other.projects_bad_body;
     }
@@ -680,7 +685,7 @@ async fn run_client(shared: Arc<Shared>, seed: u64) -> Stats {
                     query: None,
                     status: None,
                 };
-                send(
+                let closed = send(
                     &shared,
                     &mut stats,
                     Route::McpDelete,
@@ -688,6 +693,15 @@ async fn run_client(shared: Arc<Shared>, seed: u64) -> Stats {
                     Some(&session),
                 )
                 .await;
+                if !matches!(
+                    closed,
+                    Some(Answer {
+                        status: 200..=299,
+                        ..
+                    })
+                ) {
+                    stats.sessions_unclosed += 1;
+                }
             }
         }
     }
@@ -1644,10 +1658,11 @@ async fn soak(args: Args) -> Result<bool, String> {
         println!("{:<30} {count:>10}", route.name());
     }
     println!(
-        "MCP sessions opened {}, left open without a DELETE {} ({}%); initialize 2xx without a result: {}; project lists with a wrong body: {}",
+        "MCP sessions opened {}, left open without a DELETE {} ({}%), DELETE refused {}; initialize 2xx without a result: {}; project lists with a wrong body: {}",
         stats.sessions_opened,
         stats.sessions_abandoned,
         args.abandon_percent,
+        stats.sessions_unclosed,
         stats.mcp_without_result,
         stats.projects_bad_body
     );
