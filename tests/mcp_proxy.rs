@@ -1566,3 +1566,38 @@ async fn serve_protections_revoke_keys_in_urls_limit_rates_and_metadata_reaches_
     assert_eq!(stored.revoked_reason.as_deref(), Some("exposed in URL"));
     assert_eq!(record.rate_limit, None, "the default allowance applied");
 }
+
+#[tokio::test]
+async fn a_key_holds_a_bounded_number_of_open_sessions() {
+    let running = Running::start().await;
+    let http = http();
+    let (alice, _) = running.key("alice").await;
+    let (bob, _) = running.key("bob").await;
+    let mcp = running.mcp();
+    let mut sessions = Vec::new();
+    for _ in 0..session::SessionBindings::MAX_PER_KEY {
+        sessions.push(open_session(&http, &mcp, &alice).await);
+    }
+    let upstream_before = running.upstream.count();
+    let refused = mcp_post(&http, &mcp, &alice, initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "60");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_sessions");
+    assert_eq!(
+        running.upstream.count(),
+        upstream_before,
+        "refused before the upstream"
+    );
+    // Other keys are not affected, and closing a session makes room.
+    open_session(&http, &mcp, &bob).await;
+    let deleted = in_session(http.delete(&mcp).bearer_auth(&alice), &sessions[0])
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    open_session(&http, &mcp, &alice).await;
+}

@@ -161,6 +161,10 @@ pub async fn forward(
 ) -> Response {
     let session = match proxy.sessions.check(request.headers(), key.id()).await {
         SessionCheck::Refused => return crate::session::refused(),
+        // A request without a session may open one: within the key's share.
+        SessionCheck::NoSession if !proxy.sessions.may_open(key.id()) => {
+            return crate::session::too_many();
+        }
         SessionCheck::NoSession => None,
         SessionCheck::Bound(id) => Some(id),
     };

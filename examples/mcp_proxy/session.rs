@@ -4,6 +4,8 @@
 //! it speaks in that session. The proxy remembers the key that received each
 //! session id from the upstream and lets only that key use it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
@@ -20,9 +22,17 @@ pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id"
 /// [`Self::IDLE`] without a request (a client then gets 404 and opens a new
 /// session, as MCP clients do). A restart of the proxy forgets them all, with
 /// the same effect.
+///
+/// Each key may hold at most [`Self::MAX_PER_KEY`] sessions at once: an MCP
+/// server keeps state per session (the demo one about 55 KB), so a client
+/// that opens sessions and never closes them would otherwise grow the
+/// upstream's memory without bound.
 #[derive(Debug, Clone)]
 pub struct SessionBindings {
     owners: Cache<String, KeyId>,
+    /// Sessions bound to each key, kept in step with `owners` by its
+    /// eviction listener.
+    open: Arc<Mutex<HashMap<KeyId, usize>>>,
 }
 
 /// What to do with a request, given its session id.
@@ -39,17 +49,37 @@ pub enum SessionCheck {
 impl SessionBindings {
     /// Most sessions remembered.
     pub const CAPACITY: u64 = 100_000;
+    /// Most sessions one key may hold open.
+    pub const MAX_PER_KEY: usize = 100;
     /// How long an unused session is remembered.
     pub const IDLE: Duration = Duration::from_secs(3600);
 
     /// An empty table.
     pub fn new() -> Self {
+        let open: Arc<Mutex<HashMap<KeyId, usize>>> = Arc::default();
+        let on_evict = Arc::clone(&open);
         Self {
             owners: Cache::builder()
                 .max_capacity(Self::CAPACITY)
                 .time_to_idle(Self::IDLE)
+                .eviction_listener(move |_session, key: KeyId, _cause| {
+                    let mut open = on_evict.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(count) = open.get_mut(&key) {
+                        *count = count.saturating_sub(1);
+                        if *count == 0 {
+                            open.remove(&key);
+                        }
+                    }
+                })
                 .build(),
+            open,
         }
+    }
+
+    /// Whether `key` may open another session.
+    pub fn may_open(&self, key: KeyId) -> bool {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(&key).copied().unwrap_or(0) < Self::MAX_PER_KEY
     }
 
     /// Checks the request's session id (if any) against `key`. More than one
@@ -81,7 +111,14 @@ impl SessionBindings {
             .entry_by_ref(session)
             .or_insert_with(async { key })
             .await;
-        if !entry.is_fresh() && *entry.value() != key {
+        if entry.is_fresh() {
+            *self
+                .open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+                .or_insert(0) += 1;
+        } else if *entry.value() != key {
             tracing::warn!(key_id = %key, "the upstream reissued a session id bound to another key");
         }
     }
@@ -90,6 +127,24 @@ impl SessionBindings {
     pub async fn end(&self, session: &str) {
         self.owners.invalidate(session).await;
     }
+}
+
+/// The answer to a key over [`SessionBindings::MAX_PER_KEY`]: 429, until it
+/// closes sessions (`DELETE /mcp`) or they idle out.
+pub fn too_many() -> Response {
+    let body = serde_json::json!({
+        "error": "too_many_sessions",
+        "error_description": format!(
+            "this key holds {} open MCP sessions, the most allowed; close one with DELETE /mcp",
+            SessionBindings::MAX_PER_KEY
+        ),
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("60"),
+    );
+    response
 }
 
 /// The answer to a refused session: the same 404 and body as rmcp's answer

@@ -150,12 +150,12 @@ pub fn router(shutdown: CancellationToken) -> Router {
         // Comments on idle streams let a vanished reader be noticed soon.
         .with_sse_keep_alive(Some(Duration::from_secs(5)))
         .with_cancellation_token(shutdown);
+    // A session idle for two minutes is closed (rmcp's default is five): each
+    // holds some memory, and clients that vanish never close theirs.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(Duration::from_secs(120));
     let service: StreamableHttpService<DemoUpstream, LocalSessionManager> =
-        StreamableHttpService::new(
-            || Ok(DemoUpstream::default()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        );
+        StreamableHttpService::new(|| Ok(DemoUpstream::default()), Arc::new(sessions), config);
     Router::new().nest_service("/mcp", service)
 }
 
