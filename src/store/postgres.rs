@@ -203,20 +203,45 @@ impl PostgresStore {
         tx.commit().await
     }
 
-    async fn fetch_owned(
+    /// The record of the row `query` finds, if any.
+    async fn one(
         &self,
-        owner: &OwnerId,
-        id: &KeyId,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(self.sql.find_owned.clone())
-            .bind(id.as_uuid())
-            .bind(owner.as_str())
+        query
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?
             .as_ref()
             .map(decode)
             .transpose()
+    }
+
+    /// The records of the rows `query` finds.
+    async fn many(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn fetch_owned(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.one(
+            sqlx::query(self.sql.find_owned.clone())
+                .bind(id.as_uuid())
+                .bind(owner.as_str()),
+        )
+        .await
     }
 }
 
@@ -356,25 +381,13 @@ impl KeyStore for PostgresStore {
     }
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(self.sql.find_by_hash.clone())
-            .bind(&hash.as_bytes()[..])
-            .fetch_optional(&self.pool)
+        self.one(sqlx::query(self.sql.find_by_hash.clone()).bind(&hash.as_bytes()[..]))
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(decode)
-            .transpose()
     }
 
     async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(self.sql.find_by_id.clone())
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+        self.one(sqlx::query(self.sql.find_by_id.clone()).bind(id.as_uuid()))
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(decode)
-            .transpose()
     }
 
     async fn find_by_display_prefix(
@@ -382,26 +395,17 @@ impl KeyStore for PostgresStore {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        sqlx::query(self.sql.find_by_display_prefix.clone())
-            .bind(prefix)
-            .bind(sql_limit(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(decode)
-            .collect()
+        self.many(
+            sqlx::query(self.sql.find_by_display_prefix.clone())
+                .bind(prefix)
+                .bind(sql_limit(limit)),
+        )
+        .await
     }
 
     async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        sqlx::query(self.sql.list_by_owner.clone())
-            .bind(owner.as_str())
-            .fetch_all(&self.pool)
+        self.many(sqlx::query(self.sql.list_by_owner.clone()).bind(owner.as_str()))
             .await
-            .map_err(map_err)?
-            .iter()
-            .map(decode)
-            .collect()
     }
 
     async fn revoke(

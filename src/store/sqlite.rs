@@ -188,24 +188,49 @@ impl SqliteStore {
         self.signal.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The record of the row `query` finds, if any.
+    async fn one(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
+    /// The records of the rows `query` finds.
+    async fn many(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
     async fn fetch_owned(
         &self,
         owner: &OwnerId,
         id: &KeyId,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys WHERE id = ?1 AND owner = ?2"
-        ))
-        .bind(id.to_string())
-        .bind(owner.as_str())
-        .fetch_optional(&self.pool)
+        self.one(
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM api_keys WHERE id = ?1 AND owner = ?2"
+            ))
+            .bind(id.to_string())
+            .bind(owner.as_str()),
+        )
         .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(decode)
-        .transpose()
     }
 }
 
@@ -288,33 +313,27 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys WHERE key_hash = ?1"
-        ))
-        .bind(&hash.as_bytes()[..])
-        .fetch_optional(&self.pool)
+        self.one(
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM api_keys WHERE key_hash = ?1"
+            ))
+            .bind(&hash.as_bytes()[..]),
+        )
         .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(decode)
-        .transpose()
     }
 
     async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys WHERE id = ?1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        self.one(
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM api_keys WHERE id = ?1"
+            ))
+            .bind(id.to_string()),
+        )
         .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(decode)
-        .transpose()
     }
 
     async fn find_by_display_prefix(
@@ -324,35 +343,29 @@ impl KeyStore for SqliteStore {
     ) -> Result<Vec<KeyRecord>, StoreError> {
         // substr, not LIKE: LIKE would read `_` and `%` as wildcards and
         // ignore case.
-        sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys WHERE substr(display_prefix, 1, length(?1)) = ?1 \
+        self.many(
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM api_keys WHERE substr(display_prefix, 1, length(?1)) = ?1 \
              ORDER BY id LIMIT ?2"
-        ))
-        .bind(prefix)
-        .bind(sql_limit(limit))
-        .fetch_all(&self.pool)
+            ))
+            .bind(prefix)
+            .bind(sql_limit(limit)),
+        )
         .await
-        .map_err(map_err)?
-        .iter()
-        .map(decode)
-        .collect()
     }
 
     async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys WHERE owner = ?1 ORDER BY created_at, id"
-        ))
-        .bind(owner.as_str())
-        .fetch_all(&self.pool)
+        self.many(
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM api_keys WHERE owner = ?1 ORDER BY created_at, id"
+            ))
+            .bind(owner.as_str()),
+        )
         .await
-        .map_err(map_err)?
-        .iter()
-        .map(decode)
-        .collect()
     }
 
     async fn revoke(
