@@ -7,7 +7,7 @@ use sqlx::error::ErrorKind;
 use super::StoreError;
 use crate::key::KeyHash;
 use crate::rate_limit::RateLimit;
-use crate::record::Scopes;
+use crate::record::{KeyRecord, Scopes};
 
 /// One embedded schema migration.
 #[derive(Debug)]
@@ -75,6 +75,7 @@ pub(super) fn hash_from_sql(bytes: &[u8]) -> Result<KeyHash, StoreError> {
 
 /// `at`, cut to whole microseconds (towards the past), the precision both
 /// SQL stores keep.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(super) fn floor_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
@@ -111,4 +112,44 @@ pub(super) fn rate_limit_from_sql(
             "a stored rate limit needs a positive request count and window".to_owned(),
         )),
     }
+}
+
+/// The record of the row `query` finds on `pool`, if any.
+pub(super) async fn fetch_record<'q, DB>(
+    pool: &sqlx::Pool<DB>,
+    query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    decode: fn(&DB::Row) -> Result<KeyRecord, StoreError>,
+) -> Result<Option<KeyRecord>, StoreError>
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    query
+        .fetch_optional(pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(decode)
+        .transpose()
+}
+
+/// The records of the rows `query` finds on `pool`.
+pub(super) async fn fetch_records<'q, DB>(
+    pool: &sqlx::Pool<DB>,
+    query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    decode: fn(&DB::Row) -> Result<KeyRecord, StoreError>,
+) -> Result<Vec<KeyRecord>, StoreError>
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    query
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(decode)
+        .collect()
 }

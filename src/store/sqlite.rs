@@ -14,8 +14,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::sql::{
-    Migration, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql, rate_limit_from_sql,
-    rate_limit_to_sql, scopes_from_sql, scopes_to_sql, sql_limit,
+    Migration, fetch_record, fetch_records, hash_from_sql, map_err, metadata_from_sql,
+    metadata_to_sql, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql, scopes_to_sql,
+    sql_limit,
 };
 use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
 use crate::key::KeyHash;
@@ -191,29 +192,17 @@ impl SqliteStore {
     /// The record of the row `query` finds, if any.
     async fn one(
         &self,
-        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        query
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(decode)
-            .transpose()
+        fetch_record(&self.pool, query, decode).await
     }
 
     /// The records of the rows `query` finds.
     async fn many(
         &self,
-        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(decode)
-            .collect()
+        fetch_records(&self.pool, query, decode).await
     }
 
     async fn fetch_owned(
