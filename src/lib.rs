@@ -29,32 +29,60 @@
 //! See [`ApiKeyLayer`] for the requirements, [`rejection`] for the wire
 //! contract, and [`KeyStore`] for writing a backend.
 //!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` (default) | the [`AuthenticatedKey`] extractor, [`Rejection`] as a response |
+//! | `sqlite` | [`SqliteStore`], on sqlx with a bundled SQLite |
+//! | `postgres` | [`PostgresStore`], on sqlx |
+//! | `test-util` | [`store::ScriptedStore`], a store that fails or waits on demand |
+//!
+//! # Layout
+//!
+//! The modules stand in layers, each using only those below it: the leaves
+//! ([`key`], [`record`], [`clock`], [`rejection`]), then [`store`], then the
+//! crate-private engine (cache, change follower, last-used recorder,
+//! limiters, throttle), then the tower [`layer`], then [`ApiKeys`].
+//!
 //! [tower]: https://docs.rs/tower
 //! [hyper]: https://docs.rs/hyper
 //! [axum]: https://docs.rs/axum
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Top: the user's handle and its builder.
 mod api_keys;
-mod auth;
-#[cfg(feature = "axum")]
-mod axum;
-pub mod bearer;
-mod body;
-mod cache;
-mod changes;
-mod clock;
-mod identity;
-mod key;
-mod last_used;
-mod layer;
-mod manage;
-pub mod query;
-mod rate_limit;
-mod record;
-pub mod rejection;
+// The tower layer, its service, future and body, and the axum extractor.
+pub mod layer;
+// The shared state and its parts.
+mod engine;
+// The store trait and the backends.
 pub mod store;
-mod throttle;
+// Leaves.
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
+mod bearer;
+pub mod clock;
+pub mod key;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
+mod query;
+pub mod record;
+pub mod rejection;
+
+/// The failed-attempt throttle's settings (see
+/// [`ApiKeysBuilder::failed_attempt_limit`]).
+pub mod throttle {
+    pub use crate::engine::throttle::{ClientAddress, FailedAttemptLimit, FindClient};
+}
+
+/// The parsers the fuzz targets drive, for them alone: not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::bearer::{Credentials, credentials, parse};
+    pub use crate::query::QueryGuard;
+}
 
 /// The README's Rust examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
@@ -62,25 +90,13 @@ mod throttle;
 struct ReadmeExamples;
 
 pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
-pub use crate::auth::EXPOSED_IN_URL;
-#[cfg(feature = "axum")]
-pub use crate::axum::KeyRejection;
-pub use crate::body::ResponseBody;
-pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::identity::AuthenticatedKey;
-pub use crate::key::{
-    InvalidPrefix, KeyFormat, KeyHash, KeyHasher, MalformedKey, ParsedKey, RandomSourceError,
-    SecretKey, WeakPepper,
-};
-pub use crate::last_used::LastUsedStats;
-pub use crate::layer::{ApiKeyLayer, ApiKeyService, ResponseFuture};
-pub use crate::manage::{CreatedKey, ManageError};
-pub use crate::rate_limit::RateLimit;
-pub use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, Scopes};
-pub use crate::rejection::{RateLimitState, Rejection, RejectionReason};
+pub use crate::engine::{AuthenticatedKey, CreatedKey, LastUsedStats, ManageError};
+pub use crate::key::{KeyFormat, KeyHasher};
+pub use crate::layer::ApiKeyLayer;
+pub use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, RateLimit, Scopes};
+pub use crate::rejection::Rejection;
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{KeyStore, MemoryStore, StoreError};
-pub use crate::throttle::{ClientAddress, FailedAttemptLimit, FindClient};

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::key::KeyFormat;
 
 /// The parameter names refused by default.
-pub const DEFAULT_CREDENTIAL_PARAMS: &[&str] = &[
+pub(crate) const DEFAULT_CREDENTIAL_PARAMS: &[&str] = &[
     "access_token",
     "api_key",
     "apikey",

@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::key::KeyHash;
-use crate::rate_limit::RateLimit;
 
 /// A key's identifier: a UUIDv7, so ids sort by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -101,6 +101,10 @@ impl From<String> for OwnerId {
     }
 }
 
+/// The reason recorded on a key revoked because it was found in a URL (see
+/// [`ApiKeysBuilder::revoke_keys_exposed_in_url`](crate::ApiKeysBuilder::revoke_keys_exposed_in_url)).
+pub const EXPOSED_IN_URL: &str = "exposed in URL";
+
 /// Whether a key can be used, as of a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -187,6 +191,71 @@ impl fmt::Display for Scopes {
                 Ok(())
             }
         }
+    }
+}
+
+/// A request allowance: `requests` per `window`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_api_keys::RateLimit;
+///
+/// assert_eq!(RateLimit::per_minute(600), RateLimit::new(600, Duration::from_secs(60)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Requests allowed per window (at least 1).
+    pub requests: u32,
+    /// The window.
+    #[serde(with = "millis")]
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// `requests` per `window`.
+    pub fn new(requests: u32, window: Duration) -> Self {
+        Self {
+            requests: requests.max(1),
+            window: window.max(Duration::from_millis(1)),
+        }
+    }
+
+    /// `requests` per second.
+    pub fn per_second(requests: u32) -> Self {
+        Self::new(requests, Duration::from_secs(1))
+    }
+
+    /// `requests` per minute.
+    pub fn per_minute(requests: u32) -> Self {
+        Self::new(requests, Duration::from_secs(60))
+    }
+
+    /// `requests` per hour.
+    pub fn per_hour(requests: u32) -> Self {
+        Self::new(requests, Duration::from_secs(3600))
+    }
+
+    pub(crate) fn window_micros(&self) -> i64 {
+        i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// Microseconds between two requests at the sustained rate.
+    pub(crate) fn interval_micros(&self) -> i64 {
+        (self.window_micros() / i64::from(self.requests.max(1))).max(1)
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

@@ -10,21 +10,21 @@ use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use tower_api_keys::{
-    ApiKeys, ApiKeysBuilder, ClientAddress, EXPOSED_IN_URL, FailedAttemptLimit, KeyFormat,
-    KeyStore, NewKey, RateLimit,
-};
+use tower_api_keys::record::EXPOSED_IN_URL;
+use tower_api_keys::store::{ScriptedStore, StoreMethod};
+use tower_api_keys::throttle::{ClientAddress, FailedAttemptLimit};
+use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyFormat, KeyStore, NewKey, RateLimit};
 
-use common::{FaultyStore, client, serve, serve_with_peer_addresses};
+use common::{client, serve, serve_with_peer_addresses};
 
 struct App {
     keys: ApiKeys,
-    store: Arc<FaultyStore>,
+    store: Arc<ScriptedStore>,
     url: String,
 }
 
 async fn app(configure: impl FnOnce(ApiKeysBuilder) -> ApiKeysBuilder) -> App {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = configure(ApiKeys::builder(Arc::clone(&store)))
         .build()
         .unwrap();
@@ -62,7 +62,7 @@ async fn too_many_failures_from_one_address_get_429_without_a_lookup() {
         let r = get_with(&a.url, "bmc_guess", &[]).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    let lookups = a.store.lookups();
+    let lookups = a.store.calls().find_by_hash;
     let unknown = KeyFormat::default().generate().unwrap();
     for token in ["bmc_guess", unknown.expose_secret()] {
         let r = get_with(&a.url, token, &[]).await;
@@ -74,7 +74,7 @@ async fn too_many_failures_from_one_address_get_429_without_a_lookup() {
         assert_eq!(body["error"], "too_many_requests");
     }
     assert_eq!(
-        a.store.lookups(),
+        a.store.calls().find_by_hash,
         lookups,
         "a throttled client causes no lookup"
     );
@@ -143,7 +143,7 @@ async fn keys_past_their_allowance_get_429_with_ratelimit_headers() {
 #[tokio::test]
 async fn checksummed_keys_refuse_typos_before_any_lookup_and_can_accept_old_keys() {
     // Keys issued before the checksum was turned on.
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let old_keys = ApiKeys::builder(Arc::clone(&store)).build().unwrap();
     let plain = old_keys.create(NewKey::new("o", "plain")).await.unwrap();
 
@@ -151,8 +151,11 @@ async fn checksummed_keys_refuse_typos_before_any_lookup_and_can_accept_old_keys
         let store = Arc::clone(&store);
         async move {
             let keys = ApiKeys::builder(store)
-                .key_checksum(true)
-                .accept_keys_without_checksum(accept_plain)
+                .key_format(
+                    KeyFormat::default()
+                        .with_checksum()
+                        .accept_without_checksum(accept_plain),
+                )
                 .build()
                 .unwrap();
             let router = Router::new()
@@ -170,7 +173,7 @@ async fn checksummed_keys_refuse_typos_before_any_lookup_and_can_accept_old_keys
         StatusCode::OK
     );
 
-    let lookups = store.lookups();
+    let lookups = store.calls().find_by_hash;
     let mut typo = checked.clone().into_bytes();
     typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
     let typo = String::from_utf8(typo).unwrap();
@@ -183,7 +186,11 @@ async fn checksummed_keys_refuse_typos_before_any_lookup_and_can_accept_old_keys
         let r = get_with(&strict, token, &[]).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token}");
     }
-    assert_eq!(store.lookups(), lookups, "refused before any lookup");
+    assert_eq!(
+        store.calls().find_by_hash,
+        lookups,
+        "refused before any lookup"
+    );
 
     let (_, migrating) = serve_with(true).await;
     assert_eq!(
@@ -269,7 +276,8 @@ async fn lookups_in_flight_cannot_take_a_client_past_its_limit() {
     let a =
         app(|b| b.failed_attempt_limit(FailedAttemptLimit::new(5, Duration::from_secs(60)))).await;
     // Every lookup takes a while, so all 30 requests are in flight together.
-    a.store.set_lookup_delay(Duration::from_millis(300));
+    a.store
+        .set_delay(StoreMethod::FindByHash, Duration::from_millis(300));
     let requests = (0..30).map(|_| {
         let url = a.url.clone();
         let key = KeyFormat::default().generate().unwrap();
@@ -280,7 +288,7 @@ async fn lookups_in_flight_cannot_take_a_client_past_its_limit() {
     for request in requests {
         statuses.push(request.await.unwrap());
     }
-    assert_eq!(a.store.lookups(), 5, "{statuses:?}");
+    assert_eq!(a.store.calls().find_by_hash, 5, "{statuses:?}");
     assert_eq!(
         statuses
             .iter()

@@ -10,13 +10,14 @@ use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
+use tower_api_keys::store::ScriptedStore;
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
-use common::{FaultyStore, client, serve};
+use common::{client, serve};
 
 #[tokio::test]
 async fn a_panicking_handler_does_not_poison_the_layer() {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = ApiKeys::builder(Arc::clone(&store))
         .last_used_interval(Duration::from_millis(50))
         .build()
@@ -70,7 +71,7 @@ async fn a_panicking_handler_does_not_poison_the_layer() {
 
 #[tokio::test]
 async fn a_writer_whose_store_fails_for_a_long_stretch_writes_every_time_afterwards() {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = ApiKeys::builder(Arc::clone(&store))
         .last_used_interval(Duration::from_millis(20))
         .build()

@@ -11,9 +11,10 @@ use axum::routing::get;
 use chrono::Utc;
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
+use tower_api_keys::store::{ScriptedStore, StoreMethod};
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
-use common::{FaultyStore, client, serve};
+use common::{client, serve};
 
 async fn app(keys: &ApiKeys) -> String {
     let app = Router::new()
@@ -49,7 +50,7 @@ where
 
 #[tokio::test]
 async fn times_reach_the_store_after_the_interval_in_one_batch() {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = ApiKeys::builder(Arc::clone(&store))
         .last_used_interval(Duration::from_millis(200))
         .build()
@@ -95,7 +96,7 @@ async fn times_reach_the_store_after_the_interval_in_one_batch() {
 
 #[tokio::test]
 async fn pending_times_are_flushed_on_shutdown() {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = ApiKeys::builder(Arc::clone(&store))
         .last_used_interval(Duration::from_secs(3600))
         .build()
@@ -117,7 +118,11 @@ async fn pending_times_are_flushed_on_shutdown() {
 
 #[tokio::test]
 async fn a_blocked_writer_slows_no_request_and_a_failed_batch_is_retried() {
-    let store = FaultyStore::with_blocked_writes();
+    let store = {
+        let store = Arc::new(ScriptedStore::new());
+        store.gate(StoreMethod::RecordLastUsed).close();
+        store
+    };
     let keys = ApiKeys::builder(Arc::clone(&store))
         .last_used_interval(Duration::from_millis(50))
         .build()
@@ -132,12 +137,7 @@ async fn a_blocked_writer_slows_no_request_and_a_failed_batch_is_retried() {
     for _ in 0..100 {
         assert_eq!(call(&url, a.secret.expose_secret()).await, StatusCode::OK);
     }
-    assert_eq!(
-        store
-            .last_used_writes
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(store.reached().record_last_used, 0);
     assert_eq!(
         store
             .find_by_id(&a.record.id)
@@ -149,7 +149,7 @@ async fn a_blocked_writer_slows_no_request_and_a_failed_batch_is_retried() {
     );
     // Now the store fails the write: it is retried, not lost.
     store.set_failing(true);
-    store.open_writes();
+    store.gate(StoreMethod::RecordLastUsed).open();
     eventually(|| async { keys.last_used_stats().write_errors >= 1 }).await;
     store.set_failing(false);
     eventually(|| async {
@@ -169,7 +169,7 @@ async fn a_blocked_writer_slows_no_request_and_a_failed_batch_is_retried() {
 
 #[tokio::test]
 async fn a_late_batch_never_moves_a_time_back() {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = ApiKeys::builder(Arc::clone(&store)).build().unwrap();
     let a = keys.create(NewKey::new("o", "a")).await.unwrap();
     let now = Utc::now();

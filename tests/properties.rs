@@ -14,11 +14,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, Request, Response, StatusCode};
 use proptest::prelude::*;
 use tower::{Layer, Service};
-use tower_api_keys::bearer::{self, Credentials};
-use tower_api_keys::query::QueryGuard;
-use tower_api_keys::{ApiKeyService, ApiKeys, KeyFormat, NewKey};
-
-use common::FaultyStore;
+use tower_api_keys::fuzzing::{self as bearer, Credentials, QueryGuard};
+use tower_api_keys::layer::ApiKeyService;
+use tower_api_keys::store::ScriptedStore;
+use tower_api_keys::{ApiKeys, KeyFormat, NewKey};
 
 /// Cases per property: `PROPTEST_CASES` when set (for a longer search),
 /// else the given default.
@@ -167,7 +166,7 @@ proptest! {
 /// below, driven without a socket (the wire is covered elsewhere).
 struct Harness {
     runtime: tokio::runtime::Runtime,
-    store: Arc<FaultyStore>,
+    store: Arc<ScriptedStore>,
     service: ApiKeyService<Inner>,
     _keys: ApiKeys,
     key: String,
@@ -186,7 +185,7 @@ impl Harness {
             .enable_all()
             .build()
             .unwrap();
-        let store = FaultyStore::new();
+        let store = Arc::new(ScriptedStore::new());
         let keys = {
             let _guard = runtime.enter();
             ApiKeys::builder(Arc::clone(&store)).build().unwrap()
@@ -251,9 +250,9 @@ proptest! {
                 2 => format!("Bearer bmc_{body}").into_bytes(),
                 _ => format!("Bearer {}", h.key).into_bytes(),
             };
-            let before = h.store.lookups();
+            let before = h.store.calls().find_by_hash;
             let status = h.status(Some(&header), None);
-            let looked_up = h.store.lookups() > before;
+            let looked_up = h.store.calls().find_by_hash > before;
             if looked_up {
                 let token = std::str::from_utf8(&header).ok().and_then(|v| v.trim().get(7..).map(str::trim_start));
                 prop_assert!(token.is_some_and(|t| KeyFormat::default().parse(t).is_ok()), "{:?} reached the store", String::from_utf8_lossy(&header));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backends::{PgSchema, Server, TempDir, unknown_key};
-use tower_api_keys::store::{CountingStore, StoreCalls};
+use tower_api_keys::store::{CountingStore, ListKeys, StoreCalls};
 use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey};
 
 /// Longer than the test: nothing runs on a timer while counting.
@@ -71,7 +71,8 @@ async fn hot_keys_cost_no_query<S: KeyStore>(store: S) {
     let flushed = store.calls().since(&before_shutdown);
     assert_eq!(flushed.record_last_used, 1, "{flushed:?}");
     assert_eq!(flushed.total(), 1, "{flushed:?}");
-    for record in store.list_by_owner(&"acct".into()).await.unwrap() {
+    let listed = store.list(&ListKeys::new().owner("acct")).await.unwrap();
+    for record in listed.records {
         assert!(
             record.last_used_at.is_some(),
             "{} has no last-used time",

@@ -23,7 +23,7 @@ const NO_POLL: Duration = Duration::from_secs(3600);
 /// start cannot empty the cache under the test.
 async fn follower_started<S>(store: &CountingStore<S>) {
     for _ in 0..200 {
-        if store.calls().change_cursor > 0 {
+        if store.calls().changes > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
             return;
         }

@@ -10,9 +10,10 @@ use axum::Router;
 use axum::routing::get;
 use chrono::Utc;
 use reqwest::header::AUTHORIZATION;
+use tower_api_keys::store::ScriptedStore;
 use tower_api_keys::{ApiKeys, NewKey};
 
-use common::{FaultyStore, client, serve};
+use common::{client, serve};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -43,7 +44,7 @@ async fn no_log_line_at_trace_level_contains_a_secret() {
         .with_ansi(false)
         .init();
 
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = ApiKeys::builder(Arc::clone(&store))
         .last_used_interval(std::time::Duration::from_millis(50))
         .build()
@@ -124,7 +125,9 @@ async fn no_log_line_at_trace_level_contains_a_secret() {
 
 #[tokio::test]
 async fn debug_output_of_the_request_behind_the_layer_never_shows_the_key() {
-    let keys = ApiKeys::builder(FaultyStore::new()).build().unwrap();
+    let keys = ApiKeys::builder(Arc::new(ScriptedStore::new()))
+        .build()
+        .unwrap();
     let created = keys.create(NewKey::new("acct", "k")).await.unwrap();
     // A handler that prints the request's headers, as a careless log line or
     // a panic message would.

@@ -63,7 +63,7 @@ async fn postgres_pool_aimed_at_a_closed_port_answers_503() {
     );
     assert!(matches!(
         store
-            .find_by_hash(&tower_api_keys::KeyHash::from_bytes([0; 32]))
+            .find_by_hash(&tower_api_keys::key::KeyHash::from_bytes([0; 32]))
             .await,
         Err(StoreError::Unavailable(_))
     ));

@@ -12,9 +12,11 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
-use tower_api_keys::{ApiKeys, AuthenticatedKey, ManualClock, NewKey, Scopes};
+use tower_api_keys::clock::ManualClock;
+use tower_api_keys::store::{ScriptedStore, StoreMethod};
+use tower_api_keys::{ApiKeys, AuthenticatedKey, NewKey, Scopes};
 
-use common::{FaultyStore, client, serve};
+use common::{client, serve};
 
 async fn whoami(key: AuthenticatedKey) -> Json<Value> {
     Json(json!({ "id": key.id().to_string(), "name": key.name(), "owner": key.owner().as_str() }))
@@ -46,7 +48,7 @@ fn app(keys: &ApiKeys) -> Router {
 
 struct Fixture {
     keys: ApiKeys,
-    store: Arc<FaultyStore>,
+    store: Arc<ScriptedStore>,
     base: String,
     key: String,
     http: reqwest::Client,
@@ -59,7 +61,7 @@ async fn fixture() -> Fixture {
 async fn fixture_with(
     configure: impl FnOnce(tower_api_keys::ApiKeysBuilder) -> tower_api_keys::ApiKeysBuilder,
 ) -> Fixture {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = configure(ApiKeys::builder(Arc::clone(&store)).realm("test"))
         .build()
         .unwrap();
@@ -173,7 +175,7 @@ async fn every_row_of_the_wire_contract() {
     assert!(challenge(&two).contains("error=\"invalid_request\""));
 
     // The key in the query string: 400, and it is never looked up.
-    let lookups = f.store.lookups();
+    let lookups = f.store.calls().find_by_hash;
     let unknown = tower_api_keys::KeyFormat::default().generate().unwrap();
     let query = f
         .http
@@ -189,7 +191,7 @@ async fn every_row_of_the_wire_contract() {
     assert_eq!(query.status(), StatusCode::BAD_REQUEST);
     assert!(challenge(&query).contains("error=\"invalid_request\""));
     assert_eq!(
-        f.store.lookups(),
+        f.store.calls().find_by_hash,
         lookups,
         "a key in the URL is never looked up"
     );
@@ -284,7 +286,8 @@ async fn a_failing_store_gives_503_never_200() {
 #[tokio::test]
 async fn a_hanging_lookup_is_cut_off_and_every_waiter_answered() {
     let f = fixture_with(|b| b.lookup_timeout(Duration::from_millis(200))).await;
-    f.store.set_lookup_delay(Duration::from_secs(3600));
+    f.store
+        .set_delay(StoreMethod::FindByHash, Duration::from_secs(3600));
     let requests = (0..20).map(|_| f.get_key("/api/v2/projects", &f.key));
     let responses = futures_util::future::join_all(requests).await;
     for r in responses {
@@ -311,7 +314,7 @@ async fn optional_routes_let_anonymous_requests_through_but_not_bad_keys() {
 
 #[tokio::test]
 async fn resource_metadata_is_announced_and_the_response_builder_can_be_replaced() {
-    let store = FaultyStore::new();
+    let store = Arc::new(ScriptedStore::new());
     let keys = ApiKeys::builder(store)
         .realm("mcp")
         .resource_metadata("http://127.0.0.1/.well-known/oauth-protected-resource")
@@ -358,13 +361,13 @@ async fn an_expiry_that_passes_while_the_key_is_cached_is_refused_at_once() {
         f.get_key("/api/v2/projects", key).await.status(),
         StatusCode::OK
     );
-    let lookups = f.store.lookups();
+    let lookups = f.store.calls().find_by_hash;
     clock.advance(chrono::Duration::seconds(61));
     let r = f.get_key("/api/v2/projects", key).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(challenge(&r).contains("has expired"));
     assert_eq!(
-        f.store.lookups(),
+        f.store.calls().find_by_hash,
         lookups,
         "the cached entry decided it, against the clock"
     );
@@ -376,7 +379,7 @@ trait NowPlus {
 
 impl NowPlus for ManualClock {
     fn now_plus(&self, seconds: i64) -> chrono::DateTime<Utc> {
-        use tower_api_keys::Clock;
+        use tower_api_keys::clock::Clock;
         self.now() + chrono::Duration::seconds(seconds)
     }
 }
@@ -390,7 +393,13 @@ async fn revoke_then_the_very_next_request_is_refused() {
             StatusCode::OK
         );
     }
-    let id = f.keys.list(&"acct_1".into()).await.unwrap()[0].id;
+    let id = f
+        .keys
+        .list(&"acct_1".into(), None, 100)
+        .await
+        .unwrap()
+        .records[0]
+        .id;
     f.keys.revoke(&"acct_1".into(), &id).await.unwrap();
     let r = f.get_key("/api/v2/projects", &f.key).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -401,7 +410,8 @@ async fn revoke_then_the_very_next_request_is_refused() {
 async fn a_thousand_concurrent_requests_with_one_uncached_key_cost_one_lookup() {
     let f = fixture().await;
     // Hold the lookup long enough for every request to arrive while it runs.
-    f.store.set_lookup_delay(Duration::from_millis(500));
+    f.store
+        .set_delay(StoreMethod::FindByHash, Duration::from_millis(500));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1000)
         .timeout(Duration::from_secs(60))
@@ -417,7 +427,7 @@ async fn a_thousand_concurrent_requests_with_one_uncached_key_cost_one_lookup() 
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), StatusCode::OK);
     }
-    assert_eq!(f.store.lookups(), 1);
+    assert_eq!(f.store.calls().find_by_hash, 1);
 }
 
 #[tokio::test]
@@ -428,7 +438,7 @@ async fn an_unknown_key_is_looked_up_once_per_negative_ttl() {
         let r = f.get_key("/api/v2/projects", unknown.expose_secret()).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(f.store.lookups(), 1);
+    assert_eq!(f.store.calls().find_by_hash, 1);
 }
 
 #[tokio::test]
@@ -438,7 +448,9 @@ async fn a_plain_hyper_service_is_protected_too() {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceBuilder;
 
-    let keys = ApiKeys::builder(FaultyStore::new()).build().unwrap();
+    let keys = ApiKeys::builder(Arc::new(ScriptedStore::new()))
+        .build()
+        .unwrap();
     let created = keys.create(NewKey::new("o", "hyper")).await.unwrap();
     let service = ServiceBuilder::new()
         .layer(keys.layer())
@@ -492,8 +504,11 @@ async fn management_is_scoped_by_owner() {
     let mine = f.keys.create(NewKey::new("acct_2", "mine")).await.unwrap();
     let alice = "acct_1".into();
     let bob = "acct_2".into();
-    assert_eq!(f.keys.list(&alice).await.unwrap().len(), 1);
-    let bobs = f.keys.list(&bob).await.unwrap();
+    assert_eq!(
+        f.keys.list(&alice, None, 100).await.unwrap().records.len(),
+        1
+    );
+    let bobs = f.keys.list(&bob, None, 100).await.unwrap().records;
     assert_eq!(bobs.len(), 1);
     assert_eq!(bobs[0].name, "mine");
     // Alice can neither read nor revoke Bob's key.
@@ -531,7 +546,7 @@ async fn rolling_a_key_keeps_both_working_until_the_overlap_ends() {
     })
     .await;
     let owner = "acct_1".into();
-    let old = f.keys.list(&owner).await.unwrap()[0].clone();
+    let old = f.keys.list(&owner, None, 100).await.unwrap().records[0].clone();
     let rolled = f
         .keys
         .roll(&owner, &old.id, chrono::Duration::hours(1))

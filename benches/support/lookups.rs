@@ -1,5 +1,5 @@
-//! What the layer spares the database, counted with [`CountingStore`]: the
-//! scenarios of issue 5, shared by `tests/lookups.rs` (which asserts the
+//! What the layer spares the database, counted store call by store call:
+//! the request patterns shared by `tests/lookups.rs` (which asserts the
 //! targets) and `benches/lookups.rs` (which prints them as a table).
 //!
 //! Keys are seeded into the store before the measured [`ApiKeys`] is built,
@@ -9,122 +9,27 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use chrono::{DateTime, Utc};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request};
-use tokio::sync::{Notify, watch};
 use tower::ServiceExt as _;
 use tower::util::MapRequestLayer;
-use tower_api_keys::store::{ChangeCursor, CountingStore, KeyChange, LastUsed, StoreCalls};
-use tower_api_keys::{
-    ApiKeys, ApiKeysBuilder, ClientAddress, FailedAttemptLimit, KeyFormat, KeyHash, KeyId,
-    KeyRecord, KeyStore, MemoryStore, NewKey, OwnerId, StoreError,
-};
+use tower_api_keys::store::{ScriptedStore, StoreCalls, StoreMethod};
+use tower_api_keys::throttle::{ClientAddress, FailedAttemptLimit};
+use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyFormat, MemoryStore, NewKey};
 
 /// Requests in flight at once in the in-process floods.
 pub const FLOOD_CONCURRENCY: usize = 8;
 
 /// The store every scenario counts: a [`MemoryStore`] whose lookups can be
-/// held until released, behind a [`CountingStore`].
-pub type Store = CountingStore<Gated>;
-
-/// A [`MemoryStore`] whose `find_by_hash` waits while the gate is closed.
-#[derive(Default)]
-pub struct Gated {
-    inner: Arc<MemoryStore>,
-    closed: AtomicBool,
-    opened: Notify,
-}
-
-impl Gated {
-    fn new(inner: Arc<MemoryStore>) -> Self {
-        Self {
-            inner,
-            closed: AtomicBool::new(false),
-            opened: Notify::new(),
-        }
-    }
-
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    pub fn open(&self) {
-        self.closed.store(false, Ordering::SeqCst);
-        self.opened.notify_waiters();
-    }
-}
-
-#[async_trait]
-impl KeyStore for Gated {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(record).await
-    }
-    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        loop {
-            let opened = self.opened.notified();
-            if !self.closed.load(Ordering::SeqCst) {
-                break;
-            }
-            opened.await;
-        }
-        self.inner.find_by_hash(hash).await
-    }
-    async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.find_by_id(id).await
-    }
-    async fn find_by_display_prefix(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
-        self.inner.find_by_display_prefix(prefix, limit).await
-    }
-    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        self.inner.list_by_owner(owner).await
-    }
-    async fn revoke(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-        reason: Option<&str>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.revoke(owner, id, at, reason).await
-    }
-    async fn expire(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.expire(owner, id, at).await
-    }
-    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
-        self.inner.record_last_used(batch).await
-    }
-    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
-        self.inner.change_cursor().await
-    }
-    async fn changes_since(
-        &self,
-        cursor: ChangeCursor,
-        limit: usize,
-    ) -> Result<Vec<KeyChange>, StoreError> {
-        self.inner.changes_since(cursor, limit).await
-    }
-    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
-        self.inner.change_signal()
-    }
-}
+/// held until released, counting every call made to it.
+pub type Store = ScriptedStore<Arc<MemoryStore>>;
 
 /// An app over a counted store, with `valid_keys` keys already in it.
 pub struct Subject {
@@ -156,22 +61,19 @@ impl Subject {
         }
         seeder.shutdown().await;
 
-        let store = Arc::new(CountingStore::new(Gated::new(memory)));
+        let store = Arc::new(ScriptedStore::wrap(memory));
         let keys = configure(ApiKeys::builder(Arc::clone(&store)))
             .build()
             .expect("build");
         // The change-log follower starts by reading the log's head; wait for
         // it so that nothing it does afterwards can race a first lookup.
         for _ in 0..1000 {
-            if store.calls().change_cursor > 0 {
+            if store.calls().changes > 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(
-            store.calls().change_cursor > 0,
-            "the follower never started"
-        );
+        assert!(store.calls().changes > 0, "the follower never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
 
         let arrived = Arc::new(AtomicU64::new(0));
@@ -421,7 +323,7 @@ pub async fn concurrent_first_requests(requests: usize, transport: &str) -> (Run
         "http" => Transport::http(&subject).await,
         _ => Transport::in_process(&subject),
     };
-    subject.store.get_ref().close();
+    subject.store.gate(StoreMethod::FindByHash).close();
     let auth = one_key(&subject.secrets[0]);
     let (store, arrived) = (Arc::clone(&subject.store), Arc::clone(&subject.arrived));
     let target = requests as u64;
@@ -434,7 +336,7 @@ pub async fn concurrent_first_requests(requests: usize, transport: &str) -> (Run
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let held = arrived.load(Ordering::Relaxed);
-        store.get_ref().open();
+        store.gate(StoreMethod::FindByHash).open();
         held
     });
     let run = drive(&subject, &transport, requests, requests, None, auth).await;

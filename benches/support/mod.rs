@@ -12,7 +12,9 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use tower::{Layer, Service};
-use tower_api_keys::{ApiKeyService, ApiKeys, KeyHash, KeyHasher, MemoryStore, NewKey};
+use tower_api_keys::key::KeyHash;
+use tower_api_keys::layer::ApiKeyService;
+use tower_api_keys::{ApiKeys, KeyHasher, MemoryStore, NewKey};
 
 pub type Body = Empty<Bytes>;
 

@@ -1,47 +1,54 @@
 //! The in-memory store: for tests, examples and single-process apps whose
 //! keys need not outlive the process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{PoisonError, RwLock};
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use tokio::sync::watch;
-
-use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
+use super::{
+    ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange, KeyPage, KeyStore,
+    LastUsed, ListKeys, StoreError,
+};
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 /// Keeps keys in process memory. Cloning is not offered: share it with
 /// `Arc`. Changes are pushed to followers at once.
 ///
 /// ```
 /// use tower_api_keys::{KeyStore, MemoryStore};
+/// use tower_api_keys::store::ListKeys;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store = MemoryStore::new();
-/// assert!(store.list_by_owner(&"nobody".into()).await.unwrap().is_empty());
+/// let page = store.list(&ListKeys::new().owner("nobody")).await.unwrap();
+/// assert!(page.records.is_empty());
 /// # }
 /// ```
 #[derive(Debug)]
 pub struct MemoryStore {
     state: RwLock<State>,
-    signal: watch::Sender<u64>,
+    notifier: ChangeNotifier,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    by_id: HashMap<KeyId, KeyRecord>,
+    /// Ordered, so that listing pages through ids newest first.
+    by_id: BTreeMap<KeyId, KeyRecord>,
     by_hash: HashMap<KeyHash, KeyId>,
     changes: Vec<KeyChange>,
 }
 
 impl State {
-    fn log_change(&mut self, id: KeyId, hash: KeyHash) -> ChangeCursor {
-        let cursor = ChangeCursor(self.changes.len() as i64 + 1);
+    fn log_change(&mut self, id: KeyId, hash: KeyHash) {
+        let cursor = ChangeCursor::from_position(self.head().position() + 1);
         self.changes.push(KeyChange { cursor, id, hash });
-        cursor
+    }
+
+    fn head(&self) -> ChangeCursor {
+        ChangeCursor::from_position(i64::try_from(self.changes.len()).unwrap_or(i64::MAX))
     }
 
     fn owned_mut(&mut self, owner: &OwnerId, id: &KeyId) -> Option<&mut KeyRecord> {
@@ -54,7 +61,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             state: RwLock::default(),
-            signal: watch::Sender::new(0),
+            notifier: ChangeNotifier::new(),
         }
     }
 
@@ -64,10 +71,6 @@ impl MemoryStore {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn announce(&self, cursor: ChangeCursor) {
-        self.signal.send_replace(cursor.0 as u64);
     }
 
     /// Applies `change` to the owner's key `id` and logs it when it changed
@@ -83,9 +86,9 @@ impl MemoryStore {
         let changed = change(record);
         let record = record.clone();
         if changed {
-            let cursor = state.log_change(record.id, record.hash);
+            state.log_change(record.id, record.hash);
             drop(state);
-            self.announce(cursor);
+            self.notifier.notify();
         }
         Some(record)
     }
@@ -106,9 +109,9 @@ impl KeyStore for MemoryStore {
         }
         state.by_hash.insert(record.hash, record.id);
         state.by_id.insert(record.id, record.clone());
-        let cursor = state.log_change(record.id, record.hash);
+        state.log_change(record.id, record.hash);
         drop(state);
-        self.announce(cursor);
+        self.notifier.notify();
         Ok(())
     }
 
@@ -125,33 +128,20 @@ impl KeyStore for MemoryStore {
         Ok(self.read().by_id.get(id).cloned())
     }
 
-    async fn find_by_display_prefix(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
+    async fn list(&self, query: &ListKeys) -> Result<KeyPage, StoreError> {
         let state = self.read();
-        let mut found: Vec<KeyRecord> = state
-            .by_id
-            .values()
-            .filter(|r| r.display_prefix.starts_with(prefix))
+        let older = match query.after {
+            Some(after) => state.by_id.range(..after.key_id()),
+            None => state.by_id.range(..),
+        };
+        let records = older
+            .rev()
+            .map(|(_, record)| record)
+            .filter(|record| query.matches(record))
+            .take(query.limit.saturating_add(1))
             .cloned()
             .collect();
-        found.sort_by_key(|r| r.id);
-        found.truncate(limit);
-        Ok(found)
-    }
-
-    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut keys: Vec<KeyRecord> = self
-            .read()
-            .by_id
-            .values()
-            .filter(|r| &r.owner == owner)
-            .cloned()
-            .collect();
-        keys.sort_by_key(|r| (r.created_at, r.id));
-        Ok(keys)
+        Ok(KeyPage::from_overfetch(records, query.limit))
     }
 
     async fn revoke(
@@ -198,27 +188,32 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
-    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
-        Ok(ChangeCursor(self.read().changes.len() as i64))
-    }
-
-    async fn changes_since(
+    async fn changes(
         &self,
-        cursor: ChangeCursor,
+        after: Option<ChangeCursor>,
         limit: usize,
-    ) -> Result<Vec<KeyChange>, StoreError> {
+    ) -> Result<ChangeBatch, StoreError> {
         let state = self.read();
-        let start = usize::try_from(cursor.0.max(0)).unwrap_or(usize::MAX);
-        Ok(state
-            .changes
-            .iter()
-            .skip(start)
-            .take(limit)
-            .copied()
-            .collect())
+        let changes = match after {
+            Some(after) => {
+                let start = usize::try_from(after.position().max(0)).unwrap_or(usize::MAX);
+                state
+                    .changes
+                    .iter()
+                    .skip(start)
+                    .take(limit)
+                    .copied()
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Ok(ChangeBatch {
+            head: state.head(),
+            changes,
+        })
     }
 
-    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
-        Some(self.signal.subscribe())
+    fn change_signal(&self) -> Option<ChangeSignal> {
+        Some(self.notifier.subscribe())
     }
 }

@@ -9,30 +9,41 @@
 //! | `SqliteStore` | `sqlite` | one machine; several processes may share the file |
 //! | `PostgresStore` | `postgres` | any number of instances sharing one database |
 //!
-//! [`CountingStore`] wraps any of them and counts the calls made to it.
+//! [`CountingStore`] wraps any of them and counts the calls made to it;
+//! with the `test-util` feature, [`ScriptedStore`] wraps one to fail, delay
+//! or hold calls on demand.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
+mod change_feed;
 mod counting;
+mod forward;
+mod list;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "test-util")]
+mod scripted;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use change_feed::{ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange};
 pub use counting::{CountingStore, StoreCalls};
+pub use forward::StoreMethod;
+pub use list::{InvalidCursor, KeyCursor, KeyPage, ListKeys};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "test-util")]
+pub use scripted::{Gate, ScriptedStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 /// The sqlx version the SQL stores are built on, for naming its pools,
@@ -77,23 +88,6 @@ pub struct LastUsed {
     pub at: DateTime<Utc>,
 }
 
-/// Position in a store's change log. Changes are numbered from 1 upwards;
-/// `ChangeCursor(0)` is before the first change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ChangeCursor(pub i64);
-
-/// A key whose stored record changed (created, revoked, or given an earlier
-/// expiry). Caches that follow the change log drop what they hold for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyChange {
-    /// Position in the change log.
-    pub cursor: ChangeCursor,
-    /// The key that changed.
-    pub id: KeyId,
-    /// Its hash, which is what caches are keyed by.
-    pub hash: KeyHash,
-}
-
 /// Where API keys live.
 ///
 /// Implementations are `Send + Sync + 'static` and are used as
@@ -112,13 +106,15 @@ pub struct KeyChange {
 ///    forward, also when batches race, and writes a whole batch in one
 ///    statement where the backend allows.
 /// 4. Every insert, revoke and expiry change appends one [`KeyChange`] to a
-///    change log that [`changes_since`](Self::changes_since) reads in order;
-///    a call that changes nothing appends nothing. Once a change numbered N
-///    can be read, no change numbered below N appears later, so a follower
-///    that has read up to N has missed nothing.
-/// 5. Times are kept to the microsecond at least; finer digits may be
+///    change log that [`changes`](Self::changes) reads in order; a call that
+///    changes nothing appends nothing. Once a change at position N can be
+///    read, no change below N appears later, so a follower that has read up
+///    to N has missed nothing.
+/// 5. [`list`](Self::list) pages through keys newest first (by id, which is
+///    time-ordered), filtered as the [`ListKeys`] says.
+/// 6. Times are kept to the microsecond at least; finer digits may be
 ///    dropped, towards the past (the SQL stores keep microseconds).
-/// 6. A store that cannot reach its backend answers
+/// 7. A store that cannot reach its backend answers
 ///    [`StoreError::Unavailable`] (or [`StoreError::Timeout`]) promptly, so
 ///    requests get a 503 rather than hang.
 #[async_trait]
@@ -133,16 +129,9 @@ pub trait KeyStore: Send + Sync + 'static {
     /// owner-scoped calls are in [`ApiKeys`](crate::ApiKeys).
     async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
 
-    /// The keys whose display prefix starts with `prefix` (for administration
-    /// by prefix). At most `limit` records.
-    async fn find_by_display_prefix(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<KeyRecord>, StoreError>;
-
-    /// The owner's keys, oldest first.
-    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError>;
+    /// One page of keys, newest first, as `query` filters them (every key,
+    /// one owner's, or those whose display prefix starts with some text).
+    async fn list(&self, query: &ListKeys) -> Result<KeyPage, StoreError>;
 
     /// Revokes the owner's key `id` at `at`. Returns the record as stored
     /// afterwards, or `None` when the owner has no such key. Revoking a
@@ -169,77 +158,24 @@ pub trait KeyStore: Send + Sync + 'static {
     /// is ignored. Unknown ids are ignored.
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
 
-    /// The newest position of the change log.
-    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError>;
-
-    /// Changes after `cursor`, oldest first, at most `limit`.
-    async fn changes_since(
+    /// The change log's head and, after `after`, up to `limit` changes,
+    /// oldest first. `after: None` asks for the head alone: where a new
+    /// follower starts.
+    async fn changes(
         &self,
-        cursor: ChangeCursor,
+        after: Option<ChangeCursor>,
         limit: usize,
-    ) -> Result<Vec<KeyChange>, StoreError>;
+    ) -> Result<ChangeBatch, StoreError>;
 
     /// A signal that changes may be waiting, for backends that can push
-    /// (PostgreSQL `LISTEN/NOTIFY`, the in-memory store). Caches poll
-    /// [`changes_since`](Self::changes_since) whenever it fires, and on a
-    /// timer in any case. `None` (the default) means polling only.
-    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
+    /// (PostgreSQL `LISTEN/NOTIFY`, the in-memory store). Followers read
+    /// [`changes`](Self::changes) whenever it fires, and on a timer in any
+    /// case. `None` (the default) means polling only.
+    fn change_signal(&self) -> Option<ChangeSignal> {
         None
     }
 }
 
-#[async_trait]
-impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        (**self).insert(record).await
-    }
-    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        (**self).find_by_hash(hash).await
-    }
-    async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        (**self).find_by_id(id).await
-    }
-    async fn find_by_display_prefix(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
-        (**self).find_by_display_prefix(prefix, limit).await
-    }
-    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        (**self).list_by_owner(owner).await
-    }
-    async fn revoke(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-        reason: Option<&str>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        (**self).revoke(owner, id, at, reason).await
-    }
-    async fn expire(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        (**self).expire(owner, id, at).await
-    }
-    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
-        (**self).record_last_used(batch).await
-    }
-    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
-        (**self).change_cursor().await
-    }
-    async fn changes_since(
-        &self,
-        cursor: ChangeCursor,
-        limit: usize,
-    ) -> Result<Vec<KeyChange>, StoreError> {
-        (**self).changes_since(cursor, limit).await
-    }
-    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
-        (**self).change_signal()
-    }
+forward::forward_key_store! {
+    impl[S: KeyStore + ?Sized] for Arc<S>, to |this| &**this
 }

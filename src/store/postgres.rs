@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::sql::{
@@ -16,17 +16,27 @@ use super::sql::{
     metadata_from_sql, metadata_to_sql, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql,
     scopes_to_sql, sql_limit,
 };
-use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
+use super::{
+    ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange, KeyPage, KeyStore,
+    LastUsed, ListKeys, StoreError,
+};
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
 /// The schema, oldest first. Each runs once, in the transaction of
 /// [`PostgresStore::migrate`], with `search_path` set to the store's schema.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "api_keys and api_key_changes",
-    sql: include_str!("migrations/postgres/0001_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "api_keys and api_key_changes",
+        sql: include_str!("migrations/postgres/0001_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "an owner's keys indexed by id, for paging newest first",
+        sql: include_str!("migrations/postgres/0002_owner_id_index.sql"),
+    },
+];
 
 /// The `NOTIFY` channel of the change log. One for the database: the payload
 /// is `<schema> <seq>`, and stores ignore other schemas' changes.
@@ -254,13 +264,12 @@ struct Statements {
     find_by_hash: SqlStr,
     find_by_id: SqlStr,
     find_owned: SqlStr,
-    find_by_display_prefix: SqlStr,
-    list_by_owner: SqlStr,
+    list_all: SqlStr,
+    list_owned: SqlStr,
     revoke: SqlStr,
     expire: SqlStr,
     record_last_used: SqlStr,
-    change_cursor: SqlStr,
-    changes_since: SqlStr,
+    changes: SqlStr,
     /// The change table's name as `to_regclass` reads it.
     changes_table: String,
 }
@@ -289,10 +298,18 @@ impl Statements {
             find_by_hash: sql(format!("{select} WHERE key_hash = $1")),
             find_by_id: sql(format!("{select} WHERE id = $1")),
             find_owned: sql(format!("{select} WHERE id = $1 AND owner = $2")),
-            find_by_display_prefix: sql(format!(
-                "{select} WHERE starts_with(display_prefix, $1) ORDER BY id LIMIT $2"
+            // Newest first from a cursor: the first page starts below the
+            // greatest UUID.
+            list_all: sql(format!(
+                "{select} WHERE id < $1 \
+                 AND ($2::text IS NULL OR starts_with(display_prefix, $2)) \
+                 ORDER BY id DESC LIMIT $3"
             )),
-            list_by_owner: sql(format!("{select} WHERE owner = $1 ORDER BY created_at, id")),
+            list_owned: sql(format!(
+                "{select} WHERE owner = $1 AND id < $2 \
+                 AND ($3::text IS NULL OR starts_with(display_prefix, $3)) \
+                 ORDER BY id DESC LIMIT $4"
+            )),
             revoke: sql(format!(
                 "UPDATE {keys} SET revoked_at = $3, revoked_reason = $4 \
                  WHERE id = $1 AND owner = $2 AND revoked_at IS NULL RETURNING {columns}"
@@ -318,11 +335,13 @@ impl Statements {
                  UPDATE {keys} k SET last_used_at = GREATEST(k.last_used_at, t.at) \
                  FROM target t WHERE k.id = t.id"
             )),
-            change_cursor: sql(format!(
-                "SELECT coalesce(max(seq), 0)::bigint FROM {changes}"
-            )),
-            changes_since: sql(format!(
-                "SELECT seq, key_id, key_hash FROM {changes} WHERE seq > $1 ORDER BY seq LIMIT $2"
+            // One statement, so the head and the changes are of one snapshot.
+            changes: sql(format!(
+                "SELECT h.head, c.seq, c.key_id, c.key_hash \
+                 FROM (SELECT coalesce(max(seq), 0)::bigint AS head FROM {changes}) AS h \
+                 LEFT JOIN (SELECT seq, key_id, key_hash FROM {changes} \
+                            WHERE seq > $1 ORDER BY seq LIMIT $2) AS c ON true \
+                 ORDER BY c.seq"
             )),
             changes_table: changes,
         }
@@ -387,22 +406,34 @@ impl KeyStore for PostgresStore {
             .await
     }
 
-    async fn find_by_display_prefix(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
-        self.many(
-            sqlx::query(self.sql.find_by_display_prefix.clone())
-                .bind(prefix)
-                .bind(sql_limit(limit)),
-        )
-        .await
-    }
-
-    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        self.many(sqlx::query(self.sql.list_by_owner.clone()).bind(owner.as_str()))
-            .await
+    async fn list(&self, query: &ListKeys) -> Result<KeyPage, StoreError> {
+        let before = query
+            .after
+            .map_or(Uuid::max(), |after| *after.key_id().as_uuid());
+        let fetch = sql_limit(query.limit.saturating_add(1));
+        let prefix = query.display_prefix.as_deref();
+        let records = match &query.owner {
+            Some(owner) => {
+                self.many(
+                    sqlx::query(self.sql.list_owned.clone())
+                        .bind(owner.as_str())
+                        .bind(before)
+                        .bind(prefix)
+                        .bind(fetch),
+                )
+                .await?
+            }
+            None => {
+                self.many(
+                    sqlx::query(self.sql.list_all.clone())
+                        .bind(before)
+                        .bind(prefix)
+                        .bind(fetch),
+                )
+                .await?
+            }
+        };
+        Ok(KeyPage::from_overfetch(records, query.limit))
     }
 
     async fn revoke(
@@ -463,38 +494,38 @@ impl KeyStore for PostgresStore {
         Ok(())
     }
 
-    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
-        let seq: i64 = sqlx::query_scalar(self.sql.change_cursor.clone())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(ChangeCursor(seq))
-    }
-
-    async fn changes_since(
+    async fn changes(
         &self,
-        cursor: ChangeCursor,
+        after: Option<ChangeCursor>,
         limit: usize,
-    ) -> Result<Vec<KeyChange>, StoreError> {
-        sqlx::query(self.sql.changes_since.clone())
-            .bind(cursor.0)
-            .bind(sql_limit(limit))
+    ) -> Result<ChangeBatch, StoreError> {
+        let (after, limit) = match after {
+            Some(after) => (after.position(), sql_limit(limit)),
+            None => (0, 0),
+        };
+        let rows = sqlx::query(self.sql.changes.clone())
+            .bind(after)
+            .bind(limit)
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)?
-            .iter()
-            .map(|row| {
-                let hash: Vec<u8> = row.try_get("key_hash").map_err(map_err)?;
-                Ok(KeyChange {
-                    cursor: ChangeCursor(row.try_get("seq").map_err(map_err)?),
-                    id: KeyId::from_uuid(row.try_get("key_id").map_err(map_err)?),
-                    hash: hash_from_sql(&hash)?,
-                })
-            })
-            .collect()
+            .map_err(map_err)?;
+        let mut batch = ChangeBatch::default();
+        for row in &rows {
+            batch.head = ChangeCursor::from_position(row.try_get("head").map_err(map_err)?);
+            let Some(seq) = row.try_get::<Option<i64>, _>("seq").map_err(map_err)? else {
+                continue;
+            };
+            let hash: Vec<u8> = row.try_get("key_hash").map_err(map_err)?;
+            batch.changes.push(KeyChange {
+                cursor: ChangeCursor::from_position(seq),
+                id: KeyId::from_uuid(row.try_get("key_id").map_err(map_err)?),
+                hash: hash_from_sql(&hash)?,
+            });
+        }
+        Ok(batch)
     }
 
-    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
+    fn change_signal(&self) -> Option<ChangeSignal> {
         self.feed.start(
             (*self.pool.connect_options()).clone(),
             self.sql.changes_table.clone(),
@@ -504,45 +535,42 @@ impl KeyStore for PostgresStore {
 
 /// The push side of the change log: a signal fed by a `LISTEN` task.
 struct Feed {
-    signal: watch::Receiver<u64>,
+    notifier: ChangeNotifier,
     /// What the task needs, until it is started.
-    idle: Mutex<Option<(watch::Sender<u64>, oneshot::Receiver<()>)>>,
+    idle: Mutex<Option<oneshot::Receiver<()>>>,
     /// Dropped with the last clone of the store, which ends the task.
     _stop: oneshot::Sender<()>,
 }
 
 impl Feed {
     fn new() -> Self {
-        let (tx, signal) = watch::channel(0);
         let (stop, stopped) = oneshot::channel();
         Self {
-            signal,
-            idle: Mutex::new(Some((tx, stopped))),
+            notifier: ChangeNotifier::new(),
+            idle: Mutex::new(Some(stopped)),
             _stop: stop,
         }
     }
 
     /// Starts the listener task if it is not running, and returns a receiver
     /// of its signal. `None` outside a Tokio runtime.
-    fn start(
-        &self,
-        connect: PgConnectOptions,
-        changes_table: String,
-    ) -> Option<watch::Receiver<u64>> {
+    fn start(&self, connect: PgConnectOptions, changes_table: String) -> Option<ChangeSignal> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((tx, stopped)) = idle.take() {
+        if let Some(stopped) = idle.take() {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                *idle = Some((tx, stopped));
+                *idle = Some(stopped);
                 return None;
             };
-            runtime.spawn(listen_for_changes(connect, changes_table, tx, stopped));
+            let notifier = self.notifier.clone();
+            runtime.spawn(listen_for_changes(
+                connect,
+                changes_table,
+                notifier,
+                stopped,
+            ));
         }
-        Some(self.signal.clone())
+        Some(self.notifier.subscribe())
     }
-}
-
-fn wake(tx: &watch::Sender<u64>) {
-    tx.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// Holds a `LISTEN` connection, reconnecting with backoff, and wakes the
@@ -552,7 +580,7 @@ fn wake(tx: &watch::Sender<u64>) {
 async fn listen_for_changes(
     connect: PgConnectOptions,
     changes_table: String,
-    tx: watch::Sender<u64>,
+    notifier: ChangeNotifier,
     mut stopped: oneshot::Receiver<()>,
 ) {
     // A pool of its own, so the listening connection takes no slot from the
@@ -596,7 +624,7 @@ async fn listen_for_changes(
         failing = false;
         backoff = MIN_BACKOFF;
         // Listening from here on; what happened before is in the log.
-        wake(&tx);
+        notifier.notify();
         loop {
             let received = tokio::select! {
                 _ = &mut stopped => {
@@ -611,7 +639,7 @@ async fn listen_for_changes(
             match received {
                 Ok(Some(notification)) => {
                     if concerns(&notification, schema.as_deref()) {
-                        wake(&tx);
+                        notifier.notify();
                     }
                 }
                 Ok(None) => {

@@ -6,8 +6,7 @@ use sqlx::error::ErrorKind;
 
 use super::StoreError;
 use crate::key::KeyHash;
-use crate::rate_limit::RateLimit;
-use crate::record::{KeyRecord, Scopes};
+use crate::record::{KeyRecord, RateLimit, Scopes};
 
 /// One embedded schema migration.
 #[derive(Debug)]

@@ -10,7 +10,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::sql::{
@@ -18,17 +17,27 @@ use super::sql::{
     metadata_to_sql, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql, scopes_to_sql,
     sql_limit,
 };
-use super::{ChangeCursor, KeyChange, KeyStore, LastUsed, StoreError};
+use super::{
+    ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange, KeyPage, KeyStore,
+    LastUsed, ListKeys, StoreError,
+};
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
 /// The schema, oldest first. Each runs once, in the transaction of
 /// [`SqliteStore::migrate`].
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "api_keys and api_key_changes",
-    sql: include_str!("migrations/sqlite/0001_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "api_keys and api_key_changes",
+        sql: include_str!("migrations/sqlite/0001_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "an owner's keys indexed by id, for paging newest first",
+        sql: include_str!("migrations/sqlite/0002_owner_id_index.sql"),
+    },
+];
 
 /// The columns of `api_keys`, in the order [`decode`] reads them by name.
 macro_rules! columns {
@@ -77,7 +86,7 @@ macro_rules! columns {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    signal: watch::Sender<u64>,
+    notifier: ChangeNotifier,
 }
 
 impl SqliteStore {
@@ -134,7 +143,7 @@ impl SqliteStore {
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {
             pool,
-            signal: watch::Sender::new(0),
+            notifier: ChangeNotifier::new(),
         }
     }
 
@@ -186,7 +195,7 @@ impl SqliteStore {
     }
 
     fn announce(&self) {
-        self.signal.send_modify(|n| *n = n.wrapping_add(1));
+        self.notifier.notify();
     }
 
     /// The record of the row `query` finds, if any.
@@ -222,6 +231,9 @@ impl SqliteStore {
         .await
     }
 }
+
+/// Greater than every key id as text: where the first page starts.
+const MAX_ID: &str = "ffffffff-ffff-ffff-ffff-ffffffffffff";
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -325,36 +337,49 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn find_by_display_prefix(
-        &self,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
-        // substr, not LIKE: LIKE would read `_` and `%` as wildcards and
-        // ignore case.
-        self.many(
-            sqlx::query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM api_keys WHERE substr(display_prefix, 1, length(?1)) = ?1 \
-             ORDER BY id LIMIT ?2"
-            ))
-            .bind(prefix)
-            .bind(sql_limit(limit)),
-        )
-        .await
-    }
-
-    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        self.many(
-            sqlx::query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM api_keys WHERE owner = ?1 ORDER BY created_at, id"
-            ))
-            .bind(owner.as_str()),
-        )
-        .await
+    async fn list(&self, query: &ListKeys) -> Result<KeyPage, StoreError> {
+        // Ids are UUIDv7 in lower-case text, so text order is time order;
+        // the first page starts below the greatest id. substr, not LIKE:
+        // LIKE would read `_` and `%` as wildcards and ignore case.
+        let before = query
+            .after
+            .map_or_else(|| MAX_ID.to_owned(), |after| after.key_id().to_string());
+        let fetch = sql_limit(query.limit.saturating_add(1));
+        let prefix = query.display_prefix.as_deref();
+        let records = match &query.owner {
+            Some(owner) => {
+                self.many(
+                    sqlx::query(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM api_keys WHERE owner = ?1 AND id < ?2 \
+                         AND (?3 IS NULL OR substr(display_prefix, 1, length(?3)) = ?3) \
+                         ORDER BY id DESC LIMIT ?4"
+                    ))
+                    .bind(owner.as_str())
+                    .bind(before)
+                    .bind(prefix)
+                    .bind(fetch),
+                )
+                .await?
+            }
+            None => {
+                self.many(
+                    sqlx::query(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM api_keys WHERE id < ?1 \
+                         AND (?2 IS NULL OR substr(display_prefix, 1, length(?2)) = ?2) \
+                         ORDER BY id DESC LIMIT ?3"
+                    ))
+                    .bind(before)
+                    .bind(prefix)
+                    .bind(fetch),
+                )
+                .await?
+            }
+        };
+        Ok(KeyPage::from_overfetch(records, query.limit))
     }
 
     async fn revoke(
@@ -440,42 +465,46 @@ impl KeyStore for SqliteStore {
         Ok(())
     }
 
-    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
-        let seq: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM api_key_changes")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(ChangeCursor(seq))
-    }
-
-    async fn changes_since(
+    async fn changes(
         &self,
-        cursor: ChangeCursor,
+        after: Option<ChangeCursor>,
         limit: usize,
-    ) -> Result<Vec<KeyChange>, StoreError> {
-        sqlx::query(
-            "SELECT seq, key_id, key_hash FROM api_key_changes \
-             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    ) -> Result<ChangeBatch, StoreError> {
+        // One statement, so the head and the changes are of one snapshot.
+        let (after, limit) = match after {
+            Some(after) => (after.position(), sql_limit(limit)),
+            None => (0, 0),
+        };
+        let rows = sqlx::query(
+            "SELECT h.head, c.seq, c.key_id, c.key_hash \
+             FROM (SELECT coalesce(max(seq), 0) AS head FROM api_key_changes) AS h \
+             LEFT JOIN (SELECT seq, key_id, key_hash FROM api_key_changes \
+                        WHERE seq > ?1 ORDER BY seq LIMIT ?2) AS c ON 1 \
+             ORDER BY c.seq",
         )
-        .bind(cursor.0)
-        .bind(sql_limit(limit))
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(map_err)?
-        .iter()
-        .map(|row| {
+        .map_err(map_err)?;
+        let mut batch = ChangeBatch::default();
+        for row in &rows {
+            batch.head = ChangeCursor::from_position(row.try_get("head").map_err(map_err)?);
+            let Some(seq) = row.try_get::<Option<i64>, _>("seq").map_err(map_err)? else {
+                continue;
+            };
             let id: String = row.try_get("key_id").map_err(map_err)?;
             let hash: Vec<u8> = row.try_get("key_hash").map_err(map_err)?;
-            Ok(KeyChange {
-                cursor: ChangeCursor(row.try_get("seq").map_err(map_err)?),
+            batch.changes.push(KeyChange {
+                cursor: ChangeCursor::from_position(seq),
                 id: key_id(&id)?,
                 hash: hash_from_sql(&hash)?,
-            })
-        })
-        .collect()
+            });
+        }
+        Ok(batch)
     }
 
-    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
-        Some(self.signal.subscribe())
+    fn change_signal(&self) -> Option<ChangeSignal> {
+        Some(self.notifier.subscribe())
     }
 }

@@ -14,9 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use tokio::sync::watch;
-use tower_api_keys::store::{ChangeCursor, KeyChange, LastUsed};
-use tower_api_keys::{KeyHash, KeyId, KeyRecord, KeyStatus, KeyStore, OwnerId, Scopes, StoreError};
+use tower_api_keys::key::KeyHash;
+use tower_api_keys::store::{ChangeCursor, ChangeSignal, KeyChange, KeyCursor, LastUsed, ListKeys};
+use tower_api_keys::{KeyId, KeyRecord, KeyStatus, KeyStore, OwnerId, Scopes, StoreError};
 use uuid::Uuid;
 
 /// Two handles on one backend's data.
@@ -59,7 +59,7 @@ macro_rules! conformance_suite {
             insert_refuses_a_duplicate_id_or_hash,
             every_field_round_trips,
             times_keep_microseconds_and_drop_finer_digits,
-            list_by_owner_is_oldest_first_and_only_the_owners,
+            list_pages_newest_first_and_filters_exactly,
             owners_cannot_touch_each_others_keys,
             revoke_keeps_the_first_revocation,
             concurrent_revokes_log_one_change,
@@ -134,9 +134,45 @@ async fn stored(store: &dyn KeyStore, id: &KeyId) -> KeyRecord {
 
 async fn changes(store: &dyn KeyStore, since: ChangeCursor) -> Vec<KeyChange> {
     store
-        .changes_since(since, 10_000)
+        .changes(Some(since), 10_000)
         .await
-        .expect("changes_since")
+        .expect("changes")
+        .changes
+}
+
+/// The change log's head, as a new follower reads it.
+async fn head(store: &dyn KeyStore) -> ChangeCursor {
+    let batch = store.changes(None, 10_000).await.expect("changes");
+    assert!(batch.changes.is_empty(), "no cursor, no changes: {batch:?}");
+    batch.head
+}
+
+/// Every key `query` lists, page after page.
+async fn listed(store: &dyn KeyStore, query: ListKeys) -> Vec<KeyRecord> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(&query.clone().after(after)).await.expect("list");
+        all.extend(page.records);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return all,
+        }
+    }
+}
+
+/// Every key of `owner`, newest first.
+async fn owned(store: &dyn KeyStore, owner: &OwnerId) -> Vec<KeyRecord> {
+    listed(store, ListKeys::new().owner(owner.clone()).limit(2)).await
+}
+
+/// One page of the keys whose display prefix starts with `prefix`.
+async fn prefixed(store: &dyn KeyStore, prefix: &str, limit: usize) -> Vec<KeyRecord> {
+    store
+        .list(&ListKeys::new().display_prefix(prefix).limit(limit))
+        .await
+        .expect("list")
+        .records
 }
 
 fn owner(name: &str) -> OwnerId {
@@ -162,47 +198,22 @@ pub async fn insert_then_find_by_hash_id_and_prefix(h: Harness) {
     assert_eq!(store.find_by_hash(&unknown.hash).await.unwrap(), None);
     assert_eq!(store.find_by_id(&unknown.id).await.unwrap(), None);
 
-    let found = store
-        .find_by_display_prefix(&a.display_prefix, 10)
-        .await
-        .unwrap();
+    let found = prefixed(store, &a.display_prefix, 10).await;
     assert_eq!(found, vec![a.clone()]);
-    // A prefix of the prefix finds both, ordered by id, up to the limit.
-    let both = store.find_by_display_prefix("bmc_", 10).await.unwrap();
-    let mut expected = vec![a.clone(), b.clone()];
-    expected.sort_by_key(|r| r.id);
+    // A prefix of the prefix finds both, newest first, up to the limit.
+    let both = prefixed(store, "bmc_", 10).await;
+    let expected = vec![b.clone(), a.clone()];
     assert_eq!(both, expected);
-    assert_eq!(
-        store.find_by_display_prefix("bmc_", 1).await.unwrap(),
-        vec![expected[0].clone()]
-    );
+    assert_eq!(prefixed(store, "bmc_", 1).await, vec![expected[0].clone()]);
     // `_` and `%` are plain characters, and case matters.
-    assert!(
-        store
-            .find_by_display_prefix("bmc%", 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .find_by_display_prefix("b_c_", 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .find_by_display_prefix("BMC_", 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(prefixed(store, "bmc%", 10).await.is_empty());
+    assert!(prefixed(store, "b_c_", 10).await.is_empty());
+    assert!(prefixed(store, "BMC_", 10).await.is_empty());
 }
 
 pub async fn insert_refuses_a_duplicate_id_or_hash(h: Harness) {
     let store = &*h.store;
-    let cursor = store.change_cursor().await.unwrap();
+    let cursor = head(store).await;
     let original = inserted(store, "acct").await;
 
     let mut same_id = record("acct");
@@ -223,10 +234,7 @@ pub async fn insert_refuses_a_duplicate_id_or_hash(h: Harness) {
     assert_eq!(stored(store, &original.id).await, original);
     assert_eq!(store.find_by_id(&same_hash.id).await.unwrap(), None);
     assert_eq!(store.find_by_hash(&same_id.hash).await.unwrap(), None);
-    assert_eq!(
-        store.list_by_owner(&owner("acct")).await.unwrap(),
-        vec![original.clone()]
-    );
+    assert_eq!(owned(store, &owner("acct")).await, vec![original.clone()]);
     let logged = changes(store, cursor).await;
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0].id, original.id);
@@ -291,68 +299,80 @@ pub async fn times_keep_microseconds_and_drop_finer_digits(h: Harness) {
     }
 }
 
-pub async fn list_by_owner_is_oldest_first_and_only_the_owners(h: Harness) {
+pub async fn list_pages_newest_first_and_filters_exactly(h: Harness) {
     let store = &*h.store;
-    let mut late = record("acct_a");
-    late.created_at = at(300);
-    let mut early = record("acct_a");
-    early.created_at = at(100);
-    let mut middle = record("acct_a");
-    middle.created_at = at(200);
-    let mut twin = record("acct_a"); // same time as `middle`: ties go by id
-    twin.created_at = at(200);
-    let foreign = record("acct_b");
-    for r in [&late, &early, &middle, &twin, &foreign] {
-        store.insert(r).await.unwrap();
+    let mut mine = Vec::new();
+    for _ in 0..5 {
+        mine.push(inserted(store, "acct_a").await);
     }
-    let mut ties = [middle.clone(), twin.clone()];
-    ties.sort_by_key(|r| r.id);
-    let expected = vec![
-        early.clone(),
-        ties[0].clone(),
-        ties[1].clone(),
-        late.clone(),
-    ];
-    assert_eq!(
-        store.list_by_owner(&owner("acct_a")).await.unwrap(),
-        expected
-    );
-    assert_eq!(
-        h.other.list_by_owner(&owner("acct_a")).await.unwrap(),
-        expected
-    );
-    assert_eq!(
-        store.list_by_owner(&owner("acct_b")).await.unwrap(),
-        vec![foreign]
-    );
-    assert!(
-        store
-            .list_by_owner(&owner("acct_c"))
+    let foreign = inserted(&*h.other, "acct_b").await;
+    // Creation times do not decide the order: ids (UUIDv7) do.
+    let mut early_id_late_time = record("acct_a");
+    early_id_late_time.created_at = at(-1000);
+    store.insert(&early_id_late_time).await.unwrap();
+    mine.push(early_id_late_time);
+    let newest_first: Vec<KeyRecord> = mine.iter().rev().cloned().collect();
+
+    for handle in [&*h.store, &*h.other] {
+        let query = ListKeys::new().owner("acct_a").limit(4);
+        let first = handle.list(&query).await.unwrap();
+        assert_eq!(first.records, newest_first[..4]);
+        let next = first.next.expect("a second page");
+        // The cursor's text form is what an API hands out and reads back.
+        let reread: KeyCursor = next.to_string().parse().unwrap();
+        assert_eq!(reread, next);
+        let second = handle
+            .list(&query.clone().after(Some(reread)))
             .await
-            .unwrap()
-            .is_empty()
-    );
+            .unwrap();
+        assert_eq!(second.records, newest_first[4..]);
+        assert_eq!(second.next, None);
+    }
+    // A page that holds exactly the rest says there is no more.
+    let exact = store
+        .list(&ListKeys::new().owner("acct_a").limit(6))
+        .await
+        .unwrap();
+    assert_eq!(exact.records, newest_first);
+    assert_eq!(exact.next, None);
+    assert_eq!(owned(store, &owner("acct_a")).await, newest_first);
+    // Every owner's keys, newest first.
+    let mut everyone = vec![mine[5].clone(), foreign.clone()];
+    everyone.extend(mine[..5].iter().rev().cloned());
+    assert_eq!(listed(store, ListKeys::new().limit(3)).await, everyone);
+    assert_eq!(owned(store, &owner("acct_b")).await, vec![foreign]);
+    assert!(owned(store, &owner("acct_c")).await.is_empty());
     // Owners are compared exactly.
-    assert!(
-        store
-            .list_by_owner(&owner("ACCT_A"))
-            .await
-            .unwrap()
-            .is_empty()
+    assert!(owned(store, &owner("ACCT_A")).await.is_empty());
+    assert!(owned(store, &owner("acct_")).await.is_empty());
+    // Owner and display prefix together.
+    let one = &mine[2];
+    assert_eq!(
+        listed(
+            store,
+            ListKeys::new()
+                .owner("acct_a")
+                .display_prefix(one.display_prefix.clone())
+        )
+        .await,
+        vec![one.clone()]
     );
     assert!(
-        store
-            .list_by_owner(&owner("acct_"))
-            .await
-            .unwrap()
-            .is_empty()
+        listed(
+            store,
+            ListKeys::new()
+                .owner("acct_b")
+                .display_prefix(one.display_prefix.clone())
+        )
+        .await
+        .is_empty()
     );
 }
 
 pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
     let store = &*h.store;
     let mine = inserted(store, "acct_a").await;
-    let cursor = store.change_cursor().await.unwrap();
+    let cursor = head(store).await;
     let intruder = owner("acct_b");
 
     assert_eq!(
@@ -366,7 +386,7 @@ pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
         store.expire(&intruder, &mine.id, at(1)).await.unwrap(),
         None
     );
-    assert!(store.list_by_owner(&intruder).await.unwrap().is_empty());
+    assert!(owned(store, &intruder).await.is_empty());
 
     assert_eq!(
         stored(store, &mine.id).await,
@@ -390,7 +410,7 @@ pub async fn revoke_keeps_the_first_revocation(h: Harness) {
     let store = &*h.store;
     let key = inserted(store, "acct").await;
     let bystander = inserted(store, "acct").await;
-    let cursor = store.change_cursor().await.unwrap();
+    let cursor = head(store).await;
     let acct = owner("acct");
 
     let first = store
@@ -426,7 +446,7 @@ pub async fn revoke_keeps_the_first_revocation(h: Harness) {
 
 pub async fn concurrent_revokes_log_one_change(h: Harness) {
     let key = inserted(&*h.store, "acct").await;
-    let cursor = h.store.change_cursor().await.unwrap();
+    let cursor = head(&*h.store).await;
     let mut tasks = Vec::new();
     for i in 0..16_i64 {
         let store = if i % 2 == 0 {
@@ -462,7 +482,7 @@ pub async fn concurrent_revokes_log_one_change(h: Harness) {
 pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
     let store = &*h.store;
     let key = inserted(store, "acct").await;
-    let cursor = store.change_cursor().await.unwrap();
+    let cursor = head(store).await;
     let acct = owner("acct");
 
     let set = store
@@ -515,7 +535,7 @@ pub async fn last_used_moves_forward_only(h: Harness) {
     let a = inserted(store, "acct").await;
     let b = inserted(store, "acct").await;
     let untouched = inserted(store, "acct").await;
-    let cursor = store.change_cursor().await.unwrap();
+    let cursor = head(store).await;
     let used = |id: KeyId, at: DateTime<Utc>| LastUsed { id, at };
 
     store.record_last_used(&[]).await.unwrap();
@@ -591,7 +611,7 @@ pub async fn last_used_takes_any_batch_size_in_one_call(h: Harness) {
             Some(at(1000 + i as i64))
         );
     }
-    assert_eq!(store.list_by_owner(&owner("acct")).await.unwrap().len(), 3);
+    assert_eq!(owned(store, &owner("acct")).await.len(), 3);
 }
 
 pub async fn concurrent_last_used_batches_keep_the_latest(h: Harness) {
@@ -647,7 +667,7 @@ pub async fn concurrent_last_used_batches_keep_the_latest(h: Harness) {
 
 pub async fn change_log_records_every_change_in_order(h: Harness) {
     let store = &*h.store;
-    let start = store.change_cursor().await.unwrap();
+    let start = head(store).await;
     assert!(changes(store, start).await.is_empty());
     let acct = owner("acct");
 
@@ -681,18 +701,24 @@ pub async fn change_log_records_every_change_in_order(h: Harness) {
         "{logged:?}"
     );
     assert!(logged[0].cursor > start);
-    let head = store.change_cursor().await.unwrap();
-    assert_eq!(head, logged[3].cursor);
-    assert_eq!(h.other.change_cursor().await.unwrap(), head);
+    let newest = head(store).await;
+    assert_eq!(newest, logged[3].cursor);
+    assert_eq!(head(&*h.other).await, newest);
 
-    // Pages: a limit, then on from the last cursor read.
-    let first = store.changes_since(start, 3).await.unwrap();
-    assert_eq!(first, logged[..3].to_vec());
-    assert_eq!(
-        store.changes_since(first[2].cursor, 3).await.unwrap(),
-        logged[3..].to_vec()
-    );
-    assert!(store.changes_since(head, 10).await.unwrap().is_empty());
+    // Pages: a limit, then on from the last cursor read; every read carries
+    // the head.
+    let first = store.changes(Some(start), 3).await.unwrap();
+    assert_eq!(first.changes, logged[..3].to_vec());
+    assert_eq!(first.head, newest);
+    let rest = store
+        .changes(Some(first.changes[2].cursor), 3)
+        .await
+        .unwrap();
+    assert_eq!(rest.changes, logged[3..].to_vec());
+    assert_eq!(rest.head, newest);
+    let none = store.changes(Some(newest), 10).await.unwrap();
+    assert!(none.changes.is_empty());
+    assert_eq!(none.head, newest);
 }
 
 pub async fn revocation_feed_reaches_another_handle(h: Harness) {
@@ -716,10 +742,11 @@ pub async fn revocation_feed_reaches_another_handle(h: Harness) {
         }
         assert!(listening, "the change signal never fired");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        rx.mark_unchanged();
+        // A new follower's end has seen nothing yet.
+        signal = h.store.change_signal();
     }
 
-    let cursor = h.store.change_cursor().await.unwrap();
+    let cursor = head(&*h.store).await;
     h.other
         .revoke(&acct, &key.id, at(1), Some("feed"))
         .await
@@ -746,9 +773,9 @@ pub async fn revocation_feed_reaches_another_handle(h: Harness) {
     assert!(stored(&*h.store, &key.id).await.revoked_at.is_some());
 }
 
-async fn wait_changed(rx: &mut watch::Receiver<u64>, limit: Duration) {
-    tokio::time::timeout(limit, rx.changed())
+async fn wait_changed(rx: &mut ChangeSignal, limit: Duration) {
+    let alive = tokio::time::timeout(limit, rx.changed())
         .await
-        .expect("the change signal fired within the limit")
-        .expect("the signal is alive");
+        .expect("the change signal fired within the limit");
+    assert!(alive, "the signal is alive");
 }

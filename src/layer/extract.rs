@@ -1,4 +1,7 @@
-//! The axum extractor for [`AuthenticatedKey`] (feature `axum`).
+//! The axum extractor for [`AuthenticatedKey`] (feature `axum`), and
+//! [`Rejection`] as an axum response.
+
+use std::fmt;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -6,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::identity::AuthenticatedKey;
-use crate::layer::Anonymous;
+use super::Anonymous;
+use crate::engine::AuthenticatedKey;
 use crate::rejection::{Rejection, RejectionReason};
 
 /// Why [`AuthenticatedKey`] could not be extracted.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum KeyRejection {
     /// The route lets requests without a key through (see
     /// [`ApiKeyLayer::optional`](crate::ApiKeyLayer::optional)) and this one
@@ -22,15 +26,35 @@ pub enum KeyRejection {
     LayerMissing,
 }
 
+impl fmt::Display for KeyRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(rejection) => write!(f, "no API key: {}", rejection.reason()),
+            Self::LayerMissing => {
+                f.write_str("AuthenticatedKey was extracted on a route without ApiKeyLayer")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeyRejection {}
+
+/// A rejection answered as the layer answers it (the default response, not
+/// a custom one from `on_rejection`): for handlers and extractors of the
+/// application's own that refuse a request the same way.
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.default_response().map(Body::from)
+    }
+}
+
 impl IntoResponse for KeyRejection {
     fn into_response(self) -> Response {
         match self {
-            Self::Missing(rejection) => rejection.default_response().map(Body::from),
-            Self::LayerMissing => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "AuthenticatedKey was extracted on a route without ApiKeyLayer",
-            )
-                .into_response(),
+            Self::Missing(rejection) => rejection.into_response(),
+            Self::LayerMissing => {
+                (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+            }
         }
     }
 }

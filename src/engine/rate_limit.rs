@@ -1,7 +1,7 @@
 //! Per-key rate limits (opt-in), counted in this process's memory.
 //!
-//! Each key gets a request allowance per window, from its record or a
-//! default. The limiter is GCRA (the "generic cell rate algorithm"): one
+//! Each key gets a request allowance per window ([`RateLimit`]), from its
+//! record or a default. The limiter is GCRA (the "generic cell rate algorithm"): one
 //! atomic timestamp per key, smooth refill, and a burst of up to the whole
 //! allowance. The count is per instance: with N instances behind a load
 //! balancer a key may make up to N times its allowance.
@@ -10,74 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::record::KeyId;
-
-/// A request allowance: `requests` per `window`.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_api_keys::RateLimit;
-///
-/// assert_eq!(RateLimit::per_minute(600), RateLimit::new(600, Duration::from_secs(60)));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RateLimit {
-    /// Requests allowed per window (at least 1).
-    pub requests: u32,
-    /// The window.
-    #[serde(with = "millis")]
-    pub window: Duration,
-}
-
-impl RateLimit {
-    /// `requests` per `window`.
-    pub fn new(requests: u32, window: Duration) -> Self {
-        Self {
-            requests: requests.max(1),
-            window: window.max(Duration::from_millis(1)),
-        }
-    }
-
-    /// `requests` per second.
-    pub fn per_second(requests: u32) -> Self {
-        Self::new(requests, Duration::from_secs(1))
-    }
-
-    /// `requests` per minute.
-    pub fn per_minute(requests: u32) -> Self {
-        Self::new(requests, Duration::from_secs(60))
-    }
-
-    /// `requests` per hour.
-    pub fn per_hour(requests: u32) -> Self {
-        Self::new(requests, Duration::from_secs(3600))
-    }
-
-    fn window_micros(&self) -> i64 {
-        i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX)
-    }
-
-    /// Microseconds between two requests at the sustained rate.
-    fn interval_micros(&self) -> i64 {
-        (self.window_micros() / i64::from(self.requests.max(1))).max(1)
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
+use crate::record::{KeyId, RateLimit};
 
 /// One key's limiter.
 #[derive(Debug)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::cache::CachedKey;
+use super::cache::CachedKey;
 use crate::record::{KeyId, KeyRecord, OwnerId, Scopes};
 
 /// The key that authenticated a request. The layer puts it in the request's
@@ -27,6 +27,11 @@ pub struct AuthenticatedKey(Arc<CachedKey>);
 impl AuthenticatedKey {
     pub(crate) fn new(entry: Arc<CachedKey>) -> Self {
         Self(entry)
+    }
+
+    /// The cache entry behind the identity.
+    pub(crate) fn entry(&self) -> &Arc<CachedKey> {
+        &self.0
     }
 
     /// The key's id.

@@ -4,20 +4,16 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 
-use crate::api_keys::Inner;
+use super::Engine;
+use super::cache::{Cached, CachedKey, LoadError};
+use super::identity::AuthenticatedKey;
+use super::throttle::ClientKey;
 use crate::bearer::{self, RawCredentials};
-use crate::cache::{Cached, CachedKey, LoadError};
-use crate::identity::AuthenticatedKey;
 use crate::key::KeyHash;
-use crate::record::KeyStatus;
+use crate::record::{EXPOSED_IN_URL, KeyStatus};
 use crate::rejection::{RateLimitState, Rejection, RejectionReason};
-use crate::throttle::ClientKey;
-
-/// The reason recorded on a key revoked because it was found in a URL.
-pub const EXPOSED_IN_URL: &str = "exposed in URL";
 
 /// What a route asks of the key.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +58,7 @@ enum Denial {
     RateLimited(std::time::Duration, RateLimitState),
 }
 
-impl Inner {
+impl Engine {
     /// Everything that can be decided without waiting.
     pub(crate) fn check<B>(&self, request: &Request<B>, requirement: &Requirement) -> Verdict {
         let uri = request.uri();
@@ -180,6 +176,23 @@ impl Inner {
                 }
             },
         }
+    }
+
+    /// The checks of a request for a key given by itself, without the
+    /// request around it (no query string, no client address).
+    pub(crate) async fn authenticate(
+        self: Arc<Self>,
+        token: &str,
+    ) -> Result<AuthenticatedKey, Rejection> {
+        let Ok(key) = self.format.parse(token) else {
+            return Err(self.reject(RejectionReason::MalformedKey, None));
+        };
+        let lookup = Lookup {
+            hash: self.hasher.hash_bytes(key.expose_secret_bytes()),
+            display_prefix: key.display_prefix().into(),
+            client: None,
+        };
+        self.lookup(lookup, Requirement::default()).await
     }
 
     /// Checks a known key against the clock, the route's scope and its
@@ -360,13 +373,5 @@ impl Inner {
             }
         }
         Rejection::new(reason, Arc::clone(&self.challenge))
-    }
-
-    /// The response for a rejection: the custom builder's, or the default.
-    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
-        match &self.on_rejection {
-            Some(handler) => handler(rejection),
-            None => rejection.default_response(),
-        }
     }
 }

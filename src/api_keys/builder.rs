@@ -1,167 +1,33 @@
-//! [`ApiKeys`]: one handle on the store, the cache, the background tasks,
-//! the layer and the management calls; and its builder.
+//! [`ApiKeysBuilder`]: every setting of [`ApiKeys`], checked once by
+//! [`build`](ApiKeysBuilder::build).
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use zeroize::Zeroizing;
 
-use crate::cache::{CacheConfig, KeyCache};
-use crate::changes::ChangeFollower;
+use super::ApiKeys;
 use crate::clock::{Clock, SystemClock};
-use crate::key::{InvalidPrefix, KeyFormat, KeyHasher, WeakPepper};
-use crate::last_used::{LastUsedStats, Recorder, UsageQueue};
-use crate::layer::ApiKeyLayer;
+use crate::engine::throttle::FailedAttemptLimit;
+use crate::engine::{CacheConfig, Engine, Settings};
+use crate::key::{KeyFormat, KeyHasher};
 use crate::query::{DEFAULT_CREDENTIAL_PARAMS, QueryGuard};
-use crate::rate_limit::{Limiters, RateLimit};
+use crate::record::RateLimit;
 use crate::rejection::{Challenge, InvalidChallengeParameter, Rejection, RejectionHandler};
 use crate::store::KeyStore;
-use crate::throttle::{FailedAttemptLimit, Throttle};
-
-/// API-key authentication for one application: build it once at start-up,
-/// protect routes with [`layer`](Self::layer), manage keys with
-/// [`create`](Self::create), [`list`](Self::list) and
-/// [`revoke`](Self::revoke), and await [`shutdown`](Self::shutdown) after the
-/// server stops so pending last-used times are written.
-///
-/// Cloning is cheap; clones share everything.
-///
-/// ```
-/// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let keys = ApiKeys::builder(MemoryStore::new()).realm("example").build()?;
-/// let created = keys.create(NewKey::new("acct_1", "ci")).await?;
-/// println!("your key (shown once): {}", created.secret.expose_secret());
-/// let layer = keys.layer(); // .layer(layer) on a Router or ServiceBuilder
-/// # drop(layer);
-/// keys.shutdown().await;
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct ApiKeys {
-    pub(crate) inner: Arc<Inner>,
-}
-
-/// Everything shared by [`ApiKeys`] handles and the layers made from them.
-pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn KeyStore>,
-    pub(crate) format: KeyFormat,
-    pub(crate) hasher: KeyHasher,
-    pub(crate) cache: KeyCache,
-    pub(crate) usage: Arc<UsageQueue>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) challenge: Arc<Challenge>,
-    pub(crate) on_rejection: Option<RejectionHandler>,
-    pub(crate) query_guard: QueryGuard,
-    pub(crate) max_authorization_len: usize,
-    pub(crate) max_uri_len: usize,
-    pub(crate) throttle: Option<Throttle>,
-    pub(crate) revoke_exposed: bool,
-    tasks: Tasks,
-}
-
-/// The background tasks; they stop (the recorder after a last flush) when
-/// told to, or when the last handle is dropped.
-struct Tasks {
-    stop: watch::Sender<bool>,
-    handles: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// Resolves when the tasks are told to stop or every handle is gone.
-pub(crate) async fn until_stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means stop.
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
-impl ApiKeys {
-    /// Starts a builder over `store`.
-    pub fn builder(store: impl KeyStore) -> ApiKeysBuilder {
-        ApiKeysBuilder::new(Arc::new(store))
-    }
-
-    /// A layer that requires a valid key on every request it wraps.
-    pub fn layer(&self) -> ApiKeyLayer {
-        ApiKeyLayer::new(Arc::clone(&self.inner))
-    }
-
-    /// The store behind the cache.
-    pub fn store(&self) -> &Arc<dyn KeyStore> {
-        &self.inner.store
-    }
-
-    /// The key format.
-    pub fn format(&self) -> &KeyFormat {
-        &self.inner.format
-    }
-
-    /// The hasher keys are stored under.
-    pub fn hasher(&self) -> &KeyHasher {
-        &self.inner.hasher
-    }
-
-    /// Counters of the last-used recorder.
-    pub fn last_used_stats(&self) -> LastUsedStats {
-        self.inner.usage.stats()
-    }
-
-    /// Entries in the cache of known keys and in the cache of unknown keys.
-    /// Moka counts lazily: the numbers may trail recent inserts.
-    pub fn cache_entry_counts(&self) -> (u64, u64) {
-        self.inner.cache.entry_counts()
-    }
-
-    /// Stops the background tasks after writing the pending last-used times,
-    /// and returns the recorder's final counters. Call it after the server
-    /// has stopped taking requests (after axum's graceful shutdown). Later
-    /// calls return at once.
-    pub async fn shutdown(&self) -> LastUsedStats {
-        self.inner.tasks.stop.send_replace(true);
-        let handles = std::mem::take(
-            &mut *self
-                .inner
-                .tasks
-                .handles
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for handle in handles {
-            if let Err(error) = handle.await {
-                tracing::error!(target: "tower_api_keys", %error, "a background task failed");
-            }
-        }
-        self.last_used_stats()
-    }
-}
-
-impl fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKeys")
-            .field("format", &self.inner.format)
-            .field("hasher", &self.inner.hasher)
-            .field("cache", &self.inner.cache)
-            .field("challenge", &self.inner.challenge)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Configures [`ApiKeys`]. Every setting has a default suited to production.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_api_keys::{ApiKeys, MemoryStore};
+/// use tower_api_keys::{ApiKeys, KeyFormat, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), tower_api_keys::BuildError> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let keys = ApiKeys::builder(MemoryStore::new())
-///     .prefix("acme")
+///     .key_format(KeyFormat::new("acme")?)
 ///     .realm("acme-api")
 ///     .cache_ttl(Duration::from_secs(300))
 ///     .last_used_interval(Duration::from_secs(10))
@@ -173,8 +39,8 @@ impl fmt::Debug for ApiKeys {
 #[must_use]
 pub struct ApiKeysBuilder {
     store: Arc<dyn KeyStore>,
-    prefix: String,
-    pepper: Option<Zeroizing<Vec<u8>>>,
+    format: KeyFormat,
+    hasher: KeyHasher,
     realm: String,
     resource_metadata: Option<String>,
     retry_after: Duration,
@@ -187,19 +53,17 @@ pub struct ApiKeysBuilder {
     max_authorization_len: usize,
     max_uri_len: usize,
     on_rejection: Option<RejectionHandler>,
-    checksum: bool,
-    accept_without_checksum: bool,
     rate_limit: Option<RateLimit>,
     failed_attempts: Option<FailedAttemptLimit>,
     revoke_exposed: bool,
 }
 
 impl ApiKeysBuilder {
-    fn new(store: Arc<dyn KeyStore>) -> Self {
+    pub(super) fn new(store: Arc<dyn KeyStore>) -> Self {
         Self {
             store,
-            prefix: KeyFormat::DEFAULT_PREFIX.to_owned(),
-            pepper: None,
+            format: KeyFormat::default(),
+            hasher: KeyHasher::default(),
             realm: "api".to_owned(),
             resource_metadata: None,
             retry_after: Duration::from_secs(1),
@@ -221,36 +85,44 @@ impl ApiKeysBuilder {
             max_authorization_len: 4096,
             max_uri_len: 8192,
             on_rejection: None,
-            checksum: false,
-            accept_without_checksum: false,
             rate_limit: None,
             failed_attempts: None,
             revoke_exposed: false,
         }
     }
 
-    /// The key prefix (default `bmc`): keys look like `<prefix>_<43 chars>`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+    /// The format of the keys (default: `bmc_` and 43 base64url
+    /// characters, no checksum): the prefix, and whether keys carry a
+    /// checksum (see [`KeyFormat`]).
+    ///
+    /// ```
+    /// use tower_api_keys::{ApiKeys, KeyFormat, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = ApiKeys::builder(MemoryStore::new())
+    ///     .key_format(KeyFormat::new("acme")?.with_checksum())
+    ///     .build()?;
+    /// assert!(keys.format().has_checksum());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn key_format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
         self
     }
 
-    /// New keys end with a CRC32 checksum and every key is checked against
-    /// it before any other work (see [`KeyFormat::with_checksum`]).
-    pub fn key_checksum(mut self, on: bool) -> Self {
-        self.checksum = on;
-        self
-    }
-
-    /// With [`key_checksum`](Self::key_checksum): keep accepting keys issued
-    /// without a checksum, during a migration (default: no).
-    pub fn accept_keys_without_checksum(mut self, accept: bool) -> Self {
-        self.accept_without_checksum = accept;
+    /// How keys are hashed for the store (default: SHA-256). With a
+    /// server-side pepper, [`KeyHasher::hmac_sha256`]: every process
+    /// sharing the store needs the same pepper, and changing it
+    /// invalidates every key.
+    pub fn key_hasher(mut self, hasher: KeyHasher) -> Self {
+        self.hasher = hasher;
         self
     }
 
     /// A request allowance for every key that has none of its own
-    /// ([`NewKey::rate_limit`](crate::NewKey::rate_limit)); past it, 429 with
+    /// ([`NewKey::rate_limit`](crate::record::NewKey::rate_limit)); past it, 429 with
     /// `Retry-After` and the `RateLimit` headers. Off by default. Counted in
     /// this process's memory: each instance counts on its own.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
@@ -270,14 +142,6 @@ impl ApiKeysBuilder {
     /// browser history. Off by default; the request is refused either way.
     pub fn revoke_keys_exposed_in_url(mut self, revoke: bool) -> Self {
         self.revoke_exposed = revoke;
-        self
-    }
-
-    /// Stores keys as HMAC-SHA-256 under this server-side secret (at least 16
-    /// bytes) instead of plain SHA-256. Every process sharing the store needs
-    /// the same pepper; changing it invalidates every key.
-    pub fn pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
-        self.pepper = Some(Zeroizing::new(pepper.into()));
         self
     }
 
@@ -366,7 +230,8 @@ impl ApiKeysBuilder {
     }
 
     /// The query parameter names refused as credentials (default:
-    /// [`DEFAULT_CREDENTIAL_PARAMS`]). Values carrying the key prefix are
+    /// `access_token`, `api_key`, `apikey`, `api-key`, `key`, `token`,
+    /// `bearer`, `authorization`). Values carrying the key prefix are
     /// refused whatever their name.
     pub fn credential_query_params<I, S>(mut self, names: I) -> Self
     where
@@ -424,16 +289,6 @@ impl ApiKeysBuilder {
     /// recorder and the change-log follower). Call it inside a Tokio runtime.
     pub fn build(self) -> Result<ApiKeys, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let mut format = KeyFormat::new(&self.prefix)?;
-        if self.checksum {
-            format = format
-                .with_checksum()
-                .accept_without_checksum(self.accept_without_checksum);
-        }
-        let hasher = match &self.pepper {
-            Some(pepper) => KeyHasher::hmac_sha256(pepper)?,
-            None => KeyHasher::sha256(),
-        };
         let challenge = Challenge::new(
             &self.realm,
             self.resource_metadata.as_deref(),
@@ -450,64 +305,43 @@ impl ApiKeysBuilder {
                 return Err(BuildError::ZeroSetting(name));
             }
         }
-        let limiters = Limiters::new(self.rate_limit, self.cache.capacity.max(1024));
-        let cache = KeyCache::new(&self.cache, Arc::new(limiters));
-        let usage = Arc::new(UsageQueue::default());
-        let (stop, stopped) = watch::channel(false);
+        let query_guard = QueryGuard::with_names(
+            self.format.lead(),
+            self.query_params.iter().map(String::as_str),
+        );
         let _guard = runtime.enter();
-        let handles = vec![
-            Recorder::spawn(
-                Arc::clone(&usage),
-                Arc::clone(&self.store),
-                Arc::clone(&self.clock),
-                self.last_used_interval,
-                self.max_pending_last_used,
-                stopped.clone(),
-            ),
-            ChangeFollower::spawn(
-                cache.clone(),
-                Arc::clone(&self.store),
-                self.change_poll_interval,
-                stopped,
-            ),
-        ];
-        let query_guard =
-            QueryGuard::with_names(format.lead(), self.query_params.iter().map(String::as_str));
-        Ok(ApiKeys {
-            inner: Arc::new(Inner {
-                store: self.store,
-                format,
-                hasher,
-                cache,
-                usage,
-                clock: self.clock,
-                challenge: Arc::new(challenge),
-                on_rejection: self.on_rejection,
-                query_guard,
-                max_authorization_len: self.max_authorization_len,
-                max_uri_len: self.max_uri_len,
-                throttle: self.failed_attempts.map(Throttle::new),
-                revoke_exposed: self.revoke_exposed,
-                tasks: Tasks {
-                    stop,
-                    handles: Mutex::new(handles),
-                },
-            }),
-        })
+        let engine = Engine::start(Settings {
+            store: self.store,
+            format: self.format,
+            hasher: self.hasher,
+            clock: self.clock,
+            challenge,
+            on_rejection: self.on_rejection,
+            query_guard,
+            max_authorization_len: self.max_authorization_len,
+            max_uri_len: self.max_uri_len,
+            cache: self.cache,
+            rate_limit: self.rate_limit,
+            failed_attempts: self.failed_attempts,
+            revoke_exposed: self.revoke_exposed,
+            last_used_interval: self.last_used_interval,
+            max_pending_last_used: self.max_pending_last_used,
+            change_poll_interval: self.change_poll_interval,
+        });
+        Ok(ApiKeys { engine })
     }
 }
 
 impl fmt::Debug for ApiKeysBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeysBuilder")
-            .field("prefix", &self.prefix)
-            .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
+            .field("format", &self.format)
+            .field("hasher", &self.hasher)
             .field("realm", &self.realm)
             .field("resource_metadata", &self.resource_metadata)
             .field("cache", &self.cache)
             .field("last_used_interval", &self.last_used_interval)
             .field("change_poll_interval", &self.change_poll_interval)
-            .field("key_checksum", &self.checksum)
             .field("rate_limit", &self.rate_limit)
             .field("failed_attempts", &self.failed_attempts)
             .field("revoke_keys_exposed_in_url", &self.revoke_exposed)
@@ -519,12 +353,6 @@ impl fmt::Debug for ApiKeysBuilder {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The key prefix.
-    #[error(transparent)]
-    InvalidPrefix(#[from] InvalidPrefix),
-    /// The pepper.
-    #[error(transparent)]
-    WeakPepper(#[from] WeakPepper),
     /// The realm or the resource metadata URL.
     #[error(transparent)]
     InvalidChallenge(#[from] InvalidChallengeParameter),

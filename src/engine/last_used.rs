@@ -14,11 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::DateTime;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api_keys::until_stopped;
-use crate::cache::CachedKey;
+use super::cache::CachedKey;
+use super::tasks::{StopSignal, until_stopped};
 use crate::clock::Clock;
 use crate::record::KeyId;
 use crate::store::{KeyStore, LastUsed};
@@ -102,7 +101,7 @@ impl Recorder {
         clock: Arc<dyn Clock>,
         interval: Duration,
         max_pending: usize,
-        mut stop: watch::Receiver<bool>,
+        mut stop: StopSignal,
     ) -> JoinHandle<()> {
         let mut recorder = Self {
             queue,

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use moka::future::Cache;
 
+use super::rate_limit::{Limiter, Limiters};
 use crate::key::KeyHash;
-use crate::rate_limit::{Limiter, Limiters};
 use crate::record::KeyRecord;
 use crate::store::{KeyStore, StoreError};
 
 /// A cached known key. Handlers receive it (as
-/// [`AuthenticatedKey`](crate::AuthenticatedKey)) without a copy.
+/// [`AuthenticatedKey`](super::AuthenticatedKey)) without a copy.
 #[derive(Debug)]
 pub(crate) struct CachedKey {
     record: KeyRecord,
@@ -53,6 +53,11 @@ impl CachedKey {
 
     pub(crate) fn record(&self) -> &KeyRecord {
         &self.record
+    }
+
+    /// When the store was asked for this record.
+    pub(crate) fn loaded_at(&self) -> Instant {
+        self.loaded_at
     }
 
     /// Whether the key's status can depend on the time: it has an expiry, or
@@ -214,7 +219,9 @@ impl KeyCache {
         }
     }
 
-    async fn changed_after(&self, hash: &KeyHash, since: Instant) -> bool {
+    /// Whether the key changed (through this process or the change feed)
+    /// at or after `since`, as far as the cache still remembers.
+    pub(crate) async fn changed_after(&self, hash: &KeyHash, since: Instant) -> bool {
         self.changed.get(hash).await.is_some_and(|at| at >= since)
     }
 

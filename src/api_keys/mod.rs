@@ -1,0 +1,125 @@
+//! [`ApiKeys`]: the user's one handle on the store, the cache, the
+//! background tasks, the layer and the management calls; and its builder.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::engine::{AuthenticatedKey, Engine, LastUsedStats};
+use crate::key::{KeyFormat, KeyHasher};
+use crate::layer::ApiKeyLayer;
+use crate::record::KeyStatus;
+use crate::store::KeyStore;
+
+mod builder;
+mod manage;
+
+pub use builder::{ApiKeysBuilder, BuildError};
+
+/// API-key authentication for one application: build it once at start-up,
+/// protect routes with [`layer`](Self::layer), manage keys with
+/// [`create`](Self::create), [`list`](Self::list) and
+/// [`revoke`](Self::revoke), and await [`shutdown`](Self::shutdown) after the
+/// server stops so pending last-used times are written.
+///
+/// Cloning is cheap; clones share everything.
+///
+/// ```
+/// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keys = ApiKeys::builder(MemoryStore::new()).realm("example").build()?;
+/// let created = keys.create(NewKey::new("acct_1", "ci")).await?;
+/// println!("your key (shown once): {}", created.secret.expose_secret());
+/// let layer = keys.layer(); // .layer(layer) on a Router or ServiceBuilder
+/// # drop(layer);
+/// keys.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ApiKeys {
+    engine: Arc<Engine>,
+}
+
+impl ApiKeys {
+    /// Starts a builder over `store`.
+    pub fn builder(store: impl KeyStore) -> ApiKeysBuilder {
+        ApiKeysBuilder::new(Arc::new(store))
+    }
+
+    /// A layer that requires a valid key on every request it wraps.
+    pub fn layer(&self) -> ApiKeyLayer {
+        ApiKeyLayer::new(Arc::clone(&self.engine))
+    }
+
+    /// Resolves once `key` stops being usable: revoked (by this process or
+    /// any other sharing the store, as soon as the change feed tells), or
+    /// expired. The answer is [`KeyStatus::Revoked`] or
+    /// [`KeyStatus::Expired`]; a key whose record is gone from the store
+    /// counts as revoked. Waiting costs no store query; code that holds a
+    /// key's identity for long (an open stream, a request waiting on a slow
+    /// upstream) races its work against it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_api_keys::{ApiKeys, KeyStatus, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = ApiKeys::builder(MemoryStore::new()).build()?;
+    /// let created = keys.create(NewKey::new("acct_1", "laptop")).await?;
+    /// let identity = keys.authenticate(created.secret.expose_secret()).await?;
+    /// let revoker = keys.clone();
+    /// tokio::spawn(async move {
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    ///     revoker.revoke(&"acct_1".into(), &created.record.id).await
+    /// });
+    /// assert_eq!(keys.until_unusable(&identity).await, KeyStatus::Revoked);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn until_unusable(&self, key: &AuthenticatedKey) -> KeyStatus {
+        self.engine.until_unusable(key).await
+    }
+
+    /// The store behind the cache.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.engine.store
+    }
+
+    /// The key format.
+    pub fn format(&self) -> &KeyFormat {
+        &self.engine.format
+    }
+
+    /// The hasher keys are stored under.
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.engine.hasher
+    }
+
+    /// Counters of the last-used recorder.
+    pub fn last_used_stats(&self) -> LastUsedStats {
+        self.engine.last_used_stats()
+    }
+
+    /// Entries in the cache of known keys and in the cache of unknown keys.
+    /// Moka counts lazily: the numbers may trail recent inserts.
+    pub fn cache_entry_counts(&self) -> (u64, u64) {
+        self.engine.cache_entry_counts()
+    }
+
+    /// Stops the background tasks after writing the pending last-used times,
+    /// and returns the recorder's final counters. Call it after the server
+    /// has stopped taking requests (after axum's graceful shutdown). Later
+    /// calls return at once.
+    pub async fn shutdown(&self) -> LastUsedStats {
+        self.engine.shutdown().await
+    }
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ApiKeys").field(&self.engine).finish()
+    }
+}

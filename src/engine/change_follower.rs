@@ -1,0 +1,153 @@
+//! Following the store's change feed, so that a key revoked (or created, or
+//! given an earlier expiry) anywhere drops out of this process's cache, and
+//! whoever waits on that key hears of it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::cache::KeyCache;
+use super::tasks::{StopSignal, until_stopped};
+use super::unusable::Watchers;
+use crate::key::KeyHash;
+use crate::store::{ChangeCursor, KeyStore, StoreError};
+
+/// Changes read per query.
+const PAGE: usize = 500;
+
+pub(crate) struct ChangeFollower {
+    cache: KeyCache,
+    watchers: Arc<Watchers>,
+    store: Arc<dyn KeyStore>,
+    /// Where this process is in the log; `None` until the store answered.
+    cursor: Option<ChangeCursor>,
+    /// Watched keys that changed and whose record is still to be read.
+    to_recheck: HashSet<KeyHash>,
+    /// Whether the last read failed (to log a failure once, not each poll).
+    failing: bool,
+}
+
+impl ChangeFollower {
+    pub(crate) fn spawn(
+        cache: KeyCache,
+        watchers: Arc<Watchers>,
+        store: Arc<dyn KeyStore>,
+        poll_interval: Duration,
+        mut stop: StopSignal,
+    ) -> JoinHandle<()> {
+        let mut signal = store.change_signal();
+        let mut follower = Self {
+            cache,
+            watchers,
+            store,
+            cursor: None,
+            to_recheck: HashSet::new(),
+            failing: false,
+        };
+        tokio::spawn(async move {
+            loop {
+                follower.catch_up().await;
+                follower.recheck_watched().await;
+                let pushed = async {
+                    match signal.as_mut() {
+                        Some(signal) => {
+                            if !signal.changed().await {
+                                // The store dropped its signal: poll only.
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    () = pushed => {}
+                    () = tokio::time::sleep(poll_interval) => {}
+                    () = until_stopped(&mut stop) => break,
+                }
+            }
+        })
+    }
+
+    /// Reads every change after the cursor and drops the changed keys.
+    async fn catch_up(&mut self) {
+        loop {
+            match self.store.changes(self.cursor, PAGE).await {
+                Ok(batch) => {
+                    let Some(mut cursor) = self.cursor else {
+                        // Whatever was cached before the cursor was known
+                        // may predate a change that the log will not replay.
+                        self.cursor = Some(batch.head);
+                        self.cache.invalidate_all();
+                        self.to_recheck.extend(self.watchers.watched());
+                        self.recovered();
+                        return;
+                    };
+                    for change in &batch.changes {
+                        self.cache.invalidate(&change.hash).await;
+                        if self.watchers.is_watched(&change.hash) {
+                            self.to_recheck.insert(change.hash);
+                        }
+                        cursor = change.cursor;
+                    }
+                    self.cursor = Some(cursor);
+                    if !batch.changes.is_empty() {
+                        tracing::debug!(
+                            target: "tower_api_keys",
+                            changes = batch.changes.len(),
+                            "applied key changes to the cache"
+                        );
+                    }
+                    self.recovered();
+                    if batch.changes.len() < PAGE {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    self.failed(&error);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads the records of the watched keys that changed, and tells their
+    /// watchers; a read that fails is tried again after the next poll.
+    async fn recheck_watched(&mut self) {
+        // Also forgets the keys nobody waits on any more.
+        let watched: HashSet<KeyHash> = self.watchers.watched().into_iter().collect();
+        self.to_recheck.retain(|hash| watched.contains(hash));
+        let pending: Vec<KeyHash> = self.to_recheck.iter().copied().collect();
+        for hash in pending {
+            match self.store.find_by_hash(&hash).await {
+                Ok(record) => {
+                    self.watchers.update(hash, record.as_ref());
+                    self.to_recheck.remove(&hash);
+                }
+                Err(error) => {
+                    self.failed(&error);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, error: &StoreError) {
+        if !self.failing {
+            tracing::warn!(
+                target: "tower_api_keys",
+                %error,
+                "cannot read the key change log; cached keys may miss revocations until it recovers"
+            );
+        }
+        self.failing = true;
+    }
+
+    fn recovered(&mut self) {
+        if self.failing {
+            tracing::info!(target: "tower_api_keys", "reading the key change log again");
+        }
+        self.failing = false;
+    }
+}

@@ -1,0 +1,144 @@
+//! The writes that change a key, each with what must go with it: the store
+//! write, the cache eviction, the watchers of the key, and one event.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use super::Engine;
+use crate::key::{RandomSourceError, SecretKey};
+use crate::record::{KeyId, KeyRecord, NewKey, OwnerId};
+use crate::store::StoreError;
+
+/// Longest key name accepted, in characters.
+const MAX_NAME_LEN: usize = 200;
+
+/// A key just created: the plaintext, to show its owner once, and the
+/// record as stored. `Debug` shows only the display prefix of the secret.
+pub struct CreatedKey {
+    /// The plaintext key. It cannot be recovered later.
+    pub secret: SecretKey,
+    /// The stored record.
+    pub record: KeyRecord,
+}
+
+impl fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("secret", &self.secret)
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// Why a management call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManageError {
+    /// The owner has no key with that id.
+    #[error("no such key")]
+    NotFound,
+    /// The name is empty, too long, or has control characters.
+    #[error("a key name must be 1 to {MAX_NAME_LEN} characters without control characters")]
+    InvalidName,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A revoked key cannot be rolled.
+    #[error("the key is revoked")]
+    Revoked,
+    /// No random bytes could be had for the key.
+    #[error(transparent)]
+    Random(#[from] RandomSourceError),
+}
+
+impl Engine {
+    /// Generates, stores and announces a new key.
+    pub(crate) async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
+        let name_len = new.name.chars().count();
+        if name_len == 0 || name_len > MAX_NAME_LEN || new.name.chars().any(char::is_control) {
+            return Err(ManageError::InvalidName);
+        }
+        let secret = self.format.generate()?;
+        let hash = self.hasher.hash(secret.expose_secret());
+        let record = KeyRecord {
+            id: KeyId::new(),
+            name: new.name,
+            owner: new.owner,
+            display_prefix: secret.display_prefix().to_owned(),
+            hash,
+            // Stores keep microseconds; so does the record returned here.
+            created_at: truncate_to_micros(self.clock.now()),
+            expires_at: new.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            scopes: new.scopes,
+            metadata: new.metadata,
+            rate_limit: new.rate_limit,
+        };
+        self.store.insert(&record).await?;
+        self.cache.invalidate(&hash).await;
+        tracing::info!(
+            target: "tower_api_keys",
+            key_id = %record.id,
+            key_prefix = %record.display_prefix,
+            owner = %record.owner,
+            "API key created"
+        );
+        Ok(CreatedKey { secret, record })
+    }
+
+    /// Revokes and evicts; shared by the management calls and the policy
+    /// that revokes keys exposed in URLs.
+    pub(crate) async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        reason: Option<&str>,
+    ) -> Result<KeyRecord, ManageError> {
+        let now = self.clock.now();
+        let record = self
+            .store
+            .revoke(owner, id, now, reason)
+            .await?
+            .ok_or(ManageError::NotFound)?;
+        self.changed(&record).await;
+        tracing::info!(
+            target: "tower_api_keys",
+            key_id = %record.id,
+            key_prefix = %record.display_prefix,
+            owner = %record.owner,
+            reason = reason.unwrap_or(""),
+            "API key revoked"
+        );
+        Ok(record)
+    }
+
+    /// Brings a key's expiry to `at` at the latest, and evicts it.
+    pub(crate) async fn expire(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<KeyRecord, ManageError> {
+        let record = self
+            .store
+            .expire(owner, id, at)
+            .await?
+            .ok_or(ManageError::NotFound)?;
+        self.changed(&record).await;
+        Ok(record)
+    }
+
+    /// What this process does at once after changing a key, without waiting
+    /// for the change feed: forget the cached copy, tell the watchers.
+    async fn changed(&self, record: &KeyRecord) {
+        self.cache.invalidate(&record.hash).await;
+        self.watchers.update(record.hash, Some(record));
+    }
+}
+
+fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}

@@ -1,0 +1,168 @@
+//! The shared state behind every [`ApiKeys`](crate::ApiKeys) handle and
+//! layer, and its parts: the decision for one request, the cache, the change
+//! follower, the last-used recorder, the limiters, the failed-attempt
+//! throttle, the watchers of keys that stop being usable, and the stop
+//! signal of the background tasks.
+//!
+//! Everything here is crate-private; the types users name are re-exported
+//! where they belong (`AuthenticatedKey` at the root, the throttle settings
+//! under [`throttle`](crate::throttle)).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+
+use crate::clock::Clock;
+use crate::key::{KeyFormat, KeyHasher};
+use crate::query::QueryGuard;
+use crate::record::RateLimit;
+use crate::rejection::{Challenge, Rejection, RejectionHandler};
+use crate::store::KeyStore;
+
+mod cache;
+mod change_follower;
+mod decide;
+mod identity;
+mod last_used;
+mod manage;
+mod rate_limit;
+mod tasks;
+pub(crate) mod throttle;
+mod unusable;
+
+pub(crate) use cache::CacheConfig;
+pub(crate) use decide::{Requirement, Verdict};
+pub use identity::AuthenticatedKey;
+pub use last_used::LastUsedStats;
+pub use manage::{CreatedKey, ManageError};
+
+use cache::KeyCache;
+use change_follower::ChangeFollower;
+use last_used::{Recorder, UsageQueue};
+use rate_limit::Limiters;
+use tasks::Tasks;
+use throttle::{FailedAttemptLimit, Throttle};
+use unusable::Watchers;
+
+/// What [`Engine::start`] is made of; checked by the builder.
+pub(crate) struct Settings {
+    pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) format: KeyFormat,
+    pub(crate) hasher: KeyHasher,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) challenge: Challenge,
+    pub(crate) on_rejection: Option<RejectionHandler>,
+    pub(crate) query_guard: QueryGuard,
+    pub(crate) max_authorization_len: usize,
+    pub(crate) max_uri_len: usize,
+    pub(crate) cache: CacheConfig,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) failed_attempts: Option<FailedAttemptLimit>,
+    pub(crate) revoke_exposed: bool,
+    pub(crate) last_used_interval: Duration,
+    pub(crate) max_pending_last_used: usize,
+    pub(crate) change_poll_interval: Duration,
+}
+
+/// Everything shared by [`ApiKeys`](crate::ApiKeys) handles and the layers
+/// made from them. Its methods live in this folder, one file per concern.
+pub(crate) struct Engine {
+    pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) format: KeyFormat,
+    pub(crate) hasher: KeyHasher,
+    pub(crate) clock: Arc<dyn Clock>,
+    cache: KeyCache,
+    usage: Arc<UsageQueue>,
+    watchers: Arc<Watchers>,
+    challenge: Arc<Challenge>,
+    on_rejection: Option<RejectionHandler>,
+    query_guard: QueryGuard,
+    max_authorization_len: usize,
+    max_uri_len: usize,
+    throttle: Option<Throttle>,
+    revoke_exposed: bool,
+    tasks: Tasks,
+}
+
+impl Engine {
+    /// Builds the shared state and starts the background tasks (the
+    /// last-used recorder and the change follower). Must run inside a Tokio
+    /// runtime.
+    pub(crate) fn start(settings: Settings) -> Arc<Self> {
+        let limiters = Limiters::new(settings.rate_limit, settings.cache.capacity.max(1024));
+        let cache = KeyCache::new(&settings.cache, Arc::new(limiters));
+        let usage = Arc::new(UsageQueue::default());
+        let watchers = Arc::new(Watchers::default());
+        let (tasks, stopped) = Tasks::new();
+        tasks.push(Recorder::spawn(
+            Arc::clone(&usage),
+            Arc::clone(&settings.store),
+            Arc::clone(&settings.clock),
+            settings.last_used_interval,
+            settings.max_pending_last_used,
+            stopped.clone(),
+        ));
+        tasks.push(ChangeFollower::spawn(
+            cache.clone(),
+            Arc::clone(&watchers),
+            Arc::clone(&settings.store),
+            settings.change_poll_interval,
+            stopped,
+        ));
+        Arc::new(Self {
+            store: settings.store,
+            format: settings.format,
+            hasher: settings.hasher,
+            clock: settings.clock,
+            cache,
+            usage,
+            watchers,
+            challenge: Arc::new(settings.challenge),
+            on_rejection: settings.on_rejection,
+            query_guard: settings.query_guard,
+            max_authorization_len: settings.max_authorization_len,
+            max_uri_len: settings.max_uri_len,
+            throttle: settings.failed_attempts.map(Throttle::new),
+            revoke_exposed: settings.revoke_exposed,
+            tasks,
+        })
+    }
+
+    /// Counters of the last-used recorder.
+    pub(crate) fn last_used_stats(&self) -> LastUsedStats {
+        self.usage.stats()
+    }
+
+    /// Entries in the cache of known keys and in the cache of unknown keys.
+    pub(crate) fn cache_entry_counts(&self) -> (u64, u64) {
+        self.cache.entry_counts()
+    }
+
+    /// Stops the background tasks (the recorder after a last flush).
+    pub(crate) async fn shutdown(&self) -> LastUsedStats {
+        self.tasks.stop().await;
+        self.last_used_stats()
+    }
+
+    /// The response for a rejection: the custom builder's, or the default.
+    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
+        match &self.on_rejection {
+            Some(handler) => handler(rejection),
+            None => rejection.default_response(),
+        }
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("format", &self.format)
+            .field("hasher", &self.hasher)
+            .field("cache", &self.cache)
+            .field("challenge", &self.challenge)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,162 @@
+//! The one place that spells out every [`KeyStore`](super::KeyStore) method
+//! for a store that forwards to another: `Arc<S>`, the counting decorator
+//! and the scripted test store differ only in what they do before a call.
+
+/// A [`KeyStore`](super::KeyStore) method, as decorators name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreMethod {
+    /// [`KeyStore::insert`](super::KeyStore::insert).
+    Insert,
+    /// [`KeyStore::find_by_hash`](super::KeyStore::find_by_hash).
+    FindByHash,
+    /// [`KeyStore::find_by_id`](super::KeyStore::find_by_id).
+    FindById,
+    /// [`KeyStore::list`](super::KeyStore::list).
+    List,
+    /// [`KeyStore::revoke`](super::KeyStore::revoke).
+    Revoke,
+    /// [`KeyStore::expire`](super::KeyStore::expire).
+    Expire,
+    /// [`KeyStore::record_last_used`](super::KeyStore::record_last_used).
+    RecordLastUsed,
+    /// [`KeyStore::changes`](super::KeyStore::changes).
+    Changes,
+}
+
+impl StoreMethod {
+    /// Every method, in declaration order.
+    pub const ALL: [StoreMethod; 8] = [
+        Self::Insert,
+        Self::FindByHash,
+        Self::FindById,
+        Self::List,
+        Self::Revoke,
+        Self::Expire,
+        Self::RecordLastUsed,
+        Self::Changes,
+    ];
+
+    /// The method's position in [`ALL`](Self::ALL).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Implements `KeyStore` for `$ty` by forwarding every call to the store
+/// `$inner` (an expression over `$this`, the receiver), after running the
+/// optional `before` hook: an expression over `$this` and `$method` (the
+/// [`StoreMethod`]) that may `.await` and yields `Result<(), StoreError>`;
+/// an error is returned without forwarding.
+macro_rules! forward_key_store {
+    (@hook $receiver:tt, $variant:ident) => {};
+    (@hook $receiver:tt, $variant:ident, $hook_this:ident, $method:ident, $before:expr) => {{
+        let $hook_this = $receiver;
+        let $method = $crate::store::StoreMethod::$variant;
+        $before?;
+    }};
+    (
+        impl[$($generics:tt)*] for $ty:ty, to |$this:ident| $inner:expr
+        $(, before |$hook_this:ident, $method:ident| $before:expr)? $(,)?
+    ) => {
+        #[::async_trait::async_trait]
+        impl<$($generics)*> $crate::store::KeyStore for $ty {
+            async fn insert(
+                &self,
+                record: &$crate::record::KeyRecord,
+            ) -> ::std::result::Result<(), $crate::store::StoreError> {
+                $crate::store::forward::forward_key_store!(@hook self, Insert $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).insert(record).await
+            }
+
+            async fn find_by_hash(
+                &self,
+                hash: &$crate::key::KeyHash,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::record::KeyRecord>,
+                $crate::store::StoreError,
+            > {
+                $crate::store::forward::forward_key_store!(@hook self, FindByHash $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).find_by_hash(hash).await
+            }
+
+            async fn find_by_id(
+                &self,
+                id: &$crate::record::KeyId,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::record::KeyRecord>,
+                $crate::store::StoreError,
+            > {
+                $crate::store::forward::forward_key_store!(@hook self, FindById $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).find_by_id(id).await
+            }
+
+            async fn list(
+                &self,
+                query: &$crate::store::ListKeys,
+            ) -> ::std::result::Result<$crate::store::KeyPage, $crate::store::StoreError> {
+                $crate::store::forward::forward_key_store!(@hook self, List $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).list(query).await
+            }
+
+            async fn revoke(
+                &self,
+                owner: &$crate::record::OwnerId,
+                id: &$crate::record::KeyId,
+                at: ::chrono::DateTime<::chrono::Utc>,
+                reason: ::std::option::Option<&str>,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::record::KeyRecord>,
+                $crate::store::StoreError,
+            > {
+                $crate::store::forward::forward_key_store!(@hook self, Revoke $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).revoke(owner, id, at, reason).await
+            }
+
+            async fn expire(
+                &self,
+                owner: &$crate::record::OwnerId,
+                id: &$crate::record::KeyId,
+                at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::record::KeyRecord>,
+                $crate::store::StoreError,
+            > {
+                $crate::store::forward::forward_key_store!(@hook self, Expire $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).expire(owner, id, at).await
+            }
+
+            async fn record_last_used(
+                &self,
+                batch: &[$crate::store::LastUsed],
+            ) -> ::std::result::Result<(), $crate::store::StoreError> {
+                $crate::store::forward::forward_key_store!(@hook self, RecordLastUsed $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).record_last_used(batch).await
+            }
+
+            async fn changes(
+                &self,
+                after: ::std::option::Option<$crate::store::ChangeCursor>,
+                limit: usize,
+            ) -> ::std::result::Result<$crate::store::ChangeBatch, $crate::store::StoreError> {
+                $crate::store::forward::forward_key_store!(@hook self, Changes $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).changes(after, limit).await
+            }
+
+            fn change_signal(&self) -> ::std::option::Option<$crate::store::ChangeSignal> {
+                let $this = self;
+                ($inner).change_signal()
+            }
+        }
+    };
+}
+
+pub(crate) use forward_key_store;
