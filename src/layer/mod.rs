@@ -36,7 +36,7 @@ pub use service::ApiKeyService;
 /// 4. The key's hash is looked up through the cache; a store failure is a
 ///    503, never a pass.
 /// 5. Expiry is checked against the clock on every request.
-/// 6. The key's [`AuthenticatedKey`] is put in the request's extensions and
+/// 6. The key's [`AuthenticatedKey`](crate::AuthenticatedKey) is put in the request's extensions and
 ///    its use is noted for the background recorder.
 #[derive(Clone)]
 #[must_use]

@@ -12,7 +12,7 @@ use super::body::ResponseBody;
 use super::future::{ResponseFuture, State};
 use crate::engine::{Engine, Requirement, Verdict};
 
-/// The service made by [`ApiKeyLayer`].
+/// The service made by [`ApiKeyLayer`](super::ApiKeyLayer).
 #[derive(Clone)]
 pub struct ApiKeyService<S> {
     inner: S,

@@ -1,0 +1,205 @@
+//! The crate's modules stand in layers and import only downwards:
+//!
+//! ```text
+//! api_keys   the user's handle and its builder
+//! layer      the tower middleware
+//! engine     the shared state and its parts
+//! store      the store trait and the backends
+//! leaves     key, record, clock, rejection, bearer, query
+//! ```
+//!
+//! This test reads every `crate::` path in `src/` (outside comments) and
+//! fails on an import that points up, or on a cycle among the leaves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Top-level modules by layer, lowest first.
+const LAYERS: &[&[&str]] = &[
+    &["key", "record", "clock", "rejection", "bearer", "query"],
+    &["store"],
+    &["engine"],
+    &["layer"],
+    &["api_keys"],
+];
+
+fn rank(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).expect("src is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push(path);
+        }
+    }
+}
+
+/// The top-level module a file of `src/` belongs to (`None` for `lib.rs`).
+fn owner_of(src: &Path, file: &Path) -> Option<String> {
+    let relative = file.strip_prefix(src).expect("under src");
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (name != "lib").then(|| name.to_owned())
+}
+
+/// The top-level modules a line of code names through `crate::` or
+/// `$crate::`, including every name of a braced `use crate::{a, b::c}`.
+fn named_modules(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        let after = &rest[at + "crate::".len()..];
+        let names: Vec<&str> = match after.strip_prefix('{') {
+            Some(group) => top_level_items(group),
+            None => vec![after],
+        };
+        for name in names {
+            let module: String = name
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !module.is_empty() {
+                found.push(module);
+            }
+        }
+        rest = after;
+    }
+    found
+}
+
+/// The comma-separated items of a `use` group up to its closing brace,
+/// nested groups left whole.
+fn top_level_items(group: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0_usize, 0);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(group[start..i].trim());
+                return items;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(group[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(group[start..].trim());
+    items
+}
+
+/// Module → the top-level modules it imports, with one place each.
+fn imports() -> BTreeMap<String, BTreeMap<String, String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for file in files {
+        let Some(from) = owner_of(&src, &file) else {
+            continue;
+        };
+        let text = fs::read_to_string(&file).expect("a source file is readable");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            let code = code.split("//").next().unwrap_or(code);
+            for to in named_modules(code) {
+                if to != from && rank(&to).is_some() {
+                    let place = format!("{}:{}", file.display(), n + 1);
+                    graph
+                        .entry(from.clone())
+                        .or_default()
+                        .entry(to)
+                        .or_insert(place);
+                }
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn every_top_level_module_has_a_layer() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let unknown: BTreeSet<String> = files
+        .iter()
+        .filter_map(|file| owner_of(&src, file))
+        .filter(|module| rank(module).is_none())
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "give these modules a layer in tests/layering.rs: {unknown:?}"
+    );
+}
+
+#[test]
+fn imports_point_down_only() {
+    let mut upward = Vec::new();
+    for (from, targets) in imports() {
+        for (to, place) in targets {
+            if rank(&to) > rank(&from) {
+                upward.push(format!("{place}: {from} imports {to}, a layer above it"));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "{}", upward.join("\n"));
+}
+
+#[test]
+fn no_module_cycle() {
+    let graph = imports();
+    // Depth-first search from every module; a module met again on the
+    // current path closes a cycle.
+    fn visit(
+        module: &str,
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|m| m == module) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(module.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(module.to_owned()) {
+            return None;
+        }
+        path.push(module.to_owned());
+        for to in graph.get(module).into_iter().flat_map(|t| t.keys()) {
+            if let Some(cycle) = visit(to, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in graph.keys() {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(module, &graph, &mut path, &mut done) {
+            panic!("modules import each other: {}", cycle.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn the_reader_sees_what_an_import_names() {
+    assert_eq!(
+        named_modules("use crate::{key::KeyHash, record::{KeyId, Scopes}};"),
+        ["key", "record"]
+    );
+    assert_eq!(named_modules("$crate::store::KeyStore"), ["store"]);
+    assert!(named_modules("let crate_name = 1;").is_empty());
+}
