@@ -1,5 +1,5 @@
-//! What the layer spares the database (issue 5), counted with
-//! `CountingStore`: lookups per request pattern, cache size under a flood,
+//! What the layer spares the database, counted store call by store call:
+//! lookups per request pattern, cache size under a flood,
 //! and last-used batches per interval. `cargo bench --bench lookups` prints
 //! the same scenarios as a table.
 //!

@@ -1,5 +1,5 @@
-//! The wire contract of DESIGN.md and RFC 6750, over a real TCP socket with a
-//! real HTTP client.
+//! The wire contract (the table in the `rejection` module's docs, after RFC
+//! 6750), over a real TCP socket with a real HTTP client.
 
 mod common;
 
