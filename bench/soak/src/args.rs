@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 /// The name of the proxy binary looked for next to this one.
-const PROXY_BIN: &str = "mcp_proxy";
+const PROXY_BIN: &str = "mcp-proxy";
 
 /// A bounded loopback soak of the MCP proxy.
 #[derive(Debug, Parser)]
@@ -17,7 +17,7 @@ pub(crate) struct Args {
     /// Clients sending requests at once.
     #[arg(long, default_value_t = 128)]
     pub(crate) concurrency: usize,
-    /// The `mcp_proxy` binary (default: next to this one). It is copied to a
+    /// The `mcp-proxy` binary (default: next to this one). It is copied to a
     /// temporary directory first, so a rebuild cannot swap it mid-run.
     #[arg(long, value_name = "PATH")]
     pub(crate) proxy_bin: Option<PathBuf>,
@@ -57,8 +57,8 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    /// `--proxy-bin`, or the `mcp_proxy` binary in the directory of this
-    /// executable.
+    /// `--proxy-bin`, or the `mcp-proxy` binary in the directory of this
+    /// executable (`target/release/mcp-proxy` next to `target/release/soak`).
     pub(crate) fn proxy_bin(&self) -> Result<PathBuf, String> {
         match &self.proxy_bin {
             Some(path) => Ok(path.clone()),
@@ -98,7 +98,7 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let bin = args.proxy_bin().unwrap();
         assert_eq!(bin.parent(), exe.parent());
-        assert_eq!(bin.file_name().unwrap(), "mcp_proxy");
+        assert_eq!(bin.file_name().unwrap(), "mcp-proxy");
 
         let args = Args::try_parse_from(["soak", "--proxy-bin", "/x/mcp_proxy"]).unwrap();
         assert_eq!(args.proxy_bin().unwrap(), PathBuf::from("/x/mcp_proxy"));

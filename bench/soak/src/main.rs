@@ -1,6 +1,6 @@
 //! A bounded loopback soak of the MCP proxy.
 //!
-//! Starts the `mcp_proxy` binary on a fresh SQLite file, makes keys with its
+//! Starts the `mcp-proxy` binary on a fresh SQLite file, makes keys with its
 //! own `keys` commands (separate processes, like an operator), then runs
 //! `--concurrency` clients for `--duration-secs` against it with a mix of
 //! valid, unknown, malformed, expiring and revoked keys, revoking and
@@ -11,10 +11,9 @@
 //! Run with (or `bench/soak.sh`):
 //!
 //! ```sh
-//! cargo build --release --example mcp_proxy
-//! cargo build --release -p soak
+//! cargo build --release -p mcp-proxy -p soak
 //! target/release/soak --duration-secs 180 --concurrency 128 \
-//!     --proxy-bin target/release/examples/mcp_proxy
+//!     --proxy-bin target/release/mcp-proxy
 //! ```
 //!
 //! Everything goes to 127.0.0.1; every loop stops by itself.

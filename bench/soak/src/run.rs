@@ -30,7 +30,7 @@ pub(crate) async fn soak(args: Args) -> Result<bool, String> {
         .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
     let bin = dir
         .path()
-        .join(proxy_bin.file_name().unwrap_or("mcp_proxy".as_ref()));
+        .join(proxy_bin.file_name().unwrap_or("mcp-proxy".as_ref()));
     std::fs::copy(&proxy_bin, &bin)
         .map_err(|e| format!("cannot copy {}: {e}", proxy_bin.display()))?;
     let logs = Arc::new(Mutex::new(LogTally::default()));

@@ -15,8 +15,9 @@ use crate::keys::{Key, is_key};
 
 /// Each `keys` command is killed after this.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-/// The line on stderr that says the server is up, before its URL.
-const BANNER: &str = "mcp_proxy listening on ";
+/// The line on stderr that says the server is up, before its URL. The
+/// binary has been called both ways.
+const BANNERS: [&str; 2] = ["mcp_proxy listening on ", "mcp-proxy listening on "];
 
 /// The proxy server as a child process, killed when dropped (also on a
 /// panic).
@@ -127,7 +128,7 @@ impl ServerProcess {
 
 /// The URL in the server's start-up banner.
 fn listening_on(line: &str) -> Option<&str> {
-    line.strip_prefix(BANNER)
+    BANNERS.iter().find_map(|banner| line.strip_prefix(banner))
 }
 
 /// The server's warnings and errors, counted by message.
@@ -249,9 +250,13 @@ mod tests {
     }
 
     #[test]
-    fn the_banner_gives_the_url() {
+    fn the_banner_gives_the_url_under_either_name() {
         assert_eq!(
             listening_on("mcp_proxy listening on http://127.0.0.1:4321"),
+            Some("http://127.0.0.1:4321")
+        );
+        assert_eq!(
+            listening_on("mcp-proxy listening on http://127.0.0.1:4321"),
             Some("http://127.0.0.1:4321")
         );
         assert_eq!(listening_on("starting"), None);
