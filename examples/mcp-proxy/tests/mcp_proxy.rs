@@ -1,41 +1,19 @@
-//! The MCP proxy example (`examples/mcp_proxy/`), end to end over real TCP:
-//! the rmcp client through the proxy, the refusals, SSE streaming, sessions
-//! bound to keys, the headers the upstream receives, and the example binary
-//! itself, its `keys` commands run as separate processes against the SQLite
-//! file a running server uses.
+//! The MCP proxy, end to end over real TCP: the rmcp client through the
+//! proxy, the refusals, SSE streaming, sessions bound to keys, the headers
+//! the upstream receives, and the binary itself, its `keys` commands run as
+//! separate processes against the SQLite file a running server uses.
 //!
-//! The example's modules are compiled into this test, so the in-process
-//! tests run the same code as the binary, around an upstream that records
-//! what reaches it.
-#![allow(dead_code, unreachable_pub)]
+//! The in-process tests run the library's router, the same code as the
+//! binary, around an upstream that records what reaches it.
+#![allow(dead_code)]
 
-mod backends;
-
-#[path = "../examples/mcp_proxy/cli.rs"]
-mod cli;
-#[path = "../examples/mcp_proxy/keys.rs"]
-mod keys;
-#[path = "../examples/mcp_proxy/metadata.rs"]
-mod metadata;
-#[path = "../examples/mcp_proxy/origin.rs"]
-mod origin;
-#[path = "../examples/mcp_proxy/proxy.rs"]
-mod proxy;
-#[path = "../examples/mcp_proxy/server.rs"]
-mod server;
-#[path = "../examples/mcp_proxy/session.rs"]
-mod session;
-#[path = "../examples/mcp_proxy/store.rs"]
-mod store;
-#[path = "../examples/mcp_proxy/upstream.rs"]
-mod upstream;
+mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -44,7 +22,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use backends::{PgSchema, TempDir};
+use common::{PgSchema, TempDir};
 use futures_util::StreamExt as _;
 use http::{HeaderMap, Method, StatusCode};
 use rmcp::model::CallToolRequestParams;
@@ -54,10 +32,10 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{RoleClient, ServiceExt as _};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio_util::sync::CancellationToken;
+use mcp_proxy::origin::AllowedOrigins;
+use mcp_proxy::upstream::WhoAmI;
+use mcp_proxy::{proxy, server, session, store, upstream};
 use tower_api_keys::{ApiKeys, KeyRecord, NewKey, Scopes, SqliteStore};
-
-use crate::origin::AllowedOrigins;
-use crate::upstream::WhoAmI;
 
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 const PROTOCOL: &str = "2025-06-18";
@@ -1021,33 +999,8 @@ async fn projects_need_a_key_and_healthz_does_not() {
 
 // ------------------------------------------------------ the example binary
 
-/// `target/debug/examples/mcp_proxy`, built (or found up to date) by cargo.
-fn example_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = std::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "--example",
-                    "mcp_proxy",
-                    "--manifest-path",
-                ])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .status()
-                .expect("run cargo build --example mcp_proxy");
-            assert!(status.success(), "cargo build --example mcp_proxy failed");
-            // This test runs from target/<profile>/deps/.
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap();
-            let binary = profile_dir.join("examples").join("mcp_proxy");
-            assert!(binary.exists(), "{} is missing", binary.display());
-            binary
-        })
-        .clone()
-}
+/// The `mcp-proxy` binary, built by cargo for this test.
+const BINARY: &str = env!("CARGO_BIN_EXE_mcp-proxy");
 
 /// One run of the example binary to its end.
 struct Run {
@@ -1062,7 +1015,7 @@ async fn run_example(db: &str, args: &[&str]) -> Run {
     let start = Instant::now();
     let output = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::process::Command::new(example_binary())
+        tokio::process::Command::new(BINARY)
             .args(args)
             .args(["--db", db])
             .env("NO_COLOR", "1")
@@ -1110,7 +1063,7 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(db: &str) -> Self {
-        let mut child = tokio::process::Command::new(example_binary())
+        let mut child = tokio::process::Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "warn")
