@@ -68,7 +68,7 @@ impl Run {
     }
 }
 
-/// `mcp_proxy serve` as a child process.
+/// `mcp-proxy serve` as a child process.
 struct ServerProcess {
     child: tokio::process::Child,
     url: String,
