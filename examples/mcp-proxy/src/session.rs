@@ -129,6 +129,13 @@ impl SessionBindings {
     }
 }
 
+impl Default for SessionBindings {
+    /// An empty table, as [`SessionBindings::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The answer to a key over [`SessionBindings::MAX_PER_KEY`]: 429, until it
 /// closes sessions (`DELETE /mcp`) or they idle out.
 pub fn too_many() -> Response {

@@ -1,0 +1,462 @@
+//! The binary itself, run as separate processes: `serve` on an empty store
+//! prints a bootstrap key; `keys create|list|roll|revoke`, run against the
+//! store a running server uses (SQLite, and PostgreSQL), take effect on it
+//! within a second; SIGTERM stops it promptly.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{PgSchema, TempDir, connect, http, whoami};
+use http::StatusCode;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tower_api_keys::{ApiKeys, Scopes, SqliteStore};
+
+/// The `mcp-proxy` binary, built by cargo for this test.
+const BINARY: &str = env!("CARGO_BIN_EXE_mcp-proxy");
+
+/// One run of the example binary to its end.
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+    ended: Instant,
+}
+
+async fn run_example(db: &str, args: &[&str]) -> Run {
+    let start = Instant::now();
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(BINARY)
+            .args(args)
+            .args(["--db", db])
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the example finished")
+    .unwrap();
+    let ended = Instant::now();
+    Run {
+        success: output.status.success(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+        took: ended - start,
+        ended,
+    }
+}
+
+impl Run {
+    /// The key printed alone on stdout.
+    fn key(&self) -> String {
+        assert!(self.success, "failed: {}", self.stderr);
+        let key = self.stdout.trim_end_matches('\n');
+        assert!(
+            !key.contains('\n'),
+            "more than the key on stdout: {:?}",
+            self.stdout
+        );
+        assert!(
+            key.starts_with("bmc_") && key.len() == 47,
+            "not a key: {key:?}"
+        );
+        key.to_owned()
+    }
+}
+
+/// `mcp-proxy serve` as a child process.
+struct ServerProcess {
+    child: tokio::process::Child,
+    url: String,
+    stdout: tokio::process::ChildStdout,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    async fn start(db: &str) -> Self {
+        let mut child = tokio::process::Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                stderr.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(url) = line.strip_prefix("mcp_proxy listening on ") {
+                    return url.to_owned();
+                }
+            }
+            panic!("the server exited: {}", stderr.lock().unwrap());
+        })
+        .await
+        .expect("the server started");
+        let log = Arc::clone(&stderr);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        Self {
+            child,
+            url,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns how long it took.
+    async fn terminate(&mut self) -> Duration {
+        let pid = self.child.id().expect("running").to_string();
+        let start = Instant::now();
+        let kill = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(kill.success());
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the server stopped after SIGTERM")
+            .unwrap();
+        assert!(
+            status.success(),
+            "{status}: {}",
+            self.stderr.lock().unwrap()
+        );
+        start.elapsed()
+    }
+
+    /// Everything the server printed on stdout (after it exited).
+    async fn stdout_to_end(&mut self) -> String {
+        let mut text = String::new();
+        self.stdout.read_to_string(&mut text).await.unwrap();
+        text
+    }
+}
+
+async fn status_of(http: &reqwest::Client, url: &str, key: &str) -> StatusCode {
+    http.get(format!("{url}/api/v2/projects"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Asks every 10 ms until `url` answers `want` for `key`; how long since
+/// `since` that took, failing past `within`.
+async fn wait_for(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    want: StatusCode,
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    loop {
+        let status = status_of(http, url, key).await;
+        let took = since.elapsed();
+        if status == want {
+            return took;
+        }
+        assert!(
+            took < within,
+            "still {status} {took:?} later, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The newcomer's path, all through the example binary: `serve` on an empty
+/// store prints a bootstrap key that works with curl-like requests and the
+/// rmcp client; `keys create` and `keys revoke`, run as separate processes
+/// against the same SQLite file, take effect on the running server within
+/// a second; SIGTERM stops it promptly although an SSE stream is open; a
+/// restart on the same store prints no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_binary_serves_and_obeys_keys_commands_from_other_processes() {
+    let dir = TempDir::new();
+    let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
+    let mut server = ServerProcess::start(&db).await;
+    let bootstrap = {
+        let mut line = String::new();
+        let mut reader = BufReader::new(&mut server.stdout);
+        tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+            .await
+            .expect("a bootstrap key on stdout")
+            .unwrap();
+        line.trim_end().to_owned()
+    };
+    assert!(
+        bootstrap.starts_with("bmc_") && bootstrap.len() == 47,
+        "{bootstrap:?}"
+    );
+    let http = http();
+    let url = server.url.clone();
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(status_of(&http, &url, &bootstrap).await, StatusCode::OK);
+
+    // The rmcp client through the built-in demo upstream.
+    let client = connect(&format!("{url}/mcp"), &bootstrap).await.unwrap();
+    let who = whoami(&client).await;
+    assert_eq!(who.key_name, "bootstrap");
+    assert_eq!(who.owner, "default");
+
+    let created = run_example(&db, &["keys", "create", "ci", "--scope", "projects:read"]).await;
+    let ci = created.key();
+    let took = wait_for(
+        &http,
+        &url,
+        &ci,
+        StatusCode::OK,
+        created.ended,
+        Duration::from_secs(1),
+    )
+    .await;
+    eprintln!(
+        "keys create ran in {:?}; its key worked {took:?} after the command ended",
+        created.took
+    );
+    for _ in 0..3 {
+        assert_eq!(status_of(&http, &url, &ci).await, StatusCode::OK); // cached now
+    }
+
+    let prefix = &ci[..12];
+    let revoked = run_example(&db, &["keys", "revoke", prefix, "--reason", "test"]).await;
+    assert!(revoked.success, "{}", revoked.stderr);
+    let took = wait_for(
+        &http,
+        &url,
+        &ci,
+        StatusCode::UNAUTHORIZED,
+        revoked.ended,
+        Duration::from_secs(1),
+    )
+    .await;
+    eprintln!(
+        "keys revoke ran in {:?}; the server refused the key {took:?} after the command ended",
+        revoked.took
+    );
+    assert_eq!(status_of(&http, &url, &bootstrap).await, StatusCode::OK);
+    let listed = run_example(&db, &["keys", "list"]).await;
+    assert!(listed.stdout.contains("revoked: test"), "{}", listed.stdout);
+
+    // The rmcp client's session keeps an SSE stream open; SIGTERM must not
+    // wait for it to end.
+    let took = server.terminate().await;
+    eprintln!("the server stopped {took:?} after SIGTERM with an SSE stream open");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(client);
+    assert_eq!(
+        server.stdout_to_end().await,
+        "",
+        "the bootstrap key was printed once only"
+    );
+
+    let mut again = ServerProcess::start(&db).await;
+    assert_eq!(
+        status_of(&http, &again.url, &bootstrap).await,
+        StatusCode::OK
+    );
+    again.terminate().await;
+    assert_eq!(again.stdout_to_end().await, "", "no second bootstrap key");
+}
+
+/// `keys create|list|roll|revoke` through the binary: the key alone on
+/// stdout, scopes, expiry, owners, roll with its overlap, a revocation
+/// reason in the list, and clear errors for ambiguous or unknown keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_commands_create_list_roll_and_revoke() {
+    let dir = TempDir::new();
+    let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
+    let deploy = run_example(
+        &db,
+        &[
+            "keys",
+            "create",
+            "deploy",
+            "--owner",
+            "acme",
+            "--scope",
+            "projects:read",
+            "--scope",
+            "mcp",
+            "--expires-in",
+            "30d",
+        ],
+    )
+    .await;
+    let deploy_key = deploy.key();
+    assert!(
+        deploy.stderr.contains("created key \"deploy\""),
+        "{}",
+        deploy.stderr
+    );
+    let laptop = run_example(
+        &db,
+        &[
+            "keys",
+            "create",
+            "laptop",
+            "--expires-at",
+            "2099-01-31T00:00:00Z",
+        ],
+    )
+    .await;
+    laptop.key();
+    let both = run_example(
+        &db,
+        &[
+            "keys",
+            "create",
+            "x",
+            "--expires-in",
+            "1d",
+            "--expires-at",
+            "2099-01-31T00:00:00Z",
+        ],
+    )
+    .await;
+    assert!(!both.success && both.stdout.is_empty(), "{}", both.stderr);
+
+    let listed = run_example(&db, &["keys", "list"]).await;
+    assert!(listed.success, "{}", listed.stderr);
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", listed.stdout);
+    for column in [
+        "ID",
+        "OWNER",
+        "NAME",
+        "PREFIX",
+        "SCOPES",
+        "CREATED",
+        "LAST USED",
+        "STATUS",
+    ] {
+        assert!(lines[0].contains(column), "{}", lines[0]);
+    }
+    assert!(
+        lines[1].contains("deploy") && lines[1].contains("mcp projects:read"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].contains("acme") && lines[1].ends_with("active"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("laptop") && lines[2].contains("2099-01-31 00:00:00Z"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[2].contains("default") && lines[2].contains(" * "),
+        "{}",
+        lines[2]
+    );
+    let acme = run_example(&db, &["keys", "list", "--owner", "acme"]).await;
+    assert_eq!(acme.stdout.lines().count(), 2, "{}", acme.stdout);
+
+    let rolled = run_example(&db, &["keys", "roll", &deploy_key[..12], "--overlap", "1h"]).await;
+    let new_key = rolled.key();
+    assert_ne!(new_key, deploy_key);
+    let store = SqliteStore::connect(&db).await.unwrap();
+    let keys = ApiKeys::builder(store).build().unwrap();
+    let old = keys
+        .store()
+        .find_by_display_prefix(&deploy_key[..12], 2)
+        .await
+        .unwrap();
+    let new = keys
+        .store()
+        .find_by_display_prefix(&new_key[..12], 2)
+        .await
+        .unwrap();
+    let (old, new) = (&old[0], &new[0]);
+    let until = old.expires_at.unwrap() - chrono::Utc::now();
+    assert!(
+        until > chrono::Duration::minutes(58) && until <= chrono::Duration::hours(1),
+        "{until}"
+    );
+    assert_eq!(new.name, "deploy");
+    assert_eq!(new.scopes, Scopes::only(["mcp", "projects:read"]));
+
+    let id = old.id.to_string();
+    let revoked = run_example(
+        &db,
+        &["keys", "revoke", &id, "--reason", "leaked in CI logs"],
+    )
+    .await;
+    assert!(revoked.success, "{}", revoked.stderr);
+    assert!(revoked.stdout.is_empty());
+    let listed = run_example(&db, &["keys", "list", "--owner", "acme"]).await;
+    assert!(
+        listed.stdout.contains("revoked: leaked in CI logs"),
+        "{}",
+        listed.stdout
+    );
+
+    let ambiguous = run_example(&db, &["keys", "revoke", "bmc_"]).await;
+    assert!(!ambiguous.success);
+    assert!(
+        ambiguous.stderr.contains("matches several keys"),
+        "{}",
+        ambiguous.stderr
+    );
+    let unknown = run_example(&db, &["keys", "revoke", "bmc_nope"]).await;
+    assert!(!unknown.success);
+    assert!(
+        unknown.stderr.contains("no key has the id or prefix"),
+        "{}",
+        unknown.stderr
+    );
+    let roll_revoked = run_example(&db, &["keys", "roll", &id]).await;
+    assert!(!roll_revoked.success);
+    assert!(
+        roll_revoked.stderr.contains("revoked"),
+        "{}",
+        roll_revoked.stderr
+    );
+    keys.shutdown().await;
+}
+
+/// `--db postgres://...` works for the `keys` commands (in a schema of the
+/// test's own, through the URL's `search_path`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_commands_work_on_postgres() {
+    PgSchema::run(|schema| async move {
+        drop(schema.store().await); // creates the schema and its tables
+        let separator = if schema.url.contains('?') { '&' } else { '?' };
+        let db = format!(
+            "{}{separator}options=-c%20search_path%3D{}",
+            schema.url, schema.name
+        );
+        let created = run_example(&db, &["keys", "create", "pg-key", "--owner", "acme"]).await;
+        created.key();
+        let listed = run_example(&db, &["keys", "list", "--owner", "acme"]).await;
+        assert!(listed.success, "{}", listed.stderr);
+        assert!(listed.stdout.contains("pg-key"), "{}", listed.stdout);
+        let revoked = run_example(&db, &["keys", "revoke", &created.key()[..12]]).await;
+        assert!(revoked.success, "{}", revoked.stderr);
+    })
+    .await;
+}

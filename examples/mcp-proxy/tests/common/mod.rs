@@ -1,0 +1,475 @@
+//! Shared by the proxy's tests: the library's router on a loopback port in
+//! front of the demo upstream, which records what reaches it; the clients
+//! (rmcp's, and raw HTTP requests); a temporary directory for SQLite files,
+//! and a PostgreSQL schema of a test's own (the PostgreSQL tests skip, and
+//! say so, without `TEST_POSTGRES_URL`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use http::{HeaderMap, Method, StatusCode};
+use mcp_proxy::origin::AllowedOrigins;
+use mcp_proxy::upstream::WhoAmI;
+use mcp_proxy::{proxy, server, store, upstream};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt as _};
+use tokio_util::sync::CancellationToken;
+use tower_api_keys::store::PostgresStore;
+use tower_api_keys::store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tower_api_keys::{ApiKeys, KeyRecord, NewKey};
+
+pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+pub const PROTOCOL: &str = "2025-06-18";
+
+// ------------------------------------------------------------ the upstream
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub status: StatusCode,
+}
+
+/// What reached the upstream: every request, and how each response body
+/// ended (read to its end, or dropped before).
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub requests: Mutex<Vec<Seen>>,
+    pub finished: AtomicUsize,
+    pub dropped_early: AtomicUsize,
+}
+
+impl Recorded {
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    pub fn all(&self) -> Vec<Seen> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn assert_no_authorization(&self) {
+        for seen in self.all() {
+            assert!(
+                !seen.headers.contains_key(http::header::AUTHORIZATION),
+                "the upstream received Authorization on {} {:?}",
+                seen.method,
+                seen.headers
+            );
+        }
+    }
+}
+
+async fn record(State(recorded): State<Arc<Recorded>>, request: Request, next: Next) -> Response {
+    let (method, headers) = (request.method().clone(), request.headers().clone());
+    let response = next.run(request).await;
+    recorded.requests.lock().unwrap().push(Seen {
+        method,
+        headers,
+        status: response.status(),
+    });
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(Tracked {
+            inner: body,
+            ended: false,
+            recorded,
+        }),
+    )
+}
+
+/// A response body that reports whether it was read to its end.
+struct Tracked {
+    inner: Body,
+    ended: bool,
+    recorded: Arc<Recorded>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled
+            && !self.ended
+        {
+            self.ended = true;
+            self.recorded.finished.fetch_add(1, Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.ended && !http_body::Body::is_end_stream(&self.inner) {
+            self.recorded.dropped_early.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+// --------------------------------------------------------------- the proxy
+
+#[derive(Default)]
+pub struct Options {
+    pub protections: server::Protections,
+    pub mcp_scope: Option<String>,
+    /// Instead of the recording demo upstream.
+    pub upstream: Option<String>,
+    pub allowed_origins: Vec<String>,
+}
+
+/// The example's router on a loopback port, over a SQLite store in a
+/// temporary directory, in front of the demo upstream wrapped in [`record`].
+pub struct Running {
+    pub url: String,
+    pub keys: ApiKeys,
+    pub upstream: Arc<Recorded>,
+    pub upstream_addr: SocketAddr,
+    pub stop: CancellationToken,
+    _dir: TempDir,
+}
+
+async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .expect("serve");
+    });
+}
+
+impl Running {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let dir = TempDir::new();
+        let stop = CancellationToken::new();
+        let upstream = Arc::new(Recorded::default());
+        let upstream_app = upstream::router(stop.child_token()).layer(
+            middleware::from_fn_with_state(Arc::clone(&upstream), record),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream_addr = listener.local_addr().unwrap();
+        serve(listener, upstream_app, stop.clone()).await;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
+        let keys = server::api_keys(
+            store::open(&db).await.unwrap(),
+            "mcp-test",
+            &url,
+            &options.protections,
+        )
+        .unwrap();
+        let upstream_url = options
+            .upstream
+            .unwrap_or_else(|| format!("http://{upstream_addr}/mcp"));
+        let settings = server::Settings {
+            allowed_origins: AllowedOrigins::new(&url, &options.allowed_origins).unwrap(),
+            public_url: url.clone(),
+            upstream: proxy::Upstream::parse(&upstream_url).unwrap(),
+            mcp_scope: options.mcp_scope,
+        };
+        serve(
+            listener,
+            server::router(&keys, &settings, stop.clone()),
+            stop.clone(),
+        )
+        .await;
+        Self {
+            url,
+            keys,
+            upstream,
+            upstream_addr,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    pub fn mcp(&self) -> String {
+        format!("{}/mcp", self.url)
+    }
+
+    /// A new full-access key for `acct_1`.
+    pub async fn key(&self, name: &str) -> (String, KeyRecord) {
+        self.key_with(NewKey::new("acct_1", name)).await
+    }
+
+    pub async fn key_with(&self, new: NewKey) -> (String, KeyRecord) {
+        let created = self.keys.create(new).await.unwrap();
+        (created.secret.expose_secret().to_owned(), created.record)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+// ------------------------------------------------------------- the clients
+
+/// A real HTTP client that keeps no idle connection, so dropping a response
+/// closes its connection.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The rmcp client over Streamable HTTP with `key` as its bearer token.
+pub async fn connect(
+    mcp_url: &str,
+    key: &str,
+) -> Result<RunningService<RoleClient, ()>, rmcp::service::ClientInitializeError> {
+    let config = StreamableHttpClientTransportConfig::with_uri(mcp_url.to_owned())
+        // The token alone: the client adds "Bearer ".
+        .auth_header(key);
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+}
+
+pub async fn whoami(client: &RunningService<RoleClient, ()>) -> WhoAmI {
+    let result = client
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await
+        .unwrap();
+    serde_json::from_value(result.structured_content.expect("structured content")).unwrap()
+}
+
+pub fn mcp_post(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> reqwest::RequestBuilder {
+    http.post(url)
+        .bearer_auth(key)
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+}
+
+pub fn initialize_body() -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": PROTOCOL, "capabilities": {},
+                    "clientInfo": { "name": "raw", "version": "0" } }
+    })
+}
+
+/// `initialize` and `notifications/initialized` by hand; the session id.
+pub async fn open_session(http: &reqwest::Client, url: &str, key: &str) -> String {
+    let init = mcp_post(http, url, key, initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), StatusCode::OK);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = init.text().await.unwrap();
+    assert!(body.contains(PROTOCOL), "{body}");
+    let ack = mcp_post(
+        http,
+        url,
+        key,
+        serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+    )
+    .header("mcp-session-id", &session)
+    .header("mcp-protocol-version", PROTOCOL)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(ack.status(), StatusCode::ACCEPTED);
+    session
+}
+
+pub fn in_session(builder: reqwest::RequestBuilder, session: &str) -> reqwest::RequestBuilder {
+    builder
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", PROTOCOL)
+}
+
+pub fn tools_list() -> serde_json::Value {
+    serde_json::json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/list" })
+}
+
+pub fn call_slow(steps: u32, step_ms: u64) -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": { "name": "slow", "arguments": { "steps": steps, "step_ms": step_ms },
+                    "_meta": { "progressToken": "p1" } }
+    })
+}
+
+// ---------------------------------------------------------------------- names
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A name no other test of any process uses.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{tag}_{}_{}_{nanos:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+// -------------------------------------------------------------------- SQLite
+
+/// A directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique("mcp-proxy-test"));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+/// The server the PostgreSQL tests use, from `TEST_POSTGRES_URL`; `None`
+/// (after saying so on stderr, where the test harness cannot swallow it)
+/// when it is unset.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            static BANNER: Once = Once::new();
+            BANNER.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n==================================================================\n\
+                     SKIPPED: TEST_POSTGRES_URL is not set; PostgreSQL tests did not run\n\
+                     (run them with TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test)\n\
+                     ==================================================================\n"
+                );
+            });
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: TEST_POSTGRES_URL is not set; this PostgreSQL test did not run"
+            );
+            None
+        }
+    }
+}
+
+/// A schema of its own for one test, dropped after it by [`PgSchema::run`].
+#[derive(Debug, Clone)]
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// Runs `body` with a new schema and drops the schema afterwards, also
+    /// when `body` panics; does nothing when `TEST_POSTGRES_URL` is unset.
+    pub async fn run<B, F>(body: B)
+    where
+        B: FnOnce(PgSchema) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Some(url) = pg_url() else { return };
+        let schema = Self {
+            url,
+            name: unique("mcp_proxy_test"),
+        };
+        let cleanup = schema.clone();
+        let outcome = tokio::spawn(body(schema)).await;
+        cleanup.drop_now().await;
+        if let Err(error) = outcome {
+            match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(error) => panic!("the test body did not finish: {error}"),
+            }
+        }
+    }
+
+    /// A migrated store in this schema, on a pool of its own.
+    pub async fn store(&self) -> PostgresStore {
+        let connect = self
+            .url
+            .parse::<PgConnectOptions>()
+            .expect("TEST_POSTGRES_URL parses");
+        let pool = PostgresStore::pool_options()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(connect);
+        let store = PostgresStore::from_pool(pool)
+            .in_schema(&self.name)
+            .expect("a valid schema name");
+        store.migrate().await.expect("migrations apply");
+        store
+    }
+
+    async fn drop_now(&self) {
+        use tower_api_keys::store::sqlx;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .expect("connect to TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.name
+        )))
+        .execute(&admin)
+        .await
+        .expect("drop the test schema");
+        admin.close().await;
+    }
+}
