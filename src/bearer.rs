@@ -32,7 +32,7 @@ pub enum Credentials<'a> {
 ///
 /// ```
 /// use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
-/// use tower_api_keys::bearer::{credentials, Credentials};
+/// use tower_api_keys::fuzzing::{credentials, Credentials};
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert(AUTHORIZATION, HeaderValue::from_static("bearer bmc_abc"));

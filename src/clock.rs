@@ -41,7 +41,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use chrono::{Duration, Utc};
-/// use tower_api_keys::{Clock, ManualClock};
+/// use tower_api_keys::clock::{Clock, ManualClock};
 ///
 /// let start = Utc::now();
 /// let clock = ManualClock::new(start);

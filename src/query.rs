@@ -30,7 +30,7 @@ pub(crate) const DEFAULT_CREDENTIAL_PARAMS: &[&str] = &[
 /// Decides whether a query string carries a credential.
 ///
 /// ```
-/// use tower_api_keys::query::QueryGuard;
+/// use tower_api_keys::fuzzing::QueryGuard;
 ///
 /// let guard = QueryGuard::new("bmc_");
 /// assert!(guard.carries_credential("access_token=abc"));

@@ -343,6 +343,15 @@ impl Rejection {
     }
 }
 
+/// The reason's description, as the response's `error_description` has it.
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason.description())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
 impl fmt::Debug for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rejection")

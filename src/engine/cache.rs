@@ -6,8 +6,8 @@
 //! - A key that changes (revoked, expired earlier, created) is dropped from
 //!   both caches, and a lookup that raced with the change is not trusted.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
@@ -119,6 +119,9 @@ pub(crate) struct KeyCache {
     /// When each recently changed key changed; a lookup that started before
     /// that may have read the old record.
     changed: Cache<KeyHash, Instant>,
+    /// When everything was last forgotten at once: any read before it may
+    /// predate a change that the change feed will not replay.
+    all_changed: Arc<Mutex<Option<Instant>>>,
     lookup_timeout: Duration,
     limiters: Arc<Limiters>,
 }
@@ -149,6 +152,7 @@ impl KeyCache {
                 .max_capacity(config.capacity.max(1024))
                 .time_to_live(config.lookup_timeout + Duration::from_secs(5))
                 .build(),
+            all_changed: Arc::default(),
             lookup_timeout: config.lookup_timeout,
             limiters,
         }
@@ -222,7 +226,12 @@ impl KeyCache {
     /// Whether the key changed (through this process or the change feed)
     /// at or after `since`, as far as the cache still remembers.
     pub(crate) async fn changed_after(&self, hash: &KeyHash, since: Instant) -> bool {
-        self.changed.get(hash).await.is_some_and(|at| at >= since)
+        let all = *self
+            .all_changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.is_some_and(|at| at >= since)
+            || self.changed.get(hash).await.is_some_and(|at| at >= since)
     }
 
     /// Forgets what is cached for a key that changed.
@@ -234,6 +243,10 @@ impl KeyCache {
 
     /// Forgets everything (after the change log could not be followed).
     pub(crate) fn invalidate_all(&self) {
+        *self
+            .all_changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         self.known.invalidate_all();
         self.unknown.invalidate_all();
     }

@@ -71,7 +71,8 @@ impl ClientAddress {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_api_keys::{ApiKeys, ClientAddress, FailedAttemptLimit, MemoryStore};
+/// use tower_api_keys::throttle::{ClientAddress, FailedAttemptLimit};
+/// use tower_api_keys::{ApiKeys, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

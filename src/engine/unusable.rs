@@ -71,16 +71,19 @@ impl Watchers {
     }
 
     /// Starts watching a key whose record, as the caller knows it, gives
-    /// `deadline`.
-    fn watch(&self, hash: KeyHash, deadline: Deadline) -> watch::Receiver<Deadline> {
+    /// `deadline`; true when nobody watched the key before.
+    fn watch(&self, hash: KeyHash, deadline: Deadline) -> (watch::Receiver<Deadline>, bool) {
         let mut by_hash = self.lock();
+        let first = by_hash
+            .get(&hash)
+            .is_none_or(|sender| sender.receiver_count() == 0);
         let sender = by_hash
             .entry(hash)
             .or_insert_with(|| watch::Sender::new(deadline));
         // A key only ever becomes unusable sooner (revocation is final and
         // an expiry is only brought forward), so the earlier deadline wins.
         sender.send_if_modified(|current| earlier(current, deadline));
-        sender.subscribe()
+        (sender.subscribe(), first)
     }
 
     /// Whether anyone waits on this key.
@@ -121,12 +124,13 @@ impl Engine {
     pub(crate) async fn until_unusable(&self, key: &AuthenticatedKey) -> KeyStatus {
         let entry = key.entry();
         let hash = entry.record().hash;
-        let mut deadline = self
+        let (mut deadline, first) = self
             .watchers
             .watch(hash, Deadline::of(Some(entry.record())));
         // A change applied to the cache before anyone watched this key has
-        // passed the watchers by: read the record once more.
-        if self.cache.changed_after(&hash, entry.loaded_at()).await {
+        // passed the watchers by: the first watcher reads the record once
+        // more (later ones hear of what it reads).
+        if first && self.cache.changed_after(&hash, entry.loaded_at()).await {
             match self.store.find_by_hash(&hash).await {
                 Ok(record) => self.watchers.update(hash, record.as_ref()),
                 Err(error) => tracing::warn!(
@@ -170,11 +174,13 @@ mod tests {
             until_micros: i64::MAX,
             then: KeyStatus::Expired,
         };
-        let rx = watchers.watch(hash, never);
+        let (rx, first) = watchers.watch(hash, never);
+        assert!(first);
         watchers.update(hash, None);
         assert_eq!(*rx.borrow(), Deadline::now(KeyStatus::Revoked));
         // Nothing brings it back.
-        let _again = watchers.watch(hash, never);
+        let (_again, first) = watchers.watch(hash, never);
+        assert!(!first);
         assert_eq!(*rx.borrow(), Deadline::now(KeyStatus::Revoked));
         drop(rx);
         drop(_again);

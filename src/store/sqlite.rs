@@ -76,7 +76,7 @@ macro_rules! columns {
 /// let store = SqliteStore::connect(&format!("sqlite://{path}")).await?;
 /// let keys = ApiKeys::builder(store).build()?;
 /// let created = keys.create(NewKey::new("acct_1", "laptop")).await?;
-/// assert_eq!(keys.list(&"acct_1".into()).await?.len(), 1);
+/// assert_eq!(keys.list(&"acct_1".into(), None, 100).await?.records.len(), 1);
 /// # keys.shutdown().await;
 /// # drop(created);
 /// # std::fs::remove_dir_all(&dir)?;

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes};
 
 use crate::cli::{CreateArgs, KeysCommand, ListArgs, RevokeArgs, RollArgs};
 
-/// Most keys `keys list` shows without `--owner`.
+/// Most keys `keys list` shows: the newest ones.
 const LIST_LIMIT: usize = 10_000;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -63,15 +64,23 @@ async fn create(keys: &ApiKeys, args: CreateArgs) -> Result<()> {
 }
 
 async fn list(keys: &ApiKeys, args: ListArgs) -> Result<()> {
-    let records = match args.owner {
-        Some(owner) => keys.list(&OwnerId::new(owner)).await?,
-        // Every key carries the format's lead in its display prefix.
-        None => {
-            keys.store()
-                .find_by_display_prefix(keys.format().lead(), LIST_LIMIT)
-                .await?
+    let mut query = ListKeys::new().limit(ListKeys::MAX_LIMIT);
+    if let Some(owner) = args.owner {
+        query = query.owner(OwnerId::new(owner));
+    }
+    // Page by page, newest first, up to the newest LIST_LIMIT keys; shown
+    // oldest first.
+    let mut records = Vec::new();
+    loop {
+        let page = keys.store().list(&query).await?;
+        records.extend(page.records);
+        match page.next {
+            Some(next) if records.len() < LIST_LIMIT => query = query.after(Some(next)),
+            _ => break,
         }
-    };
+    }
+    records.truncate(LIST_LIMIT);
+    records.reverse();
     if records.is_empty() {
         eprintln!("no keys");
         return Ok(());
@@ -128,8 +137,9 @@ async fn find(keys: &ApiKeys, id_or_prefix: &str) -> Result<KeyRecord> {
     }
     let mut found = keys
         .store()
-        .find_by_display_prefix(id_or_prefix, 10)
-        .await?;
+        .list(&ListKeys::new().display_prefix(id_or_prefix).limit(10))
+        .await?
+        .records;
     match found.len() {
         0 => Err(format!("no key has the id or prefix {id_or_prefix:?}").into()),
         1 => Ok(found.remove(0)),

@@ -19,7 +19,6 @@
 //! 6. A response still streaming ends within about a second of its key
 //!    being revoked or expiring, and when the proxy shuts down.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -33,7 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio_util::sync::CancellationToken;
-use tower_api_keys::{AuthenticatedKey, KeyId, KeyStatus, KeyStore};
+use tower_api_keys::{ApiKeys, AuthenticatedKey};
 
 use crate::session::{MCP_SESSION_ID, SessionBindings, SessionCheck};
 
@@ -109,14 +108,14 @@ impl std::fmt::Display for Upstream {
 }
 
 /// The proxy's state: the upstream, an HTTP client with a connection pool,
-/// the session bindings, the key store (to end the streams of revoked keys),
-/// and the shutdown signal that ends open streams.
+/// the session bindings, the keys (to end the streams of keys that stop
+/// being usable), and the shutdown signal that ends open streams.
 #[derive(Clone)]
 pub struct Proxy {
     upstream: Upstream,
     client: Client<HttpConnector, Body>,
     sessions: SessionBindings,
-    store: Arc<dyn KeyStore>,
+    keys: ApiKeys,
     shutdown: CancellationToken,
 }
 
@@ -133,13 +132,10 @@ impl Proxy {
     /// How long connecting to the upstream may take before a 502.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// How often the key of a response still streaming is looked up again.
-    pub const KEY_RECHECK: Duration = Duration::from_secs(1);
-
-    /// A proxy to `upstream`, whose callers' keys are in `store`. Cancelling
+    /// A proxy to `upstream`, whose callers' keys `keys` checks. Cancelling
     /// `shutdown` ends the streams in flight, so a graceful shutdown is not
     /// held up by open SSE streams.
-    pub fn new(upstream: Upstream, store: Arc<dyn KeyStore>, shutdown: CancellationToken) -> Self {
+    pub fn new(upstream: Upstream, keys: ApiKeys, shutdown: CancellationToken) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Self::CONNECT_TIMEOUT));
         connector.set_nodelay(true);
@@ -147,7 +143,7 @@ impl Proxy {
             upstream,
             client: Client::builder(TokioExecutor::new()).build(connector),
             sessions: SessionBindings::new(),
-            store,
+            keys,
             shutdown,
         }
     }
@@ -228,35 +224,18 @@ pub async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     // Frame by frame, until the upstream ends, the key can no longer be
     // used, or the proxy shuts down.
-    let (store, shutdown, id) = (Arc::clone(&proxy.store), proxy.shutdown.clone(), key.id());
+    // Waiting costs no query: the keys' change follower says when.
+    let (keys, shutdown) = (proxy.keys.clone(), proxy.shutdown.clone());
     let stop = async move {
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = until_unusable(store, id) => {}
+            status = keys.until_unusable(&key) => {
+                tracing::info!(key_id = %key.id(), %status, "ended a stream: its key is no longer usable");
+            }
         }
     };
     let frames = BodyStream::new(body).take_until(stop);
     Response::from_parts(parts, Body::new(StreamBody::new(frames)))
-}
-
-/// Resolves once the key is revoked, expired or gone, as the store says
-/// every [`Proxy::KEY_RECHECK`] (a query per second per response still open
-/// after a second; short responses never ask). A store that fails keeps the
-/// stream: an outage is not a revocation.
-async fn until_unusable(store: Arc<dyn KeyStore>, id: KeyId) {
-    let mut every = tokio::time::interval(Proxy::KEY_RECHECK);
-    every.tick().await; // the first tick is immediate; the layer just checked
-    loop {
-        every.tick().await;
-        match store.find_by_id(&id).await {
-            Ok(Some(record)) if record.status_at(chrono::Utc::now()) == KeyStatus::Active => {}
-            Ok(_) => {
-                tracing::info!(key_id = %id, "ended a stream: its key is no longer valid");
-                return;
-            }
-            Err(error) => tracing::warn!(key_id = %id, %error, "could not recheck a streaming key"),
-        }
-    }
 }
 
 /// Rewrites the caller's headers for the upstream.

@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
 
 use crate::cli::{DEFAULT_OWNER, ServeArgs};
@@ -44,11 +45,7 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         Some(scope) => keys.layer().require_scope(scope.clone()),
         None => keys.layer(),
     };
-    let proxy = Proxy::new(
-        settings.upstream.clone(),
-        Arc::clone(keys.store()),
-        shutdown,
-    );
+    let proxy = Proxy::new(settings.upstream.clone(), keys.clone(), shutdown);
     let handler = get(proxy::forward)
         .post(proxy::forward)
         .delete(proxy::forward);
@@ -123,7 +120,7 @@ pub fn api_keys(
     }
     if let Some(failures) = protections.max_failed_attempts {
         // Counted by the peer address of the connection.
-        builder = builder.failed_attempt_limit(tower_api_keys::FailedAttemptLimit::new(
+        builder = builder.failed_attempt_limit(tower_api_keys::throttle::FailedAttemptLimit::new(
             failures,
             Duration::from_secs(60),
         ));
@@ -233,11 +230,8 @@ fn default_public_url(local: SocketAddr) -> String {
 /// With an empty store, creates a key named `bootstrap` and prints it once,
 /// alone on stdout.
 async fn bootstrap(keys: &ApiKeys) -> Result<(), Box<dyn std::error::Error>> {
-    let any = keys
-        .store()
-        .find_by_display_prefix(keys.format().lead(), 1)
-        .await?;
-    if any.is_empty() {
+    let any = keys.store().list(&ListKeys::new().limit(1)).await?;
+    if any.records.is_empty() {
         let created = keys.create(NewKey::new(DEFAULT_OWNER, "bootstrap")).await?;
         eprintln!(
             "the key store was empty: created the key \"bootstrap\" ({}, id {}). \

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{PgSchema, TempDir, connect, http, whoami};
 use http::StatusCode;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, Scopes, SqliteStore};
 
 /// The `mcp-proxy` binary, built by cargo for this test.
@@ -383,14 +384,16 @@ async fn the_keys_commands_create_list_roll_and_revoke() {
     let keys = ApiKeys::builder(store).build().unwrap();
     let old = keys
         .store()
-        .find_by_display_prefix(&deploy_key[..12], 2)
+        .list(&ListKeys::new().display_prefix(&deploy_key[..12]).limit(2))
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     let new = keys
         .store()
-        .find_by_display_prefix(&new_key[..12], 2)
+        .list(&ListKeys::new().display_prefix(&new_key[..12]).limit(2))
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     let (old, new) = (&old[0], &new[0]);
     let until = old.expires_at.unwrap() - chrono::Utc::now();
     assert!(
