@@ -375,12 +375,10 @@ impl NewKey {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Duration;
-
-    fn record() -> KeyRecord {
-        KeyRecord {
+impl KeyRecord {
+    /// An active key without expiry, scopes or metadata, for unit tests.
+    pub(crate) fn sample() -> Self {
+        Self {
             id: KeyId::new(),
             name: "n".into(),
             owner: "o".into(),
@@ -395,6 +393,16 @@ mod tests {
             metadata: serde_json::Value::Null,
             rate_limit: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn record() -> KeyRecord {
+        KeyRecord::sample()
     }
 
     #[test]

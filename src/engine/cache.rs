@@ -259,24 +259,9 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{KeyId, Scopes};
 
     fn record() -> KeyRecord {
-        KeyRecord {
-            id: KeyId::new(),
-            name: "n".into(),
-            owner: "o".into(),
-            display_prefix: "bmc_AAAAAAAA".into(),
-            hash: KeyHash::from_bytes([7; 32]),
-            created_at: chrono::Utc::now(),
-            expires_at: None,
-            last_used_at: None,
-            revoked_at: None,
-            revoked_reason: None,
-            scopes: Scopes::All,
-            metadata: serde_json::Value::Null,
-            rate_limit: None,
-        }
+        KeyRecord::sample()
     }
 
     #[test]

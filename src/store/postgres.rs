@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::sql::{
-    Migration, fetch_record, fetch_records, floor_micros, hash_from_sql, map_err,
-    metadata_from_sql, metadata_to_sql, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql,
+    Migration, fetch_records, floor_micros, hash_from_sql, map_err, metadata_from_sql,
+    metadata_to_sql, migrations, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql,
     scopes_to_sql, sql_limit,
 };
 use super::{
@@ -23,20 +23,13 @@ use super::{
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
+/// A query of this backend, with its arguments bound.
+type Query<'q> =
+    sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>;
+
 /// The schema, oldest first. Each runs once, in the transaction of
 /// [`PostgresStore::migrate`], with `search_path` set to the store's schema.
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "api_keys and api_key_changes",
-        sql: include_str!("migrations/postgres/0001_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        description: "an owner's keys indexed by id, for paging newest first",
-        sql: include_str!("migrations/postgres/0002_owner_id_index.sql"),
-    },
-];
+const MIGRATIONS: &[Migration] = migrations!("postgres");
 
 /// The `NOTIFY` channel of the change log. One for the database: the payload
 /// is `<schema> <seq>`, and stores ignore other schemas' changes.
@@ -214,27 +207,13 @@ impl PostgresStore {
         tx.commit().await
     }
 
-    /// The record of the row `query` finds, if any.
-    async fn one(
-        &self,
-        query: sqlx::query::Query<
-            '_,
-            sqlx::Postgres,
-            <sqlx::Postgres as sqlx::Database>::Arguments,
-        >,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        fetch_record(&self.pool, query, decode).await
+    /// The record of the row `query` finds by a unique column, if any.
+    async fn one(&self, query: Query<'_>) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.many(query).await?.pop())
     }
 
     /// The records of the rows `query` finds.
-    async fn many(
-        &self,
-        query: sqlx::query::Query<
-            '_,
-            sqlx::Postgres,
-            <sqlx::Postgres as sqlx::Database>::Arguments,
-        >,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
+    async fn many(&self, query: Query<'_>) -> Result<Vec<KeyRecord>, StoreError> {
         fetch_records(&self.pool, query, decode).await
     }
 

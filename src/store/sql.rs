@@ -17,6 +17,26 @@ pub(super) struct Migration {
     pub(super) sql: &'static str,
 }
 
+/// The schema's migrations for one backend, oldest first: the same steps in
+/// every backend, each in its SQL under `migrations/<backend>/`.
+macro_rules! migrations {
+    ($backend:literal) => {
+        &[
+            Migration {
+                version: 1,
+                description: "api_keys and api_key_changes",
+                sql: include_str!(concat!("migrations/", $backend, "/0001_keys.sql")),
+            },
+            Migration {
+                version: 2,
+                description: "an owner's keys indexed by id, for paging newest first",
+                sql: include_str!(concat!("migrations/", $backend, "/0002_owner_id_index.sql")),
+            },
+        ]
+    };
+}
+pub(super) use migrations;
+
 /// Maps a driver error onto the store's error: a unique violation is a
 /// conflict, unreadable data is corruption, and everything else (no
 /// connection, pool timeout, I/O, a server that refuses) makes the store
@@ -111,26 +131,6 @@ pub(super) fn rate_limit_from_sql(
             "a stored rate limit needs a positive request count and window".to_owned(),
         )),
     }
-}
-
-/// The record of the row `query` finds on `pool`, if any.
-pub(super) async fn fetch_record<'q, DB>(
-    pool: &sqlx::Pool<DB>,
-    query: sqlx::query::Query<'q, DB, DB::Arguments>,
-    decode: fn(&DB::Row) -> Result<KeyRecord, StoreError>,
-) -> Result<Option<KeyRecord>, StoreError>
-where
-    DB: sqlx::Database,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
-{
-    query
-        .fetch_optional(pool)
-        .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(decode)
-        .transpose()
 }
 
 /// The records of the rows `query` finds on `pool`.

@@ -13,9 +13,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::sql::{
-    Migration, fetch_record, fetch_records, hash_from_sql, map_err, metadata_from_sql,
-    metadata_to_sql, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql, scopes_to_sql,
-    sql_limit,
+    Migration, fetch_records, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql,
+    migrations, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql, scopes_to_sql, sql_limit,
 };
 use super::{
     ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange, KeyPage, KeyStore,
@@ -24,20 +23,12 @@ use super::{
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
+/// A query of this backend, with its arguments bound.
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>;
+
 /// The schema, oldest first. Each runs once, in the transaction of
 /// [`SqliteStore::migrate`].
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "api_keys and api_key_changes",
-        sql: include_str!("migrations/sqlite/0001_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        description: "an owner's keys indexed by id, for paging newest first",
-        sql: include_str!("migrations/sqlite/0002_owner_id_index.sql"),
-    },
-];
+const MIGRATIONS: &[Migration] = migrations!("sqlite");
 
 /// The columns of `api_keys`, in the order [`decode`] reads them by name.
 macro_rules! columns {
@@ -198,19 +189,13 @@ impl SqliteStore {
         self.notifier.notify();
     }
 
-    /// The record of the row `query` finds, if any.
-    async fn one(
-        &self,
-        query: sqlx::query::Query<'_, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        fetch_record(&self.pool, query, decode).await
+    /// The record of the row `query` finds by a unique column, if any.
+    async fn one(&self, query: Query<'_>) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.many(query).await?.pop())
     }
 
     /// The records of the rows `query` finds.
-    async fn many(
-        &self,
-        query: sqlx::query::Query<'_, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
+    async fn many(&self, query: Query<'_>) -> Result<Vec<KeyRecord>, StoreError> {
         fetch_records(&self.pool, query, decode).await
     }
 
