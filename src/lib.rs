@@ -91,12 +91,21 @@ struct ReadmeExamples;
 
 pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
 pub use crate::engine::{AuthenticatedKey, CreatedKey, LastUsedStats, ManageError};
+// Items of the public modules, named here for convenience; their pages are
+// under their modules, so the docs show one path for each.
+#[doc(no_inline)]
 pub use crate::key::{KeyFormat, KeyHasher};
+#[doc(no_inline)]
 pub use crate::layer::ApiKeyLayer;
+#[doc(no_inline)]
 pub use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, RateLimit, Scopes};
+#[doc(no_inline)]
 pub use crate::rejection::Rejection;
 #[cfg(feature = "postgres")]
+#[doc(no_inline)]
 pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
+#[doc(no_inline)]
 pub use crate::store::SqliteStore;
+#[doc(no_inline)]
 pub use crate::store::{KeyStore, MemoryStore, StoreError};
