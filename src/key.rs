@@ -206,7 +206,7 @@ impl Default for KeyFormat {
 }
 
 /// Characters of a checksum.
-const CHECKSUM_LEN: usize = 6;
+pub(crate) const CHECKSUM_LEN: usize = 6;
 /// A checksummed key's body: the random part and the checksum.
 const CHECKED_BODY_LEN: usize = KEY_BODY_LEN + CHECKSUM_LEN;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

@@ -334,3 +334,65 @@ async fn a_successful_lookup_is_not_counted_as_a_failure() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// Percent-encodes every byte of `text`.
+fn encode_all(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+#[tokio::test]
+async fn a_key_encoded_twice_in_a_url_is_still_refused_and_revoked() {
+    let a = app(|b| b.revoke_keys_exposed_in_url(true)).await;
+    let leaked = a.keys.create(NewKey::new("o", "leaked")).await.unwrap();
+    let key = leaked.secret.expose_secret();
+    let lookups = a.store.calls().find_by_hash;
+    for times in [2, 3] {
+        let mut encoded = key.to_owned();
+        for _ in 0..times {
+            encoded = encode_all(&encoded);
+        }
+        let r = client()
+            .get(format!("{}?q={encoded}", a.url))
+            .header(AUTHORIZATION, format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "encoded {times} times");
+    }
+    let stored = a
+        .store
+        .find_by_id(&leaked.record.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revoked_reason.as_deref(), Some(EXPOSED_IN_URL));
+    assert_eq!(
+        get_with(&a.url, key, &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The URL's key was looked up only to revoke it (once), never to admit.
+    assert!(a.store.calls().find_by_hash <= lookups + 2);
+}
+
+#[tokio::test]
+async fn a_checksummed_key_without_its_prefix_in_a_url_is_refused() {
+    let a = app(|b| b.key_format(KeyFormat::default().with_checksum())).await;
+    let created = a.keys.create(NewKey::new("o", "k")).await.unwrap();
+    let key = created.secret.expose_secret();
+    let body = &key["bmc_".len()..];
+    let r = client()
+        .get(format!("{}?q={body}", a.url))
+        .header(AUTHORIZATION, format!("Bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Ordinary text of the same shape is no credential.
+    let r = client()
+        .get(format!("{}?q={}", a.url, "A".repeat(body.len())))
+        .header(AUTHORIZATION, format!("Bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

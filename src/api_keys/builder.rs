@@ -308,7 +308,8 @@ impl ApiKeysBuilder {
         let query_guard = QueryGuard::with_names(
             self.format.lead(),
             self.query_params.iter().map(String::as_str),
-        );
+        )
+        .recognizing(&self.format);
         let _guard = runtime.enter();
         let engine = Engine::start(Settings {
             store: self.store,
