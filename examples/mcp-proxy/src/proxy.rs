@@ -193,13 +193,12 @@ pub async fn forward(
         Err(error) => {
             let reason = error_chain(&error);
             tracing::warn!(upstream = %proxy.upstream, %reason, "the upstream could not be reached");
+            // The client learns nothing of the upstream's address or the
+            // operating system's error; the log has both.
             return error_response(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
-                format!(
-                    "the MCP upstream {} could not be reached: {reason}",
-                    proxy.upstream
-                ),
+                "the MCP server behind this proxy could not be reached; try again later",
             );
         }
     };
@@ -244,21 +243,24 @@ fn prepare_request_headers(
     authority: &HeaderValue,
     key: &AuthenticatedKey,
 ) {
-    strip_hop_by_hop(headers);
     // The key goes nowhere: not in `Authorization`, nor in any other header
-    // that repeats it (`X-Api-Key`, a cookie, ...).
+    // that repeats it (`X-Api-Key`, a cookie, ...). It is read before the
+    // hop-by-hop headers go, since `Connection: authorization` would take
+    // `Authorization` with them and leave the copies unrecognised.
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .map(|(_, token)| token.trim_start().as_bytes().to_vec())
         .filter(|token| !token.is_empty());
+    strip_hop_by_hop(headers);
     headers.remove(header::AUTHORIZATION);
     let dropped: Vec<HeaderName> = headers
         .iter()
         .filter(|(name, value)| {
-            // Identity comes from the proxy only.
-            name.as_str().starts_with("x-api-key")
+            // Identity comes from the proxy only, also under the names CGI,
+            // WSGI and Rack servers read as the same (`X_Api_Key_Owner`).
+            is_identity_name(name)
                 || presented.as_ref().is_some_and(|token| {
                     value
                         .as_bytes()
@@ -273,6 +275,18 @@ fn prepare_request_headers(
     }
     headers.insert(header::HOST, authority.clone());
     headers.extend(identity_headers(key));
+}
+
+/// Whether a header name is, or reads as, one of the identity headers: with
+/// `_` and `.` taken as `-`, it starts with `x-api-key`.
+fn is_identity_name(name: &HeaderName) -> bool {
+    const IDENTITY: &[u8] = b"x-api-key";
+    let name = name.as_str().as_bytes();
+    name.len() >= IDENTITY.len()
+        && name
+            .iter()
+            .zip(IDENTITY)
+            .all(|(&got, &want)| got == want || (want == b'-' && (got == b'_' || got == b'.')))
 }
 
 /// The headers that tell the upstream which key called: [`KEY_ID`],
