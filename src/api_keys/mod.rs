@@ -8,6 +8,7 @@ use crate::engine::{AuthenticatedKey, Engine, LastUsedStats};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::layer::ApiKeyLayer;
 use crate::record::KeyStatus;
+use crate::rejection::{Rejection, RejectionReason};
 use crate::store::KeyStore;
 
 mod builder;
@@ -81,6 +82,19 @@ impl ApiKeys {
     /// ```
     pub async fn until_unusable(&self, key: &AuthenticatedKey) -> KeyStatus {
         self.engine.until_unusable(key).await
+    }
+
+    /// The rejection the layer gives a request with `key` once the key is
+    /// `status` (from [`until_unusable`](Self::until_unusable)): 401
+    /// `invalid_token`, revoked or expired, with this layer's challenge; for
+    /// code that cuts a request in flight.
+    pub fn rejection(&self, key: &AuthenticatedKey, status: KeyStatus) -> Rejection {
+        let reason = match status {
+            KeyStatus::Expired => RejectionReason::ExpiredKey,
+            // Revoked, or (never from until_unusable) active.
+            KeyStatus::Revoked | KeyStatus::Active => RejectionReason::RevokedKey,
+        };
+        self.engine.reject(reason, Some(key.display_prefix()))
     }
 
     /// The store behind the cache.

@@ -59,6 +59,17 @@ pub struct ServeArgs {
     /// A scope keys must grant to use /mcp.
     #[arg(long, value_name = "SCOPE")]
     pub mcp_scope: Option<String>,
+    /// Seconds an unused MCP session stays bound to its key (and counts
+    /// against its cap of open sessions); keep it no longer than the
+    /// upstream keeps sessions.
+    #[arg(long, default_value_t = 120, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub session_idle_secs: u64,
+    /// Most MCP sessions one key may hold open; an `initialize` past it gets
+    /// 429 before it reaches the upstream.
+    #[arg(long, default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_sessions_per_key: u64,
     /// Revoke a key sent in a URL's query string at once, with the reason
     /// "exposed in URL" (it is refused with 400 either way).
     #[arg(long)]

@@ -132,17 +132,22 @@ impl Proxy {
     /// How long connecting to the upstream may take before a 502.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// A proxy to `upstream`, whose callers' keys `keys` checks. Cancelling
-    /// `shutdown` ends the streams in flight, so a graceful shutdown is not
-    /// held up by open SSE streams.
-    pub fn new(upstream: Upstream, keys: ApiKeys, shutdown: CancellationToken) -> Self {
+    /// A proxy to `upstream`, whose callers' keys `keys` checks, with the
+    /// session table `sessions`. Cancelling `shutdown` ends the streams in
+    /// flight, so a graceful shutdown is not held up by open SSE streams.
+    pub fn new(
+        upstream: Upstream,
+        keys: ApiKeys,
+        sessions: SessionBindings,
+        shutdown: CancellationToken,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Self::CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         Self {
             upstream,
             client: Client::builder(TokioExecutor::new()).build(connector),
-            sessions: SessionBindings::new(),
+            sessions,
             keys,
             shutdown,
         }
@@ -155,11 +160,17 @@ pub async fn forward(
     key: AuthenticatedKey,
     request: Request,
 ) -> Response {
+    let mut reservation = None;
     let session = match proxy.sessions.check(request.headers(), key.id()).await {
         SessionCheck::Refused => return crate::session::refused(),
-        // A request without a session may open one: within the key's share.
-        SessionCheck::NoSession if !proxy.sessions.may_open(key.id()) => {
-            return crate::session::too_many();
+        // A POST without a session may open one: it takes one of the key's
+        // places before it is forwarded, and gives it back unless it does.
+        SessionCheck::NoSession if request.method() == Method::POST => {
+            match proxy.sessions.reserve(key.id()).await {
+                Some(place) => reservation = Some(place),
+                None => return proxy.sessions.too_many(),
+            }
+            None
         }
         SessionCheck::NoSession => None,
         SessionCheck::Bound(id) => Some(id),
@@ -180,12 +191,17 @@ pub async fn forward(
     *upstream_request.headers_mut() = headers;
 
     // Dropping this future (the caller went away before the upstream
-    // answered) drops the upstream request and its connection.
+    // answered, or the key stopped being usable) drops the upstream request
+    // and its connection.
     let response = tokio::select! {
         response = proxy.client.request(upstream_request) => response,
         () = proxy.shutdown.cancelled() => {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting_down",
                 "the proxy is shutting down");
+        }
+        status = proxy.keys.until_unusable(&key) => {
+            tracing::info!(key_id = %key.id(), %status, "cut a request waiting on the upstream: its key is no longer usable");
+            return proxy.keys.rejection(&key, status).into_response();
         }
     };
     let response = match response {
@@ -210,7 +226,14 @@ pub async fn forward(
             .get(&MCP_SESSION_ID)
             .and_then(|v| v.to_str().ok())
     {
-        proxy.sessions.bind(id, key.id()).await;
+        match reservation.take() {
+            Some(place) => proxy.sessions.bind(id, place).await,
+            None if session.as_deref() != Some(id) => tracing::warn!(
+                key_id = %key.id(),
+                "the upstream issued a session outside a request that may open one; not bound"
+            ),
+            None => {}
+        }
     }
     if let Some(id) = &session
         && ((method == Method::DELETE && status.is_success()) || status == StatusCode::NOT_FOUND)

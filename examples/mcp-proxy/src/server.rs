@@ -14,6 +14,7 @@ use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
 use crate::cli::{DEFAULT_OWNER, ServeArgs};
 use crate::origin::AllowedOrigins;
 use crate::proxy::{Proxy, Upstream};
+use crate::session::SessionBindings;
 use crate::{metadata, origin, proxy, store};
 
 /// Everything the routes need besides the keys.
@@ -27,6 +28,10 @@ pub struct Settings {
     pub allowed_origins: AllowedOrigins,
     /// The scope `/mcp` requires, if any.
     pub mcp_scope: Option<String>,
+    /// How long an unused MCP session stays bound to its key.
+    pub session_idle: Duration,
+    /// Most MCP sessions one key may hold open.
+    pub max_sessions_per_key: usize,
 }
 
 /// The application:
@@ -45,7 +50,12 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         Some(scope) => keys.layer().require_scope(scope.clone()),
         None => keys.layer(),
     };
-    let proxy = Proxy::new(settings.upstream.clone(), keys.clone(), shutdown);
+    let proxy = Proxy::new(
+        settings.upstream.clone(),
+        keys.clone(),
+        SessionBindings::with_limits(settings.session_idle, settings.max_sessions_per_key),
+        shutdown,
+    );
     let handler = get(proxy::forward)
         .post(proxy::forward)
         .delete(proxy::forward);
@@ -150,6 +160,8 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
         public_url,
         upstream,
         mcp_scope: args.mcp_scope.clone(),
+        session_idle: Duration::from_secs(args.session_idle_secs),
+        max_sessions_per_key: usize::try_from(args.max_sessions_per_key).unwrap_or(usize::MAX),
     };
     let keys = api_keys(
         Arc::clone(&store),

@@ -18,21 +18,29 @@ pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id"
 
 /// Session id → the key that opened the session.
 ///
-/// Bounded: at most [`Self::CAPACITY`] sessions, each forgotten after
-/// [`Self::IDLE`] without a request (a client then gets 404 and opens a new
-/// session, as MCP clients do). A restart of the proxy forgets them all, with
-/// the same effect.
+/// Bounded: at most [`Self::CAPACITY`] sessions, each forgotten after an
+/// idle time without a request ([`Self::DEFAULT_IDLE`] unless said
+/// otherwise: no longer than the demo upstream keeps a session; a client
+/// then gets 404 and opens a new session, as MCP clients do). A session the
+/// upstream answers 404 for is forgotten at once. A restart of the proxy
+/// forgets them all, with the same effect.
 ///
-/// Each key may hold at most [`Self::MAX_PER_KEY`] sessions at once: an MCP
+/// Each key may hold at most [`Self::MAX_PER_KEY`] sessions at once (unless
+/// said otherwise): an MCP
 /// server keeps state per session (the demo one about 55 KB), so a client
 /// that opens sessions and never closes them would otherwise grow the
-/// upstream's memory without bound.
+/// upstream's memory without bound. A request that may open a session takes
+/// one of its key's places before it is forwarded ([`Self::reserve`]) and
+/// gives it back if no session comes of it, so the cap holds however many
+/// such requests race.
 #[derive(Debug, Clone)]
 pub struct SessionBindings {
     owners: Cache<String, KeyId>,
     /// Sessions bound to each key, kept in step with `owners` by its
-    /// eviction listener.
+    /// eviction listener, plus the places reserved by requests in flight.
     open: Arc<Mutex<HashMap<KeyId, usize>>>,
+    /// Most sessions (and reservations) one key may hold.
+    max_per_key: usize,
 }
 
 /// What to do with a request, given its session id.
@@ -49,19 +57,27 @@ pub enum SessionCheck {
 impl SessionBindings {
     /// Most sessions remembered.
     pub const CAPACITY: u64 = 100_000;
-    /// Most sessions one key may hold open.
+    /// Most sessions one key may hold open, unless said otherwise.
     pub const MAX_PER_KEY: usize = 100;
-    /// How long an unused session is remembered.
-    pub const IDLE: Duration = Duration::from_secs(3600);
+    /// How long an unused session is remembered unless said otherwise: as
+    /// long as the demo upstream keeps one.
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 
-    /// An empty table.
+    /// An empty table whose sessions are forgotten after
+    /// [`Self::DEFAULT_IDLE`] unused.
     pub fn new() -> Self {
+        Self::with_limits(Self::DEFAULT_IDLE, Self::MAX_PER_KEY)
+    }
+
+    /// An empty table whose sessions are forgotten after `idle` unused, and
+    /// whose keys may hold `max_per_key` sessions each.
+    pub fn with_limits(idle: Duration, max_per_key: usize) -> Self {
         let open: Arc<Mutex<HashMap<KeyId, usize>>> = Arc::default();
         let on_evict = Arc::clone(&open);
         Self {
             owners: Cache::builder()
                 .max_capacity(Self::CAPACITY)
-                .time_to_idle(Self::IDLE)
+                .time_to_idle(idle)
                 .eviction_listener(move |_session, key: KeyId, _cause| {
                     let mut open = on_evict.lock().unwrap_or_else(PoisonError::into_inner);
                     if let Some(count) = open.get_mut(&key) {
@@ -73,13 +89,34 @@ impl SessionBindings {
                 })
                 .build(),
             open,
+            max_per_key,
         }
     }
 
-    /// Whether `key` may open another session.
-    pub fn may_open(&self, key: KeyId) -> bool {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.get(&key).copied().unwrap_or(0) < Self::MAX_PER_KEY
+    /// Takes one of `key`'s session places for a request that may open a
+    /// session; `None` when the key holds its most already
+    /// (sessions and reservations together).
+    pub async fn reserve(&self, key: KeyId) -> Option<Reservation> {
+        if let Some(reservation) = self.try_reserve(key) {
+            return Some(reservation);
+        }
+        // Sessions idle past their time may not have been counted out yet.
+        self.owners.run_pending_tasks().await;
+        self.try_reserve(key)
+    }
+
+    fn try_reserve(&self, key: KeyId) -> Option<Reservation> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(key).or_insert(0);
+        if *count >= self.max_per_key {
+            return None;
+        }
+        *count += 1;
+        Some(Reservation {
+            open: Arc::clone(&self.open),
+            key,
+            bound: false,
+        })
     }
 
     /// Checks the request's session id (if any) against `key`. More than one
@@ -104,20 +141,18 @@ impl SessionBindings {
         }
     }
 
-    /// Binds `session` to `key`, unless another key holds it already.
-    pub async fn bind(&self, session: &str, key: KeyId) {
+    /// Binds `session` to the reservation's key, which keeps the place for
+    /// it, unless the session is bound already (the place is given back).
+    pub async fn bind(&self, session: &str, mut reservation: Reservation) {
+        let key = reservation.key;
         let entry = self
             .owners
             .entry_by_ref(session)
             .or_insert_with(async { key })
             .await;
         if entry.is_fresh() {
-            *self
-                .open
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key)
-                .or_insert(0) += 1;
+            // The eviction listener gives the place back with the session.
+            reservation.bound = true;
         } else if *entry.value() != key {
             tracing::warn!(key_id = %key, "the upstream reissued a session id bound to another key");
         }
@@ -129,6 +164,31 @@ impl SessionBindings {
     }
 }
 
+/// One of a key's session places, taken by [`SessionBindings::reserve`]
+/// for a request in flight; given back when dropped, unless a session was
+/// bound with it.
+#[derive(Debug)]
+pub struct Reservation {
+    open: Arc<Mutex<HashMap<KeyId, usize>>>,
+    key: KeyId,
+    bound: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bound {
+            return;
+        }
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 impl Default for SessionBindings {
     /// An empty table, as [`SessionBindings::new`].
     fn default() -> Self {
@@ -136,14 +196,19 @@ impl Default for SessionBindings {
     }
 }
 
-/// The answer to a key over [`SessionBindings::MAX_PER_KEY`]: 429, until it
-/// closes sessions (`DELETE /mcp`) or they idle out.
-pub fn too_many() -> Response {
+impl SessionBindings {
+    /// The answer to a key at its most sessions: 429, until it closes
+    /// sessions (`DELETE /mcp`) or they idle out.
+    pub fn too_many(&self) -> Response {
+        too_many(self.max_per_key)
+    }
+}
+
+fn too_many(max_per_key: usize) -> Response {
     let body = serde_json::json!({
         "error": "too_many_sessions",
         "error_description": format!(
-            "this key holds {} open MCP sessions, the most allowed; close one with DELETE /mcp",
-            SessionBindings::MAX_PER_KEY
+            "this key holds {max_per_key} open MCP sessions, the most allowed; close one with DELETE /mcp"
         ),
     });
     let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();

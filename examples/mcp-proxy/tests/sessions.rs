@@ -110,3 +110,78 @@ async fn a_key_holds_a_bounded_number_of_open_sessions() {
     assert!(deleted.status().is_success(), "{}", deleted.status());
     open_session(&http, &mcp, &alice).await;
 }
+
+/// However many `initialize` requests of one key race, the key ends up
+/// with at most `SessionBindings::MAX_PER_KEY` sessions: each takes its
+/// place before it is forwarded, so the rest get 429 before the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cap_holds_under_concurrent_initializes() {
+    let running = Running::start().await;
+    let (alice, _) = running.key("alice").await;
+    let http = http();
+    let mcp = running.mcp();
+    let attempts = (0..400).map(|_| {
+        let request = mcp_post(&http, &mcp, &alice, initialize_body());
+        async move {
+            let response = request.send().await.unwrap();
+            let session = response
+                .headers()
+                .get("mcp-session-id")
+                .map(|id| id.to_str().unwrap().to_owned());
+            let status = response.status();
+            drop(response.text().await);
+            (status, session)
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let opened = results
+        .iter()
+        .filter(|(status, session)| *status == StatusCode::OK && session.is_some())
+        .count();
+    let refused = results
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        opened <= session::SessionBindings::MAX_PER_KEY,
+        "{opened} sessions opened"
+    );
+    assert_eq!(
+        opened + refused,
+        results.len(),
+        "every answer is a session or a 429"
+    );
+    assert!(opened > 0);
+}
+
+/// A session unused for the idle time stops counting against its key (a
+/// client that crashed without DELETE does not hold its key's places), and
+/// is then unknown: 404, as the upstream would answer.
+#[tokio::test]
+async fn an_idle_session_frees_its_place() {
+    let running = Running::with(common::Options {
+        session_idle: Some(std::time::Duration::from_secs(1)),
+        max_sessions_per_key: Some(3),
+        ..common::Options::default()
+    })
+    .await;
+    let (alice, _) = running.key("alice").await;
+    let http = http();
+    let mcp = running.mcp();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(open_session(&http, &mcp, &alice).await);
+    }
+    let full = mcp_post(&http, &mcp, &alice, initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    open_session(&http, &mcp, &alice).await;
+    let stale = in_session(mcp_post(&http, &mcp, &alice, tools_list()), &sessions[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::NOT_FOUND);
+}

@@ -155,3 +155,53 @@ async fn an_open_stream_ends_soon_after_its_key_is_revoked() {
     .await;
     assert!(still_open.is_err(), "the other key's stream ended too");
 }
+
+/// A request still waiting for its upstream's headers when its key is
+/// revoked is answered 401 (revoked) at once, instead of its 200 long after
+/// the revocation; the upstream connection is dropped.
+#[tokio::test]
+async fn a_request_waiting_on_the_upstream_is_cut_when_its_key_is_revoked() {
+    // An upstream that takes connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holder = std::sync::Arc::clone(&held);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            holder.lock().unwrap().push(socket);
+        }
+    });
+    let running = Running::with(common::Options {
+        upstream: Some(format!("http://{silent_addr}/mcp")),
+        ..common::Options::default()
+    })
+    .await;
+    let (key, record) = running.key("laptop").await;
+    let request = mcp_post(&http(), &running.mcp(), &key, common::initialize_body()).send();
+    let waiting = tokio::spawn(request);
+    // The request reaches the silent upstream and waits there.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while held.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the request reached the upstream");
+    assert!(!waiting.is_finished());
+    running
+        .keys
+        .revoke(&"acct_1".into(), &record.id)
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the request was cut, not left waiting on the upstream")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("invalid_token") && challenge.contains("revoked"),
+        "{challenge}"
+    );
+}

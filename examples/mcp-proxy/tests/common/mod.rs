@@ -147,6 +147,10 @@ pub struct Options {
     /// Instead of the recording demo upstream.
     pub upstream: Option<String>,
     pub allowed_origins: Vec<String>,
+    /// How long an unused session stays bound (default: the proxy's).
+    pub session_idle: Option<std::time::Duration>,
+    /// Most sessions per key (default: the proxy's).
+    pub max_sessions_per_key: Option<usize>,
 }
 
 /// The example's router on a loopback port, over a SQLite store in a
@@ -203,6 +207,12 @@ impl Running {
             public_url: url.clone(),
             upstream: proxy::Upstream::parse(&upstream_url).unwrap(),
             mcp_scope: options.mcp_scope,
+            session_idle: options
+                .session_idle
+                .unwrap_or(mcp_proxy::session::SessionBindings::DEFAULT_IDLE),
+            max_sessions_per_key: options
+                .max_sessions_per_key
+                .unwrap_or(mcp_proxy::session::SessionBindings::MAX_PER_KEY),
         };
         serve(
             listener,
