@@ -101,6 +101,18 @@ impl From<String> for OwnerId {
     }
 }
 
+/// Whether `c` would change how text around it is shown: a control
+/// character (a newline, a terminal escape) or a bidirectional formatting
+/// character (U+202E and its kin, which reorder what follows). Names,
+/// owners and revocation reasons refuse them.
+pub fn is_unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 /// The reason recorded on a key revoked because it was found in a URL (see
 /// [`ApiKeysBuilder::revoke_keys_exposed_in_url`](crate::ApiKeysBuilder::revoke_keys_exposed_in_url)).
 pub const EXPOSED_IN_URL: &str = "exposed in URL";

@@ -537,6 +537,56 @@ async fn management_is_scoped_by_owner() {
     ));
 }
 
+/// Names, owners and revocation reasons that would change how a listing
+/// looks (terminal escapes, newlines, bidirectional overrides) are refused
+/// by the library, with an error that says which, and nothing is stored.
+#[tokio::test]
+async fn text_that_would_forge_a_listing_is_refused() {
+    use tower_api_keys::ManageError;
+    let f = fixture().await;
+    let before = f.keys.list(&"acct_1".into(), None, 100).await.unwrap();
+    for name in [
+        "evil\u{1b}[2J",
+        "invoice\u{202E}fdp.exe",
+        "a\u{2066}b",
+        "x\u{200F}",
+    ] {
+        let refused = f.keys.create(NewKey::new("acct_1", name)).await;
+        assert!(matches!(refused, Err(ManageError::InvalidName)), "{name:?}");
+    }
+    for owner in ["evil\u{1b}[2J\nFAKE-ROW", "", "o\u{202E}", &"o".repeat(201)] {
+        let refused = f.keys.create(NewKey::new(owner, "ok")).await;
+        assert!(
+            matches!(refused, Err(ManageError::InvalidOwner)),
+            "{owner:?}"
+        );
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("owner"), "{message}");
+    }
+    let after = f.keys.list(&"acct_1".into(), None, 100).await.unwrap();
+    assert_eq!(after.records.len(), before.records.len());
+    let key = f.keys.create(NewKey::new("acct_1", "ok")).await.unwrap();
+    let refused = f
+        .keys
+        .revoke_with_reason(
+            &"acct_1".into(),
+            &key.record.id,
+            Some("gone\n\u{1b}[31mFAKE"),
+        )
+        .await;
+    assert!(matches!(refused, Err(ManageError::InvalidReason)));
+    let stored = f.keys.get(&"acct_1".into(), &key.record.id).await.unwrap();
+    assert!(
+        stored.revoked_at.is_none(),
+        "a refused revocation changes nothing"
+    );
+    // Ordinary text of every script is fine.
+    f.keys
+        .create(NewKey::new("compte_é", "Ordinateur portable 💻 (日本)"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn rolling_a_key_keeps_both_working_until_the_overlap_ends() {
     let clock = Arc::new(ManualClock::new(Utc::now()));

@@ -7,11 +7,18 @@ use chrono::{DateTime, Utc};
 
 use super::Engine;
 use crate::key::{RandomSourceError, SecretKey};
-use crate::record::{KeyId, KeyRecord, NewKey, OwnerId};
+use crate::record::{KeyId, KeyRecord, NewKey, OwnerId, is_unsafe_to_show};
 use crate::store::StoreError;
 
-/// Longest key name accepted, in characters.
-const MAX_NAME_LEN: usize = 200;
+/// Longest key name, owner and revocation reason accepted, in characters.
+const MAX_TEXT_LEN: usize = 200;
+
+/// Whether `text` is 1 to [`MAX_TEXT_LEN`] characters, none of which
+/// changes how text around it is shown.
+fn is_showable(text: &str) -> bool {
+    let len = text.chars().count();
+    (1..=MAX_TEXT_LEN).contains(&len) && !text.chars().any(is_unsafe_to_show)
+}
 
 /// A key just created: the plaintext, to show its owner once, and the
 /// record as stored. `Debug` shows only the display prefix of the secret.
@@ -38,9 +45,24 @@ pub enum ManageError {
     /// The owner has no key with that id.
     #[error("no such key")]
     NotFound,
-    /// The name is empty, too long, or has control characters.
-    #[error("a key name must be 1 to {MAX_NAME_LEN} characters without control characters")]
+    /// The name is empty, too long, or has control or bidirectional
+    /// formatting characters.
+    #[error(
+        "a key name must be 1 to {MAX_TEXT_LEN} characters without control or bidirectional formatting characters"
+    )]
     InvalidName,
+    /// The owner is empty, too long, or has control or bidirectional
+    /// formatting characters.
+    #[error(
+        "an owner must be 1 to {MAX_TEXT_LEN} characters without control or bidirectional formatting characters"
+    )]
+    InvalidOwner,
+    /// The revocation reason is empty, too long, or has control or
+    /// bidirectional formatting characters.
+    #[error(
+        "a revocation reason must be 1 to {MAX_TEXT_LEN} characters without control or bidirectional formatting characters"
+    )]
+    InvalidReason,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,9 +77,11 @@ pub enum ManageError {
 impl Engine {
     /// Generates, stores and announces a new key.
     pub(crate) async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
-        let name_len = new.name.chars().count();
-        if name_len == 0 || name_len > MAX_NAME_LEN || new.name.chars().any(char::is_control) {
+        if !is_showable(&new.name) {
             return Err(ManageError::InvalidName);
+        }
+        if !is_showable(new.owner.as_str()) {
+            return Err(ManageError::InvalidOwner);
         }
         let secret = self.format.generate()?;
         let hash = self.hasher.hash(secret.expose_secret());
@@ -97,6 +121,9 @@ impl Engine {
         id: &KeyId,
         reason: Option<&str>,
     ) -> Result<KeyRecord, ManageError> {
+        if reason.is_some_and(|reason| !is_showable(reason)) {
+            return Err(ManageError::InvalidReason);
+        }
         let now = self.clock.now();
         let record = self
             .store

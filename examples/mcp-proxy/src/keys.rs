@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tower_api_keys::record::is_unsafe_to_show;
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes};
 
@@ -158,6 +159,21 @@ async fn find(keys: &ApiKeys, id_or_prefix: &str) -> Result<KeyRecord> {
 }
 
 /// The table `keys list` prints.
+/// `text` as it is safe to print on a terminal: control and bidirectional
+/// formatting characters (which older rows, written before the library
+/// refused them, may hold) are shown escaped, as `\u{1b}`.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_unsafe_to_show(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn table(records: &[KeyRecord], now: DateTime<Utc>) -> String {
     let mut rows = vec![
         [
@@ -176,10 +192,10 @@ pub fn table(records: &[KeyRecord], now: DateTime<Utc>) -> String {
     for record in records {
         rows.push([
             record.id.to_string(),
-            record.owner.to_string(),
-            record.name.clone(),
-            record.display_prefix.clone(),
-            record.scopes.to_string(),
+            shown(record.owner.as_str()),
+            shown(&record.name),
+            shown(&record.display_prefix),
+            shown(&record.scopes.to_string()),
             when(record.created_at),
             record.last_used_at.map_or_else(|| "never".to_owned(), when),
             record.expires_at.map_or_else(|| "never".to_owned(), when),

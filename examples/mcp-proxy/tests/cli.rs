@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 use common::{PgSchema, TempDir, connect, http, whoami};
 use http::StatusCode;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
-use tower_api_keys::store::ListKeys;
+use tower_api_keys::store::{ListKeys, sqlx};
 use tower_api_keys::{ApiKeys, Scopes, SqliteStore};
 
 /// The `mcp-proxy` binary, built by cargo for this test.
 const BINARY: &str = env!("CARGO_BIN_EXE_mcp-proxy");
 
 /// One run of the example binary to its end.
+#[derive(Debug)]
 struct Run {
     success: bool,
     stdout: String,
@@ -462,4 +463,41 @@ async fn the_keys_commands_work_on_postgres() {
         assert!(revoked.success, "{}", revoked.stderr);
     })
     .await;
+}
+
+/// `keys create` refuses an owner that would forge rows of `keys list`
+/// (the library does), and `keys list` prints the control and bidirectional
+/// characters of rows written before that check escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_commands_neither_take_nor_print_text_that_forges_rows() {
+    let dir = TempDir::new();
+    let path = dir.path().join("api-keys.db");
+    let db = format!("sqlite:{}", path.display());
+    let forged = "evil\u{1b}[2J\nFAKE-ROW";
+    let refused = run_example(&db, &["keys", "create", "laptop", "--owner", forged]).await;
+    assert!(!refused.success, "{refused:?}");
+    assert!(refused.stderr.contains("owner"), "{}", refused.stderr);
+    assert!(
+        refused.stdout.is_empty(),
+        "no key was printed: {:?}",
+        refused.stdout
+    );
+
+    // A row from before the check: written behind the library's back.
+    let created = run_example(&db, &["keys", "create", "old", "--owner", "acme"]).await;
+    assert!(created.success, "{created:?}");
+    let store = SqliteStore::connect(&db).await.unwrap();
+    sqlx::query("UPDATE api_keys SET owner = ?1, name = ?2")
+        .bind(forged)
+        .bind("invoice\u{202E}fdp.exe")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let listed = run_example(&db, &["keys", "list"]).await;
+    assert!(listed.success, "{listed:?}");
+    assert!(!listed.stdout.contains('\u{1b}'), "{:?}", listed.stdout);
+    assert!(!listed.stdout.contains('\u{202E}'), "{:?}", listed.stdout);
+    assert!(!listed.stdout.contains("\nFAKE-ROW"), "{:?}", listed.stdout);
+    assert!(listed.stdout.contains("\\u{1b}"), "{:?}", listed.stdout);
+    assert!(listed.stdout.contains("\\u{202e}"), "{:?}", listed.stdout);
 }
