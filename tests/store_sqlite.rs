@@ -229,3 +229,27 @@ async fn an_in_memory_database_lives_as_long_as_the_store() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(store.find_by_id(&r.id).await.unwrap(), Some(r));
 }
+
+/// The store creates its database readable by its owner alone, and SQLite
+/// gives the `-wal` and `-shm` files the same mode, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_and_its_wal_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new();
+    let path = dir.path().join("keys.db");
+    let store = SqliteStore::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    store.insert(&record("acct")).await.unwrap();
+    let mut seen = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        if let Ok(metadata) = std::fs::metadata(&file) {
+            seen += 1;
+            let mode = metadata.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file} is {mode:o}");
+        }
+    }
+    assert_eq!(seen, 3, "WAL mode keeps -wal and -shm beside the database");
+}

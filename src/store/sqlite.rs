@@ -107,6 +107,8 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?
         } else {
+            #[cfg(unix)]
+            owner_only(options.get_filename()).map_err(sqlx::Error::Io)?;
             SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Self::ACQUIRE_TIMEOUT)
@@ -215,6 +217,42 @@ impl SqliteStore {
         )
         .await
     }
+}
+
+/// Creates the database file readable and writable by its owner alone
+/// (0600) where it is missing; SQLite gives the `-wal` and `-shm` files it
+/// makes the mode of the database file. Warns, once per file, when an
+/// existing one can be read by other users: it holds every key's hash.
+#[cfg(unix)]
+fn owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let Ok(metadata) = std::fs::metadata(&name) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                target: "tower_api_keys",
+                path = %std::path::Path::new(&name).display(),
+                mode = format!("{mode:o}"),
+                "the key store's file can be read by other users; make it 0600 (chmod 600)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Greater than every key id as text: where the first page starts.
