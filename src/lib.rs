@@ -90,6 +90,8 @@ pub mod fuzzing {
 struct ReadmeExamples;
 
 pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
+/// Refusal counts, from [`ApiKeys::refusal_stats`].
+pub use crate::engine::RefusalStats;
 pub use crate::engine::{AuthenticatedKey, CreatedKey, LastUsedStats, ManageError};
 // Items of the public modules, named here for convenience; their pages are
 // under their modules, so the docs show one path for each.

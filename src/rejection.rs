@@ -67,7 +67,8 @@ pub enum RejectionReason {
 }
 
 impl RejectionReason {
-    const ALL: [Self; 17] = [
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 17] = [
         Self::MissingCredentials,
         Self::OtherScheme,
         Self::MalformedAuthorization,
@@ -199,7 +200,7 @@ impl RejectionReason {
     }
 
     /// Position in [`Self::ALL`], which lists the variants in declaration order.
-    fn index(self) -> usize {
+    pub fn index(self) -> usize {
         self as usize
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::engine::{AuthenticatedKey, Engine, LastUsedStats};
+use crate::engine::{AuthenticatedKey, Engine, LastUsedStats, RefusalStats};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::layer::ApiKeyLayer;
 use crate::record::KeyStatus;
@@ -110,6 +110,14 @@ impl ApiKeys {
     /// The hasher keys are stored under.
     pub fn hasher(&self) -> &KeyHasher {
         &self.engine.hasher
+    }
+
+    /// How many requests were refused for `reason`, and how many of their
+    /// log lines were held back: each reason writes a few lines at once and
+    /// then at most one per 10 s (which says how many it held back), so a
+    /// flood of bad requests cannot flood the logs.
+    pub fn refusal_stats(&self, reason: RejectionReason) -> RefusalStats {
+        self.engine.refusal_stats(reason)
     }
 
     /// Counters of the last-used recorder.

@@ -306,13 +306,18 @@ impl Engine {
                 ))
             })
             .collect();
+        // Within the refusal's log budget: the same lines a flood of
+        // distinct keys would otherwise write without end.
         for (_, prefix) in &keys {
-            tracing::warn!(
-                target: "tower_api_keys",
-                key_prefix = %prefix,
-                revoking = self.revoke_exposed,
-                "an API key was sent in a URL; treat it as exposed"
-            );
+            if let Some(held_back) = self.log_budget.line(RejectionReason::CredentialInQuery) {
+                tracing::warn!(
+                    target: "tower_api_keys",
+                    key_prefix = %prefix,
+                    revoking = self.revoke_exposed,
+                    held_back,
+                    "an API key was sent in a URL; treat it as exposed"
+                );
+            }
         }
         if self.revoke_exposed && !keys.is_empty() {
             Verdict::RevokeExposed(Exposed { keys, rejection })
@@ -357,19 +362,24 @@ impl Engine {
         exposed.rejection
     }
 
-    /// Builds a rejection and emits its one tracing event. `key_prefix` is a
-    /// well-formed key's display prefix; nothing else of a token is logged.
+    /// Builds a rejection and emits its one tracing event, within the
+    /// reason's log budget (a few lines at once, then one per interval that
+    /// says how many were held back). `key_prefix` is a well-formed key's
+    /// display prefix; nothing else of a token is logged.
     pub(crate) fn reject(&self, reason: RejectionReason, key_prefix: Option<&str>) -> Rejection {
+        let Some(held_back) = self.log_budget.admit(reason) else {
+            return Rejection::new(reason, Arc::clone(&self.challenge));
+        };
         let key_prefix = key_prefix.unwrap_or("");
         match reason {
             RejectionReason::MissingCredentials | RejectionReason::OtherScheme => {
-                tracing::debug!(target: "tower_api_keys", reason = reason.as_str(), "request refused");
+                tracing::debug!(target: "tower_api_keys", reason = reason.as_str(), held_back, "request refused");
             }
-            RejectionReason::StoreUnavailable => {
-                tracing::warn!(target: "tower_api_keys", reason = reason.as_str(), key_prefix, "request refused");
+            RejectionReason::StoreUnavailable | RejectionReason::CredentialInQuery => {
+                tracing::warn!(target: "tower_api_keys", reason = reason.as_str(), key_prefix, held_back, "request refused");
             }
             _ => {
-                tracing::info!(target: "tower_api_keys", reason = reason.as_str(), key_prefix, "request refused");
+                tracing::info!(target: "tower_api_keys", reason = reason.as_str(), key_prefix, held_back, "request refused");
             }
         }
         Rejection::new(reason, Arc::clone(&self.challenge))

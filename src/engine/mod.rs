@@ -27,6 +27,7 @@ mod change_follower;
 mod decide;
 mod identity;
 mod last_used;
+mod log_budget;
 mod manage;
 mod rate_limit;
 mod tasks;
@@ -37,11 +38,13 @@ pub(crate) use cache::CacheConfig;
 pub(crate) use decide::{Requirement, Verdict};
 pub use identity::AuthenticatedKey;
 pub use last_used::LastUsedStats;
+pub use log_budget::RefusalStats;
 pub use manage::{CreatedKey, ManageError};
 
 use cache::KeyCache;
 use change_follower::ChangeFollower;
 use last_used::{Recorder, UsageQueue};
+use log_budget::LogBudget;
 use rate_limit::Limiters;
 use tasks::Tasks;
 use throttle::{FailedAttemptLimit, Throttle};
@@ -84,6 +87,7 @@ pub(crate) struct Engine {
     max_uri_len: usize,
     throttle: Option<Throttle>,
     revoke_exposed: bool,
+    log_budget: LogBudget,
     tasks: Tasks,
 }
 
@@ -127,6 +131,7 @@ impl Engine {
             max_uri_len: settings.max_uri_len,
             throttle: settings.failed_attempts.map(Throttle::new),
             revoke_exposed: settings.revoke_exposed,
+            log_budget: LogBudget::default(),
             tasks,
         })
     }
@@ -139,6 +144,11 @@ impl Engine {
     /// Entries in the cache of known keys and in the cache of unknown keys.
     pub(crate) fn cache_entry_counts(&self) -> (u64, u64) {
         self.cache.entry_counts()
+    }
+
+    /// The refusals of one reason, and the log lines held back for it.
+    pub(crate) fn refusal_stats(&self, reason: crate::rejection::RejectionReason) -> RefusalStats {
+        self.log_budget.stats(reason)
     }
 
     /// Stops the background tasks (the recorder after a last flush).
