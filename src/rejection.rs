@@ -278,7 +278,8 @@ impl Rejection {
         self.reason.status()
     }
 
-    /// The scope that was missing, for [`RejectionReason::InsufficientScope`].
+    /// The scope that was missing, for [`RejectionReason::InsufficientScope`];
+    /// on a route that requires a scope, that scope, on its 401s as well.
     pub fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
     }
@@ -296,7 +297,7 @@ impl Rejection {
     /// The `WWW-Authenticate` value of the default response, if any.
     pub fn www_authenticate(&self) -> Option<HeaderValue> {
         match &self.scope {
-            Some(scope) => self.challenge.scope_challenge(scope),
+            Some(scope) => self.challenge.render(self.reason, Some(scope)),
             None => self.challenge.prepared[self.reason.index()]
                 .www_authenticate
                 .clone(),
@@ -319,7 +320,7 @@ impl Rejection {
         *response.headers_mut() = prepared.headers.clone();
         let headers = response.headers_mut();
         if let Some(scope) = &self.scope
-            && let Some(challenge) = self.challenge.scope_challenge(scope)
+            && let Some(challenge) = self.challenge.render(self.reason, Some(scope))
         {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
@@ -426,10 +427,6 @@ impl Challenge {
             })
             .collect();
         Ok(challenge)
-    }
-
-    fn scope_challenge(&self, scope: &str) -> Option<HeaderValue> {
-        self.render(RejectionReason::InsufficientScope, Some(scope))
     }
 
     fn render(&self, reason: RejectionReason, scope: Option<&str>) -> Option<HeaderValue> {

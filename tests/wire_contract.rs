@@ -634,3 +634,33 @@ async fn rolling_a_key_keeps_both_working_until_the_overlap_ends() {
         Err(tower_api_keys::ManageError::Revoked)
     ));
 }
+
+/// A route that requires a scope names it on its 401 challenges too (the
+/// MCP authorization spec asks for it), for a missing key and for an
+/// unknown one; routes without a scope name none.
+#[tokio::test]
+async fn a_scoped_route_names_its_scope_on_401s() {
+    let f = fixture().await;
+    let unknown = tower_api_keys::KeyFormat::default().generate().unwrap();
+    for authorization in [None, Some(bearer(unknown.expose_secret()))] {
+        let r = f.get_with("/write", authorization.clone()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+        assert!(
+            challenge.starts_with("Bearer realm=\"test\""),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains("scope=\"projects:write\""),
+            "{challenge}"
+        );
+        let r = f.get_with("/api/v2/projects", authorization).await;
+        let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+        assert!(!challenge.contains("scope="), "{challenge}");
+    }
+    let r = f
+        .get_with("/write", Some(bearer(unknown.expose_secret())))
+        .await;
+    let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+}

@@ -24,6 +24,19 @@ pub(crate) struct Requirement {
     pub(crate) scope: Option<Arc<str>>,
 }
 
+impl Requirement {
+    /// A route that requires a scope names it on its challenges too (401s
+    /// included), so that a client knows what to ask for.
+    pub(crate) fn scoped(&self, rejection: Rejection) -> Rejection {
+        match &self.scope {
+            Some(scope) if rejection.scope().is_none() && rejection.reason().has_challenge() => {
+                rejection.with_scope(Arc::clone(scope))
+            }
+            _ => rejection,
+        }
+    }
+}
+
 /// The outcome of the synchronous part of the check.
 pub(crate) enum Verdict {
     /// A cached, active key.

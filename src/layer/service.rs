@@ -93,7 +93,7 @@ where
                 }
             }
             Verdict::Reject(rejection) => State::Rejected {
-                response: Some(self.keys.respond(&rejection)),
+                response: Some(self.keys.respond(&self.requirement.scoped(rejection))),
             },
             Verdict::Lookup(lookup) => {
                 // The ready service goes with the request; this one keeps a
@@ -105,9 +105,10 @@ where
                 State::Authenticating {
                     lookup: Box::pin(async move {
                         let respond = Arc::clone(&keys);
+                        let scoped = requirement.clone();
                         keys.lookup(lookup, requirement)
                             .await
-                            .map_err(|rejection| respond.respond(&rejection))
+                            .map_err(|rejection| respond.respond(&scoped.scoped(rejection)))
                     }),
                     pending: Some(Box::new((ready, request))),
                 }

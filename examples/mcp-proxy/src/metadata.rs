@@ -37,6 +37,36 @@ pub fn document(public_url: &str, mcp_scope: Option<&str>) -> Value {
     document
 }
 
+/// What MCP clients that fall back to OAuth after a refused key are told
+/// at the OAuth endpoints they try next: not a login flow, but the problem.
+pub const NO_OAUTH: &str = "The API key this client sent was refused: it is unknown, expired or revoked \
+(the 401's error_description says which). This server takes API keys, not OAuth, and registers no \
+OAuth clients: configure the header Authorization: Bearer <key> with a valid key (create one with \
+`mcp-proxy keys create`).";
+
+/// The OAuth discovery documents a client looks for after a 401
+/// (`/.well-known/oauth-authorization-server`, `/.well-known/openid-configuration`):
+/// 404 with an explanation in OAuth's error shape, which clients show.
+pub async fn no_authorization_server() -> Response {
+    oauth_error(http::StatusCode::NOT_FOUND, "invalid_request")
+}
+
+/// `POST /register`, OAuth dynamic client registration (RFC 7591), which a
+/// client tries next: refused with the explanation, in the registration
+/// error shape its clients read (`error_description`).
+pub async fn no_registration() -> Response {
+    oauth_error(http::StatusCode::BAD_REQUEST, "invalid_client_metadata")
+}
+
+fn oauth_error(status: http::StatusCode, error: &str) -> Response {
+    let body = json!({ "error": error, "error_description": NO_OAUTH });
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The handler; any origin may read the document (it is public).
 pub async fn serve(State(document): State<Arc<Value>>) -> Response {
     let mut response = axum::Json(document.as_ref().clone()).into_response();

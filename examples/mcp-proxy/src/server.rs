@@ -41,6 +41,7 @@ pub struct Settings {
 /// | `POST`, `GET`, `DELETE /mcp` | yes (and `mcp_scope`) | proxied to the upstream; foreign `Origin` 403 first |
 /// | `GET /api/v2/projects` | yes | a JSON list of projects |
 /// | `GET /.well-known/oauth-protected-resource` | no | RFC 9728 metadata |
+/// | `GET /.well-known/oauth-authorization-server`, `POST /register` | no | 404 / 400 saying this server takes API keys, not OAuth |
 /// | `GET /healthz` | no | `ok` |
 ///
 /// Cancelling `shutdown` ends the proxied streams in flight; so does a
@@ -79,6 +80,16 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         .route(metadata::PATH, get(metadata::serve))
         .route(metadata::PATH_FOR_MCP, get(metadata::serve))
         .with_state(document)
+        // Where OAuth clients look next after a refused key: told why.
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::no_authorization_server),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::no_authorization_server),
+        )
+        .route("/register", axum::routing::post(metadata::no_registration))
         .route("/healthz", get(|| async { "ok" }));
     mcp.merge(api).merge(public)
 }

@@ -226,3 +226,56 @@ async fn projects_need_a_key_and_healthz_does_not() {
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+/// An MCP client that falls back to OAuth after its key is refused looks
+/// for an authorization server at the proxy's origin, then registers
+/// there. The proxy is no OAuth server: discovery answers 404 and
+/// registration 400, each with an OAuth-shaped error whose description (what
+/// such clients show) names the refused key and how to fix it, instead of a
+/// bare "registration rejected (HTTP 404)".
+#[tokio::test]
+async fn oauth_fallback_endpoints_explain_the_refused_key() {
+    let running = Running::start().await;
+    let http = http();
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let r = http
+            .get(format!("{}{path}", running.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        let description = body["error_description"].as_str().unwrap();
+        assert!(
+            description.contains("unknown, expired or revoked"),
+            "{description}"
+        );
+        assert!(
+            description.contains("Authorization: Bearer"),
+            "{description}"
+        );
+        assert!(body.get("issuer").is_none() && body.get("registration_endpoint").is_none());
+    }
+    let r = http
+        .post(format!("{}/register", running.url))
+        .json(&serde_json::json!({"client_name": "mcp-remote", "redirect_uris": ["http://127.0.0.1:3334/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client_metadata");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("takes API keys, not OAuth")
+    );
+    assert!(
+        body.get("client_id").is_none(),
+        "no client is registered: {body}"
+    );
+}
