@@ -396,3 +396,58 @@ async fn a_checksummed_key_without_its_prefix_in_a_url_is_refused() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// A valid key is never refused because of other people's failures from
+/// its address: not when its cache entry has expired (it was found valid
+/// recently, so it vouches for itself), and not after URLs with credentials
+/// (refused, but no failed attempts: a web page could send them). The flood
+/// bound still holds for keys never found valid.
+#[tokio::test]
+async fn other_peoples_failures_do_not_lock_out_a_valid_key() {
+    let a = app(|b| {
+        b.failed_attempt_limit(FailedAttemptLimit::new(5, Duration::from_secs(60)))
+            .cache_ttl(Duration::from_millis(200))
+    })
+    .await;
+    let valid = a.keys.create(NewKey::new("o", "valid")).await.unwrap();
+    let valid = valid.secret.expose_secret();
+    assert_eq!(get_with(&a.url, valid, &[]).await.status(), StatusCode::OK);
+    // Someone at the same address guesses until throttled.
+    for _ in 0..5 {
+        let guess = KeyFormat::default().generate().unwrap();
+        let r = get_with(&a.url, guess.expose_secret(), &[]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let guess = KeyFormat::default().generate().unwrap();
+    let r = get_with(&a.url, guess.expose_secret(), &[]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The valid key's cache entry expires; its user is still let in.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get_with(&a.url, valid, &[]).await.status(), StatusCode::OK);
+    // Keys never found valid still cost no lookup from the throttled client.
+    let lookups = a.store.calls().find_by_hash;
+    for _ in 0..20 {
+        let guess = KeyFormat::default().generate().unwrap();
+        let r = get_with(&a.url, guess.expose_secret(), &[]).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(a.store.calls().find_by_hash, lookups);
+}
+
+#[tokio::test]
+async fn urls_with_credentials_are_no_lockout_weapon() {
+    let a =
+        app(|b| b.failed_attempt_limit(FailedAttemptLimit::new(5, Duration::from_secs(60)))).await;
+    let fresh = a.keys.create(NewKey::new("o", "fresh")).await.unwrap();
+    for _ in 0..20 {
+        let r = client()
+            .get(format!("{}?token=x", a.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+    // A key this server has never seen before is still looked up.
+    let r = get_with(&a.url, fresh.secret.expose_secret(), &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -81,7 +81,7 @@ impl Engine {
                 return Verdict::Reject(self.reject(RejectionReason::UriTooLong, None));
             }
             if self.query_guard.carries_credential(query) {
-                return self.credential_in_query(query, self.client(request));
+                return self.credential_in_query(query);
             }
         } else if uri.path().len() > self.max_uri_len {
             return Verdict::Reject(self.reject(RejectionReason::UriTooLong, None));
@@ -126,7 +126,13 @@ impl Engine {
             )),
             Cached::Miss => {
                 let client = self.client(request);
-                if let Some(rejection) = self.throttled(client, Some(key.display_prefix())) {
+                let vouched = self
+                    .throttle
+                    .as_ref()
+                    .is_some_and(|throttle| throttle.vouches_for(&hash));
+                if !vouched
+                    && let Some(rejection) = self.throttled(client, Some(key.display_prefix()))
+                {
                     return Verdict::Reject(rejection);
                 }
                 // Counted as a failure until the lookup says otherwise, so
@@ -160,6 +166,9 @@ impl Engine {
             Ok(entry) => match self.admit(entry, &requirement) {
                 Ok(identity) => {
                     forgive();
+                    if let Some(throttle) = &self.throttle {
+                        throttle.vouch(lookup.hash);
+                    }
                     Ok(identity)
                 }
                 Err((Denial::Status(reason), entry)) => {
@@ -305,8 +314,10 @@ impl Engine {
 
     /// A credential in the query string: always a 400; with the exposure
     /// policy on, the keys found there are revoked first.
-    fn credential_in_query(&self, query: &str, client: Option<ClientKey>) -> Verdict {
-        let rejection = self.failure(RejectionReason::CredentialInQuery, None, client);
+    fn credential_in_query(&self, query: &str) -> Verdict {
+        // Refused, but no failed attempt: any web page can make a browser
+        // send such URLs, and counting them would lock out the address.
+        let rejection = self.reject(RejectionReason::CredentialInQuery, None);
         let keys: Vec<(KeyHash, Box<str>)> = self
             .query_guard
             .exposed_keys(query, &self.format)

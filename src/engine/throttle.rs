@@ -2,9 +2,22 @@
 //! one client address within a window, that client gets 429 with
 //! `Retry-After`, without any store lookup. Off by default.
 //!
-//! Requests with a valid cached key are never throttled (they are let in
-//! before the throttle is consulted), so a guessing client behind a shared
-//! address does not lock out the legitimate users of that address.
+//! A valid key is never refused because of other people's failures from
+//! its address (all local clients share 127.0.0.1; many users share a NAT):
+//!
+//! - a cached key is let in before the throttle is consulted;
+//! - a key found valid in the last hour (by a lookup from anywhere) is
+//!   looked up again even from a throttled address: it vouches for itself,
+//!   so a cache entry that expired after its TTL does not turn its users
+//!   away. Bad keys are never vouched for, so a flood of them from one
+//!   client still costs at most the limit in store lookups;
+//! - a credential in a URL is refused (400) but is no failed attempt, so a
+//!   web page cannot make a visitor's browser lock out every local client
+//!   with a few `<img src="http://127.0.0.1:8080/?token=x">`.
+//!
+//! Counting per (client, key) instead would let a guesser try every key
+//! once; a time-to-idle on the cache instead of its TTL would keep stale
+//! entries alive for as long as they are used. The vouching set is neither.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -13,6 +26,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Extensions, HeaderMap, HeaderName};
+
+use crate::key::KeyHash;
 
 /// A function that tells a request's client address from its extensions and
 /// headers.
@@ -122,6 +137,9 @@ impl FailedAttemptLimit {
     }
 }
 
+/// How long a key found valid vouches for itself after its last lookup.
+const VOUCHED_FOR: Duration = Duration::from_secs(3600);
+
 /// An address as counted: IPv4 addresses whole, IPv6 addresses by their /64
 /// (one host usually holds a whole /64), IPv4-mapped IPv6 as IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,6 +171,8 @@ struct Failures {
 pub(crate) struct Throttle {
     limit: FailedAttemptLimit,
     failures: moka::sync::Cache<ClientKey, Arc<Failures>>,
+    /// Keys a lookup found valid within the last hour.
+    vouched: moka::sync::Cache<KeyHash, ()>,
 }
 
 impl fmt::Debug for Throttle {
@@ -170,8 +190,23 @@ impl Throttle {
                 .max_capacity(limit.capacity)
                 .time_to_live(limit.window)
                 .build(),
+            vouched: moka::sync::Cache::builder()
+                .max_capacity(limit.capacity)
+                .time_to_idle(VOUCHED_FOR)
+                .build(),
             limit,
         }
+    }
+
+    /// Remembers that a lookup found `hash` to be a valid key.
+    pub(crate) fn vouch(&self, hash: KeyHash) {
+        self.vouched.insert(hash, ());
+    }
+
+    /// Whether `hash` was found valid recently, so that even a throttled
+    /// client may have it looked up.
+    pub(crate) fn vouches_for(&self, hash: &KeyHash) -> bool {
+        self.vouched.contains_key(hash)
     }
 
     /// The client of a request, if it can be told.
