@@ -70,6 +70,17 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_sessions_per_key: u64,
+    /// Seconds a client may take to send a request's headers (and, on a
+    /// kept-alive connection, to start its next request) before the
+    /// connection is closed.
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_secs: u64,
+    /// Most connections open at once; further ones wait to be accepted, so
+    /// idle or slow clients cannot use up the process's file descriptors.
+    #[arg(long, default_value_t = 4096, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     /// Revoke a key sent in a URL's query string at once, with the reason
     /// "exposed in URL" (it is refused with 400 either way).
     #[arg(long)]

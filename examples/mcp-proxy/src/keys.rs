@@ -158,7 +158,6 @@ async fn find(keys: &ApiKeys, id_or_prefix: &str) -> Result<KeyRecord> {
     }
 }
 
-/// The table `keys list` prints.
 /// `text` as it is safe to print on a terminal: control and bidirectional
 /// formatting characters (which older rows, written before the library
 /// refused them, may hold) are shown escaped, as `\u{1b}`.
@@ -174,6 +173,7 @@ pub fn shown(text: &str) -> String {
     out
 }
 
+/// The table `keys list` prints.
 pub fn table(records: &[KeyRecord], now: DateTime<Utc>) -> String {
     let mut rows = vec![
         [

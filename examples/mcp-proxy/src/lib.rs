@@ -25,6 +25,7 @@
 //! The binary (`src/main.rs`) only parses the arguments and dispatches; the
 //! modules here are the proxy, and what its tests drive in-process:
 //! [`cli`] (arguments), [`server`] (routes, start-up, shutdown),
+//! [`listener`] (connections: header-read timeout, connection cap),
 //! [`proxy`] (the streaming proxy), [`session`] (sessions bound to keys),
 //! [`origin`] (the `Origin` check), [`metadata`] (RFC 9728), [`keys`]
 //! (the `keys` commands), [`store`] (`--db`), [`upstream`] (the demo MCP
@@ -33,6 +34,7 @@
 
 pub mod cli;
 pub mod keys;
+pub mod listener;
 pub mod metadata;
 pub mod origin;
 pub mod proxy;

@@ -12,6 +12,7 @@ use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
 
 use crate::cli::{DEFAULT_OWNER, ServeArgs};
+use crate::listener::{self, ConnectionLimits};
 use crate::origin::AllowedOrigins;
 use crate::proxy::{Proxy, Upstream};
 use crate::session::SessionBindings;
@@ -214,23 +215,22 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
     }
 
     let app = router(&keys, &settings, shutdown.clone());
-    let stopping = shutdown.clone();
-    // Peer addresses feed the failed-attempt limit.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        eprintln!("shutting down");
-        // Ends the proxied streams and the built-in upstream, so open SSE
-        // streams do not hold the graceful shutdown up.
-        stopping.cancel();
-    });
-    let backstop = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(Duration::from_secs(10)).await;
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        shutdown_grace: Duration::from_secs(10),
     };
-    tokio::select! {
-        served = server => served?,
-        () = backstop => tracing::warn!("connections still open after 10 s; stopping anyway"),
+    let stop = CancellationToken::new();
+    // Peer addresses (for the failed-attempt limit) come with each request.
+    let serving = tokio::spawn(listener::serve(listener, app, limits, stop.clone()));
+    shutdown_signal().await;
+    eprintln!("shutting down");
+    // Ends the proxied streams and the built-in upstream, so open SSE
+    // streams do not hold the graceful shutdown up.
+    shutdown.cancel();
+    stop.cancel();
+    if let Err(error) = serving.await {
+        tracing::error!(%error, "the server task failed");
     }
     let stats = keys.shutdown().await;
     eprintln!("stopped; last-used batches written: {}", stats.batches);

@@ -151,6 +151,8 @@ pub struct Options {
     pub session_idle: Option<std::time::Duration>,
     /// Most sessions per key (default: the proxy's).
     pub max_sessions_per_key: Option<usize>,
+    /// The connection bounds (default: the proxy's).
+    pub limits: Option<mcp_proxy::listener::ConnectionLimits>,
 }
 
 /// The example's router on a loopback port, over a SQLite store in a
@@ -214,12 +216,13 @@ impl Running {
                 .max_sessions_per_key
                 .unwrap_or(mcp_proxy::session::SessionBindings::MAX_PER_KEY),
         };
-        serve(
+        // The proxy is served as the binary serves it, with its bounds.
+        tokio::spawn(mcp_proxy::listener::serve(
             listener,
             server::router(&keys, &settings, stop.clone()),
+            options.limits.unwrap_or_default(),
             stop.clone(),
-        )
-        .await;
+        ));
         Self {
             url,
             keys,
