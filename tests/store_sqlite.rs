@@ -253,3 +253,55 @@ async fn a_new_database_and_its_wal_files_are_readable_by_their_owner_only() {
     }
     assert_eq!(seen, 3, "WAL mode keeps -wal and -shm beside the database");
 }
+
+/// When the database file is deleted and made anew under a running server
+/// (an operator's `keys` command on a fresh file), the server notices
+/// within its change-feed poll, says so, drops its cache and answers 503
+/// instead of serving keys from the old file: no split brain.
+#[tokio::test]
+async fn a_replaced_database_file_is_noticed_and_refused() {
+    let dir = TempDir::new();
+    let path = dir.path().join("keys.db");
+    let url = format!("sqlite:{}", path.display());
+    let keys = ApiKeys::builder(SqliteStore::connect(&url).await.unwrap())
+        .change_poll_interval(std::time::Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let old = keys.create(NewKey::new("acct", "old")).await.unwrap();
+    assert!(keys.authenticate(old.secret.expose_secret()).await.is_ok());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let other = ApiKeys::builder(SqliteStore::connect(&url).await.unwrap())
+        .build()
+        .unwrap();
+    let new = other.create(NewKey::new("acct", "new")).await.unwrap();
+    // The old key, cached, is refused once the poll notices: 503, not 200.
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match keys.authenticate(old.secret.expose_secret()).await {
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(rejection) => return rejection,
+            }
+        }
+    })
+    .await
+    .expect("the replaced file is noticed");
+    assert_eq!(
+        refused.reason(),
+        tower_api_keys::rejection::RejectionReason::StoreUnavailable
+    );
+    // Nor does the stale store serve the new file's keys or take writes.
+    let stale = keys
+        .authenticate(new.secret.expose_secret())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        stale.reason(),
+        tower_api_keys::rejection::RejectionReason::StoreUnavailable
+    );
+    let error = keys.create(NewKey::new("acct", "x")).await.unwrap_err();
+    assert!(error.to_string().contains("replaced"), "{error}");
+    // The process that made the new file is not affected.
+    assert!(other.authenticate(new.secret.expose_secret()).await.is_ok());
+}

@@ -105,6 +105,12 @@ impl ChangeFollower {
                     }
                 }
                 Err(error) => {
+                    if matches!(error, StoreError::Replaced(_)) {
+                        // Nothing cached may be served from data that is
+                        // gone: every request now asks the store, which
+                        // refuses (503) until the process is restarted.
+                        self.cache.invalidate_all();
+                    }
                     self.failed(&error);
                     return;
                 }

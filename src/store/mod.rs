@@ -70,6 +70,10 @@ pub enum StoreError {
     /// The backend holds data this crate cannot read.
     #[error("the key store holds invalid data: {0}")]
     Corrupt(String),
+    /// The store's data was replaced under it (a SQLite file deleted and
+    /// made anew): it refuses to go on serving the old data.
+    #[error("the key store was replaced under this process: {0}")]
+    Replaced(String),
 }
 
 impl StoreError {

@@ -1,6 +1,8 @@
 //! The SQLite store (feature `sqlite`), through sqlx.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -78,6 +80,70 @@ macro_rules! columns {
 pub struct SqliteStore {
     pool: SqlitePool,
     notifier: ChangeNotifier,
+    /// The database file as opened, to notice it being replaced.
+    file: Option<Arc<OpenedFile>>,
+}
+
+/// A database file and the identity (device, inode) it had when opened.
+#[derive(Debug)]
+struct OpenedFile {
+    path: std::path::PathBuf,
+    identity: (u64, u64),
+    replaced: AtomicBool,
+}
+
+impl OpenedFile {
+    #[cfg(unix)]
+    fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    #[cfg(not(unix))]
+    fn identity(_path: &std::path::Path) -> Option<(u64, u64)> {
+        None
+    }
+
+    fn open(path: &std::path::Path) -> Option<Arc<Self>> {
+        Some(Arc::new(Self {
+            path: path.to_owned(),
+            identity: Self::identity(path)?,
+            replaced: AtomicBool::new(false),
+        }))
+    }
+
+    /// Whether the path still names the file this store opened; says so
+    /// loudly, once, when it does not.
+    fn check(&self) -> Result<(), StoreError> {
+        if !self.replaced.load(Ordering::Relaxed)
+            && Self::identity(&self.path) == Some(self.identity)
+        {
+            return Ok(());
+        }
+        if !self.replaced.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                target: "tower_api_keys",
+                path = %self.path.display(),
+                "the key store's database file was deleted or replaced after this process \
+                 opened it; refusing to serve keys from the old file (restart to use the new one)"
+            );
+        }
+        Err(self.error())
+    }
+
+    fn refuse_if_replaced(&self) -> Result<(), StoreError> {
+        if self.replaced.load(Ordering::Relaxed) {
+            return Err(self.error());
+        }
+        Ok(())
+    }
+
+    fn error(&self) -> StoreError {
+        StoreError::Replaced(format!(
+            "{} is no longer the file this process opened",
+            self.path.display()
+        ))
+    }
 }
 
 impl SqliteStore {
@@ -134,10 +200,19 @@ impl SqliteStore {
     /// A store over an existing pool. Nothing is checked or created: call
     /// [`migrate`](Self::migrate) once before use.
     pub fn from_pool(pool: SqlitePool) -> Self {
+        let file = OpenedFile::open(pool.connect_options().get_filename());
         Self {
             pool,
             notifier: ChangeNotifier::new(),
+            file,
         }
+    }
+
+    /// Refuses every call once the database file was found replaced.
+    fn usable(&self) -> Result<(), StoreError> {
+        self.file
+            .as_ref()
+            .map_or(Ok(()), |file| file.refuse_if_replaced())
     }
 
     /// The pool queries run on.
@@ -309,6 +384,7 @@ fn decode(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.usable()?;
         sqlx::query(
             "INSERT INTO api_keys (id, owner, name, display_prefix, key_hash, created_at, \
              expires_at, last_used_at, revoked_at, revoked_reason, scopes, metadata, \
@@ -337,6 +413,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        self.usable()?;
         self.one(
             sqlx::query(concat!(
                 "SELECT ",
@@ -349,6 +426,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_by_id(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.usable()?;
         self.one(
             sqlx::query(concat!(
                 "SELECT ",
@@ -361,6 +439,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list(&self, query: &ListKeys) -> Result<KeyPage, StoreError> {
+        self.usable()?;
         // Ids are UUIDv7 in lower-case text, so text order is time order;
         // the first page starts below the greatest id. substr, not LIKE:
         // LIKE would read `_` and `%` as wildcards and ignore case.
@@ -412,6 +491,7 @@ impl KeyStore for SqliteStore {
         at: DateTime<Utc>,
         reason: Option<&str>,
     ) -> Result<Option<KeyRecord>, StoreError> {
+        self.usable()?;
         let updated = sqlx::query(concat!(
             "UPDATE api_keys SET revoked_at = ?3, revoked_reason = ?4 \
              WHERE id = ?1 AND owner = ?2 AND revoked_at IS NULL RETURNING ",
@@ -441,6 +521,7 @@ impl KeyStore for SqliteStore {
         id: &KeyId,
         at: DateTime<Utc>,
     ) -> Result<Option<KeyRecord>, StoreError> {
+        self.usable()?;
         let updated = sqlx::query(concat!(
             "UPDATE api_keys SET expires_at = ?3 \
              WHERE id = ?1 AND owner = ?2 AND (expires_at IS NULL OR expires_at > ?3) RETURNING ",
@@ -462,6 +543,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        self.usable()?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -493,6 +575,11 @@ impl KeyStore for SqliteStore {
         after: Option<ChangeCursor>,
         limit: usize,
     ) -> Result<ChangeBatch, StoreError> {
+        // Every poll of the change feed also checks that the path still
+        // names the file this store opened.
+        if let Some(file) = &self.file {
+            file.check()?;
+        }
         // One statement, so the head and the changes are of one snapshot.
         let (after, limit) = match after {
             Some(after) => (after.position(), sql_limit(limit)),
