@@ -48,6 +48,7 @@ pub struct ApiKeysBuilder {
     last_used_interval: Duration,
     max_pending_last_used: usize,
     change_poll_interval: Duration,
+    change_log_retention: Duration,
     clock: Arc<dyn Clock>,
     query_params: Vec<String>,
     max_authorization_len: usize,
@@ -77,6 +78,7 @@ impl ApiKeysBuilder {
             last_used_interval: Duration::from_secs(5),
             max_pending_last_used: 100_000,
             change_poll_interval: Duration::from_millis(500),
+            change_log_retention: Duration::from_secs(3600),
             clock: Arc::new(SystemClock),
             query_params: DEFAULT_CREDENTIAL_PARAMS
                 .iter()
@@ -223,6 +225,15 @@ impl ApiKeysBuilder {
         self
     }
 
+    /// How long the store's change log keeps a change (default 1 h); older
+    /// ones are pruned, in bounded batches, by one instance at a time. An
+    /// instance cut off from the store for longer than this drops its whole
+    /// cache when it reads the log again, so pruning loses no revocation.
+    pub fn change_log_retention(mut self, retention: Duration) -> Self {
+        self.change_log_retention = retention;
+        self
+    }
+
     /// The clock expiry is checked against (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -300,6 +311,7 @@ impl ApiKeysBuilder {
             ("lookup_timeout", self.cache.lookup_timeout),
             ("last_used_interval", self.last_used_interval),
             ("change_poll_interval", self.change_poll_interval),
+            ("change_log_retention", self.change_log_retention),
         ] {
             if value.is_zero() {
                 return Err(BuildError::ZeroSetting(name));
@@ -328,6 +340,7 @@ impl ApiKeysBuilder {
             last_used_interval: self.last_used_interval,
             max_pending_last_used: self.max_pending_last_used,
             change_poll_interval: self.change_poll_interval,
+            change_log_retention: self.change_log_retention,
         });
         Ok(ApiKeys { engine })
     }

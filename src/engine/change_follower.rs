@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
@@ -16,6 +16,8 @@ use crate::store::{ChangeCursor, KeyStore, StoreError};
 
 /// Changes read per query.
 const PAGE: usize = 500;
+/// Changes pruned per statement: a bounded delete, repeated next round.
+const PRUNE_BATCH: usize = 10_000;
 
 pub(crate) struct ChangeFollower {
     cache: KeyCache,
@@ -27,6 +29,10 @@ pub(crate) struct ChangeFollower {
     to_recheck: HashSet<KeyHash>,
     /// Whether the last read failed (to log a failure once, not each poll).
     failing: bool,
+    /// How long changes are kept before this follower prunes them.
+    retention: Duration,
+    /// When this follower last pruned.
+    pruned_at: Instant,
 }
 
 impl ChangeFollower {
@@ -35,6 +41,7 @@ impl ChangeFollower {
         watchers: Arc<Watchers>,
         store: Arc<dyn KeyStore>,
         poll_interval: Duration,
+        retention: Duration,
         mut stop: StopSignal,
     ) -> JoinHandle<()> {
         let mut signal = store.change_signal();
@@ -45,11 +52,14 @@ impl ChangeFollower {
             cursor: None,
             to_recheck: HashSet::new(),
             failing: false,
+            retention,
+            pruned_at: Instant::now(),
         };
         tokio::spawn(async move {
             loop {
                 follower.catch_up().await;
                 follower.recheck_watched().await;
+                follower.prune().await;
                 let pushed = async {
                     match signal.as_mut() {
                         Some(signal) => {
@@ -78,12 +88,22 @@ impl ChangeFollower {
                     let Some(mut cursor) = self.cursor else {
                         // Whatever was cached before the cursor was known
                         // may predate a change that the log will not replay.
-                        self.cursor = Some(batch.head);
-                        self.cache.invalidate_all();
-                        self.to_recheck.extend(self.watchers.watched());
+                        self.start_afresh(batch.head);
                         self.recovered();
                         return;
                     };
+                    if cursor < batch.tail {
+                        // Changes this process had not read were pruned
+                        // (it was cut off from the store for longer than
+                        // they are kept): forget everything instead.
+                        tracing::warn!(
+                            target: "tower_api_keys",
+                            "changes were pruned before this process read them; dropping the whole cache"
+                        );
+                        self.start_afresh(batch.head);
+                        self.recovered();
+                        return;
+                    }
                     for change in &batch.changes {
                         self.cache.invalidate(&change.hash).await;
                         if self.watchers.is_watched(&change.hash) {
@@ -115,6 +135,35 @@ impl ChangeFollower {
                     return;
                 }
             }
+        }
+    }
+
+    /// Follows the log from `head`, with nothing cached from before.
+    fn start_afresh(&mut self, head: ChangeCursor) {
+        self.cursor = Some(head);
+        self.cache.invalidate_all();
+        self.to_recheck.extend(self.watchers.watched());
+    }
+
+    /// Deletes changes older than the retention, in one bounded batch, once
+    /// per quarter of the retention (at most once a minute). Every instance
+    /// tries; the stores let one at a time do it.
+    async fn prune(&mut self) {
+        let every = (self.retention / 4).min(Duration::from_secs(60));
+        if self.pruned_at.elapsed() < every {
+            return;
+        }
+        self.pruned_at = Instant::now();
+        let Ok(retention) = chrono::Duration::from_std(self.retention) else {
+            return;
+        };
+        let before = chrono::Utc::now() - retention;
+        match self.store.prune_changes(before, PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::debug!(target: "tower_api_keys", pruned, "pruned the change log")
+            }
+            Err(error) => self.failed(&error),
         }
     }
 

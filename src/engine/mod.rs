@@ -68,6 +68,7 @@ pub(crate) struct Settings {
     pub(crate) last_used_interval: Duration,
     pub(crate) max_pending_last_used: usize,
     pub(crate) change_poll_interval: Duration,
+    pub(crate) change_log_retention: Duration,
 }
 
 /// Everything shared by [`ApiKeys`](crate::ApiKeys) handles and the layers
@@ -114,6 +115,7 @@ impl Engine {
             Arc::clone(&watchers),
             Arc::clone(&settings.store),
             settings.change_poll_interval,
+            settings.change_log_retention,
             stopped,
         ));
         Arc::new(Self {

@@ -45,6 +45,10 @@ pub struct ChangeBatch {
     /// cursor is behind it has changes still to read; one ahead of it is
     /// following another log (a store that was replaced).
     pub head: ChangeCursor,
+    /// Where the kept log begins: changes at or before it were pruned. A
+    /// follower whose cursor is behind it has missed changes and must
+    /// forget everything it caches.
+    pub tail: ChangeCursor,
     /// The changes after the cursor asked for, oldest first.
     pub changes: Vec<KeyChange>,
 }

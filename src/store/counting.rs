@@ -58,6 +58,8 @@ pub struct StoreCalls {
     /// [`KeyStore::changes`](super::KeyStore::changes): the change-feed
     /// reads of cache followers.
     pub changes: u64,
+    /// [`KeyStore::prune_changes`](super::KeyStore::prune_changes).
+    pub prune_changes: u64,
 }
 
 impl StoreCalls {
@@ -71,6 +73,7 @@ impl StoreCalls {
             expire: count(StoreMethod::Expire),
             record_last_used: count(StoreMethod::RecordLastUsed),
             changes: count(StoreMethod::Changes),
+            prune_changes: count(StoreMethod::PruneChanges),
         }
     }
 
@@ -85,6 +88,7 @@ impl StoreCalls {
             StoreMethod::Expire => self.expire,
             StoreMethod::RecordLastUsed => self.record_last_used,
             StoreMethod::Changes => self.changes,
+            StoreMethod::PruneChanges => self.prune_changes,
         }
     }
 

@@ -22,11 +22,13 @@ pub enum StoreMethod {
     RecordLastUsed,
     /// [`KeyStore::changes`](super::KeyStore::changes).
     Changes,
+    /// [`KeyStore::prune_changes`](super::KeyStore::prune_changes).
+    PruneChanges,
 }
 
 impl StoreMethod {
     /// Every method, in declaration order.
-    pub const ALL: [StoreMethod; 8] = [
+    pub const ALL: [StoreMethod; 9] = [
         Self::Insert,
         Self::FindByHash,
         Self::FindById,
@@ -35,6 +37,7 @@ impl StoreMethod {
         Self::Expire,
         Self::RecordLastUsed,
         Self::Changes,
+        Self::PruneChanges,
     ];
 
     /// The method's position in [`ALL`](Self::ALL).
@@ -149,6 +152,16 @@ macro_rules! forward_key_store {
                 $crate::store::forward::forward_key_store!(@hook self, Changes $(, $hook_this, $method, $before)?);
                 let $this = self;
                 ($inner).changes(after, limit).await
+            }
+
+            async fn prune_changes(
+                &self,
+                before: ::chrono::DateTime<::chrono::Utc>,
+                limit: usize,
+            ) -> ::std::result::Result<u64, $crate::store::StoreError> {
+                $crate::store::forward::forward_key_store!(@hook self, PruneChanges $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).prune_changes(before, limit).await
             }
 
             fn change_signal(&self) -> ::std::option::Option<$crate::store::ChangeSignal> {

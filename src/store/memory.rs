@@ -1,7 +1,7 @@
 //! The in-memory store: for tests, examples and single-process apps whose
 //! keys need not outlive the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{PoisonError, RwLock};
 
 use super::{
@@ -38,17 +38,30 @@ struct State {
     /// Ordered, so that listing pages through ids newest first.
     by_id: BTreeMap<KeyId, KeyRecord>,
     by_hash: HashMap<KeyHash, KeyId>,
-    changes: Vec<KeyChange>,
+    /// The kept part of the change log, oldest first, with when each
+    /// change was made.
+    changes: VecDeque<(KeyChange, DateTime<Utc>)>,
+    /// The position of the newest change ever logged.
+    head: i64,
 }
 
 impl State {
     fn log_change(&mut self, id: KeyId, hash: KeyHash) {
-        let cursor = ChangeCursor::from_position(self.head().position() + 1);
-        self.changes.push(KeyChange { cursor, id, hash });
+        self.head += 1;
+        let cursor = ChangeCursor::from_position(self.head);
+        self.changes
+            .push_back((KeyChange { cursor, id, hash }, Utc::now()));
     }
 
     fn head(&self) -> ChangeCursor {
-        ChangeCursor::from_position(i64::try_from(self.changes.len()).unwrap_or(i64::MAX))
+        ChangeCursor::from_position(self.head)
+    }
+
+    /// The position before the oldest kept change.
+    fn tail(&self) -> ChangeCursor {
+        self.changes.front().map_or(self.head(), |(change, _)| {
+            ChangeCursor::from_position(change.cursor.position() - 1)
+        })
     }
 
     fn owned_mut(&mut self, owner: &OwnerId, id: &KeyId) -> Option<&mut KeyRecord> {
@@ -195,22 +208,35 @@ impl KeyStore for MemoryStore {
     ) -> Result<ChangeBatch, StoreError> {
         let state = self.read();
         let changes = match after {
-            Some(after) => {
-                let start = usize::try_from(after.position().max(0)).unwrap_or(usize::MAX);
-                state
-                    .changes
-                    .iter()
-                    .skip(start)
-                    .take(limit)
-                    .copied()
-                    .collect()
-            }
+            Some(after) => state
+                .changes
+                .iter()
+                .map(|(change, _)| *change)
+                .skip_while(|change| change.cursor <= after)
+                .take(limit)
+                .collect(),
             None => Vec::new(),
         };
         Ok(ChangeBatch {
             head: state.head(),
+            tail: state.tail(),
             changes,
         })
+    }
+
+    async fn prune_changes(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let mut state = self.write();
+        let mut pruned = 0;
+        while pruned < limit && state.changes.len() > 1 {
+            match state.changes.front() {
+                Some((_, at)) if *at < before => {
+                    state.changes.pop_front();
+                    pruned += 1;
+                }
+                _ => break,
+            }
+        }
+        Ok(pruned as u64)
     }
 
     fn change_signal(&self) -> Option<ChangeSignal> {

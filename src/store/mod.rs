@@ -113,7 +113,8 @@ pub struct LastUsed {
 ///    change log that [`changes`](Self::changes) reads in order; a call that
 ///    changes nothing appends nothing. Once a change at position N can be
 ///    read, no change below N appears later, so a follower that has read up
-///    to N has missed nothing.
+///    to N has missed nothing. Positions are never reused, also after
+///    [`prune_changes`](Self::prune_changes).
 /// 5. [`list`](Self::list) pages through keys newest first (by id, which is
 ///    time-ordered), filtered as the [`ListKeys`] says.
 /// 6. Times are kept to the microsecond at least; finer digits may be
@@ -170,6 +171,17 @@ pub trait KeyStore: Send + Sync + 'static {
         after: Option<ChangeCursor>,
         limit: usize,
     ) -> Result<ChangeBatch, StoreError>;
+
+    /// Deletes up to `limit` changes recorded before `before`, oldest
+    /// first, but never the newest one (it keeps the head); returns how many
+    /// went. Followers that had not read them notice from
+    /// [`ChangeBatch::tail`] and start afresh, so pruning loses no
+    /// revocation. Stores that keep no log may leave the default, which
+    /// prunes nothing.
+    async fn prune_changes(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let _ = (before, limit);
+        Ok(0)
+    }
 
     /// A signal that changes may be waiting, for backends that can push
     /// (PostgreSQL `LISTEN/NOTIFY`, the in-memory store). Followers read

@@ -249,6 +249,7 @@ struct Statements {
     expire: SqlStr,
     record_last_used: SqlStr,
     changes: SqlStr,
+    prune_changes: SqlStr,
     /// The change table's name as `to_regclass` reads it.
     changes_table: String,
 }
@@ -316,11 +317,22 @@ impl Statements {
             )),
             // One statement, so the head and the changes are of one snapshot.
             changes: sql(format!(
-                "SELECT h.head, c.seq, c.key_id, c.key_hash \
-                 FROM (SELECT coalesce(max(seq), 0)::bigint AS head FROM {changes}) AS h \
+                "SELECT h.head, h.tail, c.seq, c.key_id, c.key_hash \
+                 FROM (SELECT coalesce(max(seq), 0)::bigint AS head, \
+                              coalesce(min(seq) - 1, 0)::bigint AS tail FROM {changes}) AS h \
                  LEFT JOIN (SELECT seq, key_id, key_hash FROM {changes} \
                             WHERE seq > $1 ORDER BY seq LIMIT $2) AS c ON true \
                  ORDER BY c.seq"
+            )),
+            // One instance at a time (the others skip, the lock taken), in
+            // bounded batches; the newest change stays, so the head never
+            // moves back.
+            prune_changes: sql(format!(
+                "WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtext('tower_api_keys prune ' || $3)) AS held) \
+                 DELETE FROM {changes} WHERE (SELECT held FROM lock) AND seq IN ( \
+                     SELECT seq FROM {changes} \
+                     WHERE at < $1 AND seq < (SELECT max(seq) FROM {changes}) \
+                     ORDER BY seq LIMIT $2)"
             )),
             changes_table: changes,
         }
@@ -491,6 +503,7 @@ impl KeyStore for PostgresStore {
         let mut batch = ChangeBatch::default();
         for row in &rows {
             batch.head = ChangeCursor::from_position(row.try_get("head").map_err(map_err)?);
+            batch.tail = ChangeCursor::from_position(row.try_get("tail").map_err(map_err)?);
             let Some(seq) = row.try_get::<Option<i64>, _>("seq").map_err(map_err)? else {
                 continue;
             };
@@ -502,6 +515,17 @@ impl KeyStore for PostgresStore {
             });
         }
         Ok(batch)
+    }
+
+    async fn prune_changes(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.prune_changes.clone())
+            .bind(before)
+            .bind(sql_limit(limit))
+            .bind(self.sql.changes_table.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 
     fn change_signal(&self) -> Option<ChangeSignal> {

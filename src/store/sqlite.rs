@@ -586,8 +586,9 @@ impl KeyStore for SqliteStore {
             None => (0, 0),
         };
         let rows = sqlx::query(
-            "SELECT h.head, c.seq, c.key_id, c.key_hash \
-             FROM (SELECT coalesce(max(seq), 0) AS head FROM api_key_changes) AS h \
+            "SELECT h.head, h.tail, c.seq, c.key_id, c.key_hash \
+             FROM (SELECT coalesce(max(seq), 0) AS head, coalesce(min(seq) - 1, 0) AS tail \
+                   FROM api_key_changes) AS h \
              LEFT JOIN (SELECT seq, key_id, key_hash FROM api_key_changes \
                         WHERE seq > ?1 ORDER BY seq LIMIT ?2) AS c ON 1 \
              ORDER BY c.seq",
@@ -600,6 +601,7 @@ impl KeyStore for SqliteStore {
         let mut batch = ChangeBatch::default();
         for row in &rows {
             batch.head = ChangeCursor::from_position(row.try_get("head").map_err(map_err)?);
+            batch.tail = ChangeCursor::from_position(row.try_get("tail").map_err(map_err)?);
             let Some(seq) = row.try_get::<Option<i64>, _>("seq").map_err(map_err)? else {
                 continue;
             };
@@ -612,6 +614,24 @@ impl KeyStore for SqliteStore {
             });
         }
         Ok(batch)
+    }
+
+    async fn prune_changes(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.usable()?;
+        // One statement: SQLite's write lock lets one instance prune at a
+        // time; the newest change stays, so the head never moves back.
+        let done = sqlx::query(
+            "DELETE FROM api_key_changes WHERE seq IN ( \
+                 SELECT seq FROM api_key_changes \
+                 WHERE at < ?1 AND seq < (SELECT max(seq) FROM api_key_changes) \
+                 ORDER BY seq LIMIT ?2)",
+        )
+        .bind(micros(before))
+        .bind(sql_limit(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 
     fn change_signal(&self) -> Option<ChangeSignal> {

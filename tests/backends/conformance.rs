@@ -68,6 +68,7 @@ macro_rules! conformance_suite {
             last_used_takes_any_batch_size_in_one_call,
             concurrent_last_used_batches_keep_the_latest,
             change_log_records_every_change_in_order,
+            pruning_keeps_the_newest_change_and_moves_the_tail,
             revocation_feed_reaches_another_handle
         );
     };
@@ -719,6 +720,42 @@ pub async fn change_log_records_every_change_in_order(h: Harness) {
     let none = store.changes(Some(newest), 10).await.unwrap();
     assert!(none.changes.is_empty());
     assert_eq!(none.head, newest);
+}
+
+pub async fn pruning_keeps_the_newest_change_and_moves_the_tail(h: Harness) {
+    let store = &*h.store;
+    let start = head(store).await;
+    for _ in 0..5 {
+        inserted(store, "acct").await;
+    }
+    let all = changes(store, start).await;
+    assert_eq!(all.len(), 5);
+    // Nothing is older than a time long past.
+    let long_ago = Utc::now() - TimeDelta::days(365);
+    assert_eq!(store.prune_changes(long_ago, 100).await.unwrap(), 0);
+    // A bounded batch, oldest first.
+    let later = Utc::now() + TimeDelta::days(1);
+    assert_eq!(store.prune_changes(later, 2).await.unwrap(), 2);
+    let batch = store.changes(Some(start), 100).await.unwrap();
+    assert_eq!(batch.tail, all[1].cursor, "{batch:?}");
+    assert_eq!(batch.changes, all[2..].to_vec());
+    // Everything else but the newest, through the other handle too.
+    let pruned = h.other.prune_changes(later, 100).await.unwrap();
+    assert_eq!(pruned, 2);
+    let batch = store.changes(Some(start), 100).await.unwrap();
+    assert_eq!(batch.changes, all[4..].to_vec());
+    assert_eq!(batch.head, all[4].cursor, "the head stays");
+    assert_eq!(batch.tail, all[3].cursor);
+    assert!(
+        start < batch.tail,
+        "a follower at the old start sees the gap"
+    );
+    // New changes continue after the head: positions are never reused.
+    let next = inserted(store, "acct").await;
+    let after = changes(store, all[4].cursor).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, next.id);
+    assert!(after[0].cursor > all[4].cursor);
 }
 
 pub async fn revocation_feed_reaches_another_handle(h: Harness) {
