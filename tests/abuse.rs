@@ -351,12 +351,7 @@ async fn a_key_encoded_twice_in_a_url_is_still_refused_and_revoked() {
         for _ in 0..times {
             encoded = encode_all(&encoded);
         }
-        let r = client()
-            .get(format!("{}?q={encoded}", a.url))
-            .header(AUTHORIZATION, format!("Bearer {key}"))
-            .send()
-            .await
-            .unwrap();
+        let r = get_with(&format!("{}?q={encoded}", a.url), key, &[]).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "encoded {times} times");
     }
     let stored = a
@@ -380,20 +375,10 @@ async fn a_checksummed_key_without_its_prefix_in_a_url_is_refused() {
     let created = a.keys.create(NewKey::new("o", "k")).await.unwrap();
     let key = created.secret.expose_secret();
     let body = &key["bmc_".len()..];
-    let r = client()
-        .get(format!("{}?q={body}", a.url))
-        .header(AUTHORIZATION, format!("Bearer {key}"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&format!("{}?q={body}", a.url), key, &[]).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Ordinary text of the same shape is no credential.
-    let r = client()
-        .get(format!("{}?q={}", a.url, "A".repeat(body.len())))
-        .header(AUTHORIZATION, format!("Bearer {key}"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&format!("{}?q={}", a.url, "A".repeat(body.len())), key, &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 

@@ -4,36 +4,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
 use tower_api_keys::rejection::RejectionReason;
 use tower_api_keys::{ApiKeys, KeyFormat, MemoryStore};
 
-use common::{client, serve};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use common::{Capture, client, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_keys_in_urls_write_a_bounded_number_of_lines() {
@@ -62,7 +39,7 @@ async fn ten_thousand_keys_in_urls_write_a_bounded_number_of_lines() {
     }
     let stats = keys.refusal_stats(RejectionReason::CredentialInQuery);
     assert_eq!(stats.refused, REQUESTS);
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     let lines = text.lines().count() as u64;
     // A few lines per interval (the run may span a few intervals), never
     // one or two per request.

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
@@ -13,27 +12,7 @@ use reqwest::header::AUTHORIZATION;
 use tower_api_keys::store::ScriptedStore;
 use tower_api_keys::{ApiKeys, NewKey};
 
-use common::{client, serve};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use common::{Capture, client, serve};
 
 #[tokio::test]
 async fn no_log_line_at_trace_level_contains_a_secret() {
@@ -107,7 +86,7 @@ async fn no_log_line_at_trace_level_contains_a_secret() {
     store.set_failing(false);
     keys.shutdown().await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The capture works, and the events carry reasons and display prefixes.
     assert!(logs.contains("unknown_key"), "{logs}");
     assert!(logs.contains("revoked_key"));

@@ -19,6 +19,15 @@ fn instance(store: &Arc<CountingStore<MemoryStore>>) -> ApiKeys {
         .unwrap()
 }
 
+/// `keys.until_unusable(&identity)` on a task of its own.
+fn wait_in_background(
+    keys: &ApiKeys,
+    identity: tower_api_keys::AuthenticatedKey,
+) -> tokio::task::JoinHandle<KeyStatus> {
+    let keys = keys.clone();
+    tokio::spawn(async move { keys.until_unusable(&identity).await })
+}
+
 fn shared_store() -> Arc<CountingStore<MemoryStore>> {
     Arc::new(CountingStore::new(MemoryStore::new()))
 }
@@ -32,10 +41,7 @@ async fn a_revocation_by_another_instance_ends_the_wait() {
         .authenticate(created.secret.expose_secret())
         .await
         .unwrap();
-    let waiting = tokio::spawn({
-        let here = here.clone();
-        async move { here.until_unusable(&identity).await }
-    });
+    let waiting = wait_in_background(&here, identity);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "an active key keeps its waiters");
     elsewhere
@@ -70,10 +76,7 @@ async fn expiry_ends_the_wait_also_when_brought_forward_elsewhere() {
         .authenticate(lasting.secret.expose_secret())
         .await
         .unwrap();
-    let waiting = tokio::spawn({
-        let here = here.clone();
-        async move { here.until_unusable(&identity).await }
-    });
+    let waiting = wait_in_background(&here, identity);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let at = chrono::Utc::now() + chrono::Duration::milliseconds(200);
     elsewhere
@@ -126,10 +129,7 @@ async fn waiters_cost_the_store_no_lookups() {
     let before = store.calls();
     let mut waiters = Vec::new();
     for _ in 0..200 {
-        let (here, identity) = (here.clone(), identity.clone());
-        waiters.push(tokio::spawn(
-            async move { here.until_unusable(&identity).await },
-        ));
+        waiters.push(wait_in_background(&here, identity.clone()));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     let during = store.calls().since(&before);

@@ -276,6 +276,23 @@ impl SqliteStore {
         fetch_records(&self.pool, query, decode).await
     }
 
+    /// The record an update returned (announcing the change), or, where it
+    /// changed nothing, the owner's record as it stands.
+    async fn updated_or_current(
+        &self,
+        updated: Option<SqliteRow>,
+        owner: &OwnerId,
+        id: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        match updated {
+            Some(row) => {
+                self.announce();
+                decode(&row).map(Some)
+            }
+            None => self.fetch_owned(owner, id).await,
+        }
+    }
+
     async fn fetch_owned(
         &self,
         owner: &OwnerId,
@@ -504,15 +521,9 @@ impl KeyStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        match updated {
-            Some(row) => {
-                self.announce();
-                decode(&row).map(Some)
-            }
-            // Revoked already (the first revocation stands), or not the
-            // owner's key.
-            None => self.fetch_owned(owner, id).await,
-        }
+        // Revoked already (the first revocation stands), or not the owner's
+        // key: the record as it stands.
+        self.updated_or_current(updated, owner, id).await
     }
 
     async fn expire(
@@ -533,13 +544,7 @@ impl KeyStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        match updated {
-            Some(row) => {
-                self.announce();
-                decode(&row).map(Some)
-            }
-            None => self.fetch_owned(owner, id).await,
-        }
+        self.updated_or_current(updated, owner, id).await
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
