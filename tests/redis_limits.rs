@@ -86,9 +86,7 @@ async fn shared_key_allowance(instances: usize) {
     let Some(url) = redis_url() else { return };
     const N: u32 = 20;
     let store = Arc::new(MemoryStore::new());
-    let limits = RedisLimits::new(&url)
-        .unwrap()
-        .prefix(unique_prefix("key"));
+    let limits = RedisLimits::new(&url).unwrap().prefix(unique_prefix("key"));
     let mut all = Vec::new();
     for _ in 0..instances {
         all.push(instance(&store, limits.clone(), |b| b).await);
@@ -168,7 +166,14 @@ async fn an_owners_allowance_is_shared_by_its_keys_across_instances() {
     // The refusal carries Retry-After; another owner is not affected.
     let refused = status_of(&all[1].url, &secrets[0]).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(refused.headers()[RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        refused.headers()[RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     for instance in &all {
         let r = status_of(&instance.url, other.secret.expose_secret()).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -200,7 +205,10 @@ async fn a_keys_own_limit_is_checked_before_its_owners_and_counts_nothing_there(
     ];
     let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(codes, [200, 200, 429, 429]);
-    assert_eq!(statuses[2].headers()["ratelimit-policy"], "\"key\";q=2;w=3600");
+    assert_eq!(
+        statuses[2].headers()["ratelimit-policy"],
+        "\"key\";q=2;w=3600"
+    );
     // The key's refusals took nothing from the owner: three are left.
     for expected in [200, 200, 200, 429] {
         let r = status_of(&a.url, other.secret.expose_secret()).await;
@@ -263,7 +271,11 @@ async fn a_key_without_limits_never_calls_redis_and_a_limited_one_calls_once() {
         assert_eq!(status_of(&a.url, free).await.status(), StatusCode::OK);
     }
     let calls = command_calls(&redis.url()).await;
-    assert_eq!(limiter_commands(&calls), 0, "an unlimited key called Redis: {calls:?}");
+    assert_eq!(
+        limiter_commands(&calls),
+        0,
+        "an unlimited key called Redis: {calls:?}"
+    );
     for _ in 0..7 {
         assert_eq!(status_of(&a.url, limited).await.status(), StatusCode::OK);
     }
@@ -291,7 +303,10 @@ async fn outage(policy: WhenUnavailable) {
     for _ in 0..N {
         assert_eq!(status_of(&a.url, key).await.status(), StatusCode::OK);
     }
-    assert_eq!(status_of(&a.url, key).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status_of(&a.url, key).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // Paused: connections stay open and answers never come, so the
     // timeout decides; then killed: connections are refused.
@@ -340,7 +355,11 @@ async fn outage(policy: WhenUnavailable) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(statuses.last(), Some(&429), "counting never resumed: {statuses:?}");
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "counting never resumed: {statuses:?}"
+    );
     let allowed: &[u16] = match policy {
         WhenUnavailable::FailOpen => &[200, 429],
         _ => &[200, 429, 503],
@@ -354,7 +373,11 @@ async fn outage(policy: WhenUnavailable) {
     let after = a.keys.shared_limit_stats().unwrap();
     let checked = (after.checks - before.checks) - (after.failures - before.failures);
     let refused = after.refused - before.refused;
-    assert_eq!((checked - refused, refused), (u64::from(N), 1), "{statuses:?}");
+    assert_eq!(
+        (checked - refused, refused),
+        (u64::from(N), 1),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -392,7 +415,11 @@ async fn an_unreachable_redis_at_start_up_is_no_error_and_the_policy_holds() {
     redis.restart().await;
     let mut recovered = false;
     for _ in 0..250 {
-        if status_of(&a.url, limited.secret.expose_secret()).await.status() == StatusCode::OK {
+        if status_of(&a.url, limited.secret.expose_secret())
+            .await
+            .status()
+            == StatusCode::OK
+        {
             recovered = true;
             break;
         }
@@ -403,7 +430,11 @@ async fn an_unreachable_redis_at_start_up_is_no_error_and_the_policy_holds() {
 
 #[test]
 fn a_malformed_redis_url_is_a_clear_error_without_the_password() {
-    for url in ["http://127.0.0.1:6379", "redis://:hunter2@127.0.0.1:notaport", ""] {
+    for url in [
+        "http://127.0.0.1:6379",
+        "redis://:hunter2@127.0.0.1:notaport",
+        "",
+    ] {
         let error = RedisLimits::new(url).unwrap_err().to_string();
         assert!(error.starts_with("invalid Redis URL"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");

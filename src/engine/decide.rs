@@ -266,7 +266,10 @@ impl Engine {
     /// one script call, bounded by its timeout, then the policy for when
     /// Redis fails.
     #[cfg(feature = "redis")]
-    pub(crate) async fn limit(self: Arc<Self>, limit: Limit) -> Result<AuthenticatedKey, Rejection> {
+    pub(crate) async fn limit(
+        self: Arc<Self>,
+        limit: Limit,
+    ) -> Result<AuthenticatedKey, Rejection> {
         let entry = limit.entry;
         let outcome = match entry.limiter.as_deref() {
             Some(Limiter::Shared(shared)) => shared.acquire().await,

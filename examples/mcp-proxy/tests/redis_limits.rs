@@ -129,10 +129,16 @@ async fn two_processes_share_a_keys_and_an_owners_allowance_through_redis() {
     // Each process alone would admit 10; together they admit 10 to 12.
     let (admitted, policies) = flood(&servers, &[limited], 60).await;
     assert!((10..=12).contains(&admitted), "admitted {admitted} of 10");
-    assert!(policies.iter().all(|p| p == "\"key\";q=10;w=3600"), "{policies:?}");
+    assert!(
+        policies.iter().all(|p| p == "\"key\";q=10;w=3600"),
+        "{policies:?}"
+    );
 
     // Two keys of one owner, 15 an hour between them.
     let (admitted, policies) = flood(&servers, &[one, two], 45).await;
     assert!((15..=17).contains(&admitted), "admitted {admitted} of 15");
-    assert!(policies.iter().all(|p| p == "\"owner\";q=15;w=3600"), "{policies:?}");
+    assert!(
+        policies.iter().all(|p| p == "\"owner\";q=15;w=3600"),
+        "{policies:?}"
+    );
 }

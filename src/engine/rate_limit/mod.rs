@@ -283,6 +283,9 @@ mod tests {
         assert!(key_cell.unwrap().acquire(now()).is_ok());
         // Another owner has an allowance of its own.
         let big = limiters.for_key(&record("big", None)).unwrap();
-        assert_eq!(cells_of(&big).1.unwrap().limit(), RateLimit::per_minute(100));
+        assert_eq!(
+            cells_of(&big).1.unwrap().limit(),
+            RateLimit::per_minute(100)
+        );
     }
 }

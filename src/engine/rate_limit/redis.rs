@@ -163,7 +163,10 @@ impl fmt::Debug for RedisLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The address, never the URL's credentials.
         f.debug_struct("RedisLimits")
-            .field("server", &self.client.get_connection_info().addr().to_string())
+            .field(
+                "server",
+                &self.client.get_connection_info().addr().to_string(),
+            )
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("when_unavailable", &self.when_unavailable)
