@@ -76,6 +76,15 @@ pub mod throttle {
     pub use crate::engine::throttle::{ClientAddress, FailedAttemptLimit, FindClient};
 }
 
+/// Rate limits counted in Redis, shared by every instance (see
+/// [`ApiKeysBuilder::redis_rate_limits`]).
+#[cfg(feature = "redis")]
+pub mod rate_limit {
+    pub use crate::engine::rate_limit::{
+        RedisLimits, RedisLimitsError, SharedLimitStats, WhenUnavailable,
+    };
+}
+
 /// The parsers the fuzz targets drive, for them alone: not a stable API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

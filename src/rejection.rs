@@ -62,13 +62,16 @@ pub enum RejectionReason {
     StoreUnavailable,
     /// The client made too many failed attempts; refused without a lookup.
     TooManyFailedAttempts,
-    /// The key used up its request allowance.
+    /// The key, or its owner, used up its request allowance.
     RateLimited,
+    /// The shared rate limiter (Redis) failed or timed out and its policy
+    /// is to fail closed: 503, never past the limit.
+    RateLimiterUnavailable,
 }
 
 impl RejectionReason {
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::MissingCredentials,
         Self::OtherScheme,
         Self::MalformedAuthorization,
@@ -86,6 +89,7 @@ impl RejectionReason {
         Self::StoreUnavailable,
         Self::TooManyFailedAttempts,
         Self::RateLimited,
+        Self::RateLimiterUnavailable,
     ];
 
     /// The HTTP status.
@@ -102,7 +106,7 @@ impl RejectionReason {
             AuthorizationTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UriTooLong => StatusCode::URI_TOO_LONG,
             InsufficientScope => StatusCode::FORBIDDEN,
-            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             TooManyFailedAttempts | RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -123,7 +127,8 @@ impl RejectionReason {
             | UriTooLong
             | StoreUnavailable
             | TooManyFailedAttempts
-            | RateLimited => None,
+            | RateLimited
+            | RateLimiterUnavailable => None,
         }
     }
 
@@ -136,6 +141,7 @@ impl RejectionReason {
                 | Self::StoreUnavailable
                 | Self::TooManyFailedAttempts
                 | Self::RateLimited
+                | Self::RateLimiterUnavailable
         )
     }
 
@@ -162,6 +168,7 @@ impl RejectionReason {
             StoreUnavailable => "API keys cannot be checked right now; retry shortly",
             TooManyFailedAttempts => "Too many failed attempts from this client; retry later",
             RateLimited => "The API key has used up its request allowance; retry later",
+            RateLimiterUnavailable => "Rate limits cannot be checked right now; retry shortly",
         }
     }
 
@@ -186,6 +193,7 @@ impl RejectionReason {
             StoreUnavailable => "store_unavailable",
             TooManyFailedAttempts => "too_many_failed_attempts",
             RateLimited => "rate_limited",
+            RateLimiterUnavailable => "rate_limiter_unavailable",
         }
     }
 
@@ -193,7 +201,7 @@ impl RejectionReason {
         match self {
             Self::MissingCredentials | Self::OtherScheme => "unauthorized",
             Self::AuthorizationTooLarge | Self::UriTooLong => "invalid_request",
-            Self::StoreUnavailable => "temporarily_unavailable",
+            Self::StoreUnavailable | Self::RateLimiterUnavailable => "temporarily_unavailable",
             Self::TooManyFailedAttempts | Self::RateLimited => "too_many_requests",
             other => other.error_code().unwrap_or("unauthorized"),
         }
@@ -223,20 +231,45 @@ pub struct Rejection {
     challenge: Arc<Challenge>,
 }
 
-/// A key's allowance at the moment it was refused, for the `RateLimit`
-/// headers.
+/// The allowance that refused a request, for the `RateLimit` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitState {
     /// Requests allowed per window.
     pub limit: u32,
     /// The window.
     pub window: Duration,
+    /// Whose allowance it is: the key's or its owner's.
+    pub scope: LimitScope,
+}
+
+/// Whose allowance refused a request; the policy name in the
+/// `RateLimit-Policy` and `RateLimit` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitScope {
+    /// The key's own allowance (`"key"`).
+    Key,
+    /// The allowance shared by all keys of the key's owner (`"owner"`).
+    Owner,
+}
+
+impl LimitScope {
+    /// The policy name: `key` or `owner`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Owner => "owner",
+        }
+    }
 }
 
 impl Rejection {
     pub(crate) fn new(reason: RejectionReason, challenge: Arc<Challenge>) -> Self {
-        let retry_after =
-            (reason == RejectionReason::StoreUnavailable).then_some(challenge.retry_after);
+        let retry_after = matches!(
+            reason,
+            RejectionReason::StoreUnavailable | RejectionReason::RateLimiterUnavailable
+        )
+        .then_some(challenge.retry_after);
         Self {
             reason,
             scope: None,
@@ -263,7 +296,8 @@ impl Rejection {
         self
     }
 
-    /// The key's allowance, for [`RejectionReason::RateLimited`].
+    /// The allowance that refused the request, for
+    /// [`RejectionReason::RateLimited`].
     pub fn rate_limit(&self) -> Option<RateLimitState> {
         self.rate_limit
     }
@@ -332,12 +366,13 @@ impl Rejection {
             // left of it (nothing) with the seconds until there is more.
             let window = limit.window.as_secs().max(1);
             let reset = self.retry_after.map_or(window, |d| d.as_secs());
+            let name = limit.scope.as_str();
             if let Ok(policy) =
-                HeaderValue::try_from(format!("\"default\";q={};w={window}", limit.limit))
+                HeaderValue::try_from(format!("\"{name}\";q={};w={window}", limit.limit))
             {
                 headers.insert(RATELIMIT_POLICY, policy);
             }
-            if let Ok(state) = HeaderValue::try_from(format!("\"default\";r=0;t={reset}")) {
+            if let Ok(state) = HeaderValue::try_from(format!("\"{name}\";r=0;t={reset}")) {
                 headers.insert(RATELIMIT, state);
             }
         }

@@ -126,8 +126,8 @@ async fn keys_past_their_allowance_get_429_with_ratelimit_headers() {
         "20",
         "one request every 20 s at 3 per minute"
     );
-    assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=3;w=60");
-    assert_eq!(r.headers()["ratelimit"], "\"default\";r=0;t=20");
+    assert_eq!(r.headers()["ratelimit-policy"], "\"key\";q=3;w=60");
+    assert_eq!(r.headers()["ratelimit"], "\"key\";r=0;t=20");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "too_many_requests");
     // A key with its own allowance uses it; other keys are not affected.
@@ -137,7 +137,7 @@ async fn keys_past_their_allowance_get_429_with_ratelimit_headers() {
     }
     let r = get_with(&a.url, own.secret.expose_secret(), &[]).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=5;w=60");
+    assert_eq!(r.headers()["ratelimit-policy"], "\"key\";q=5;w=60");
 }
 
 #[tokio::test]

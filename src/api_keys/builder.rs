@@ -10,11 +10,14 @@ use http::Response;
 
 use super::ApiKeys;
 use crate::clock::{Clock, SystemClock};
+use crate::engine::rate_limit::LimitSettings;
+#[cfg(feature = "redis")]
+use crate::engine::rate_limit::{RedisLimiter, RedisLimits, RedisLimitsError};
 use crate::engine::throttle::FailedAttemptLimit;
 use crate::engine::{CacheConfig, Engine, Settings};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::query::{DEFAULT_CREDENTIAL_PARAMS, QueryGuard};
-use crate::record::RateLimit;
+use crate::record::{OwnerId, RateLimit};
 use crate::rejection::{Challenge, InvalidChallengeParameter, Rejection, RejectionHandler};
 use crate::store::KeyStore;
 
@@ -54,7 +57,9 @@ pub struct ApiKeysBuilder {
     max_authorization_len: usize,
     max_uri_len: usize,
     on_rejection: Option<RejectionHandler>,
-    rate_limit: Option<RateLimit>,
+    limits: LimitSettings,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisLimits>,
     failed_attempts: Option<FailedAttemptLimit>,
     revoke_exposed: bool,
 }
@@ -87,7 +92,9 @@ impl ApiKeysBuilder {
             max_authorization_len: 4096,
             max_uri_len: 8192,
             on_rejection: None,
-            rate_limit: None,
+            limits: LimitSettings::default(),
+            #[cfg(feature = "redis")]
+            redis: None,
             failed_attempts: None,
             revoke_exposed: false,
         }
@@ -125,10 +132,56 @@ impl ApiKeysBuilder {
 
     /// A request allowance for every key that has none of its own
     /// ([`NewKey::rate_limit`](crate::record::NewKey::rate_limit)); past it, 429 with
-    /// `Retry-After` and the `RateLimit` headers. Off by default. Counted in
-    /// this process's memory: each instance counts on its own.
+    /// `Retry-After` and the `RateLimit` headers (policy `"key"`). Off by
+    /// default. Counted in this process's memory, each instance on its own,
+    /// unless [`redis_rate_limits`](Self::redis_rate_limits) is set.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
-        self.rate_limit = Some(limit);
+        self.limits.key_default = Some(limit);
+        self
+    }
+
+    /// A request allowance shared by all keys of each owner, for owners
+    /// without one of their own ([`owner_rate_limit_for`](Self::owner_rate_limit_for)),
+    /// so that minting more keys buys no more requests. Checked after the
+    /// key's own limit; past it, 429 with `Retry-After` and the `RateLimit`
+    /// headers naming the policy `"owner"`. Off by default.
+    pub fn owner_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limits.owner_default = Some(limit);
+        self
+    }
+
+    /// The allowance shared by all keys of `owner`, in place of
+    /// [`owner_rate_limit`](Self::owner_rate_limit)'s.
+    pub fn owner_rate_limit_for(mut self, owner: impl Into<OwnerId>, limit: RateLimit) -> Self {
+        self.limits.owners.insert(owner.into(), limit);
+        self
+    }
+
+    /// Counts the key and owner allowances in Redis instead of this
+    /// process's memory, so that every instance sharing the server enforces
+    /// one allowance (see [`RedisLimits`]). Only keys with a limit, their
+    /// own or their owner's, reach Redis: one script call per request,
+    /// bounded by [`RedisLimits::timeout`]; keys without one make no call.
+    /// The clock is the Redis server's.
+    ///
+    /// ```no_run
+    /// use tower_api_keys::rate_limit::RedisLimits;
+    /// use tower_api_keys::{ApiKeys, MemoryStore, RateLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = ApiKeys::builder(MemoryStore::new())
+    ///     .rate_limit(RateLimit::per_minute(600))
+    ///     .owner_rate_limit(RateLimit::per_minute(3000))
+    ///     .redis_rate_limits(RedisLimits::new("redis://127.0.0.1:6379")?)
+    ///     .build()?;
+    /// # drop(keys);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis_rate_limits(mut self, limits: RedisLimits) -> Self {
+        self.redis = Some(limits);
         self
     }
 
@@ -323,6 +376,16 @@ impl ApiKeysBuilder {
         )
         .recognizing(&self.format);
         let _guard = runtime.enter();
+        #[cfg(feature = "redis")]
+        let redis = match self.redis {
+            Some(limits) => {
+                if limits.timeout_value().is_zero() {
+                    return Err(BuildError::ZeroSetting("RedisLimits::timeout"));
+                }
+                Some(RedisLimiter::start(limits)?)
+            }
+            None => None,
+        };
         let engine = Engine::start(Settings {
             store: self.store,
             format: self.format,
@@ -334,7 +397,9 @@ impl ApiKeysBuilder {
             max_authorization_len: self.max_authorization_len,
             max_uri_len: self.max_uri_len,
             cache: self.cache,
-            rate_limit: self.rate_limit,
+            limits: self.limits,
+            #[cfg(feature = "redis")]
+            redis,
             failed_attempts: self.failed_attempts,
             revoke_exposed: self.revoke_exposed,
             last_used_interval: self.last_used_interval,
@@ -356,7 +421,7 @@ impl fmt::Debug for ApiKeysBuilder {
             .field("cache", &self.cache)
             .field("last_used_interval", &self.last_used_interval)
             .field("change_poll_interval", &self.change_poll_interval)
-            .field("rate_limit", &self.rate_limit)
+            .field("limits", &self.limits)
             .field("failed_attempts", &self.failed_attempts)
             .field("revoke_keys_exposed_in_url", &self.revoke_exposed)
             .finish_non_exhaustive()
@@ -376,4 +441,8 @@ pub enum BuildError {
     /// `build` was called outside a Tokio runtime.
     #[error("ApiKeysBuilder::build must be called inside a Tokio runtime")]
     NoRuntime,
+    /// The Redis limiter could not be set up.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Redis(#[from] RedisLimitsError),
 }

@@ -125,6 +125,14 @@ impl ApiKeys {
         self.engine.last_used_stats()
     }
 
+    /// Counters of the Redis rate limiter: checks, refusals, failures and
+    /// what the policy did with them. `None` when limits are counted in
+    /// process.
+    #[cfg(feature = "redis")]
+    pub fn shared_limit_stats(&self) -> Option<crate::engine::rate_limit::SharedLimitStats> {
+        self.engine.shared_limit_stats()
+    }
+
     /// Entries in the cache of known keys and in the cache of unknown keys.
     /// Moka counts lazily: the numbers may trail recent inserts.
     pub fn cache_entry_counts(&self) -> (u64, u64) {

@@ -31,7 +31,7 @@ pub(crate) struct CachedKey {
     /// Until when (microseconds since the epoch, exclusive) the key is
     /// active: its expiry, `i64::MAX` without one, `i64::MIN` once revoked.
     active_until_micros: i64,
-    /// The key's request allowance, when rate limits are on.
+    /// The key's and its owner's allowances, when either has one.
     pub(crate) limiter: Option<Arc<Limiter>>,
 }
 
@@ -211,7 +211,7 @@ impl KeyCache {
             .map_err(|_| StoreError::Timeout)??;
         match found {
             Some(record) => {
-                let limiter = self.limiters.for_key(record.id, record.rate_limit);
+                let limiter = self.limiters.for_key(&record);
                 Ok(Arc::new(CachedKey::new(record, started, limiter)))
             }
             None => {

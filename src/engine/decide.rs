@@ -1,6 +1,9 @@
 //! The decision for one request, in the order of the request flow:
 //! URI bounds, query-string guard, bearer parse, format check, hash, cache,
-//! status against the clock, scope, rate limit.
+//! status against the clock, scope, rate limits (the key's, then its
+//! owner's). Limits counted in Redis are the one step of a cache hit that
+//! waits: such a key's verdict is [`Verdict::Limit`], decided by
+//! [`Engine::limit`].
 
 use std::sync::Arc;
 
@@ -9,6 +12,9 @@ use http::Request;
 use super::Engine;
 use super::cache::{Cached, CachedKey, LoadError};
 use super::identity::AuthenticatedKey;
+use super::rate_limit::Acquired;
+#[cfg(feature = "redis")]
+use super::rate_limit::{Limiter, SharedOutcome};
 use super::throttle::ClientKey;
 use crate::bearer::{self, RawCredentials};
 use crate::key::KeyHash;
@@ -49,6 +55,15 @@ pub(crate) enum Verdict {
     /// Keys were found in the URL and the policy revokes them before the
     /// request is refused.
     RevokeExposed(Exposed),
+    /// A known key whose limits are counted in Redis: ask it.
+    #[cfg(feature = "redis")]
+    Limit(Limit),
+}
+
+/// A known key, admitted but for its limits counted in Redis.
+#[cfg(feature = "redis")]
+pub(crate) struct Limit {
+    entry: Arc<CachedKey>,
 }
 
 /// A well-formed key that must be looked up.
@@ -69,6 +84,9 @@ enum Denial {
     Status(RejectionReason),
     Scope(Arc<str>),
     RateLimited(std::time::Duration, RateLimitState),
+    /// Everything but the limits counted in Redis passed.
+    #[cfg(feature = "redis")]
+    Shared,
 }
 
 impl Engine {
@@ -115,6 +133,8 @@ impl Engine {
         match self.cache.get_now(&hash) {
             Cached::Known(entry) => match self.admit(entry, requirement) {
                 Ok(identity) => Verdict::Allow(identity),
+                #[cfg(feature = "redis")]
+                Err((Denial::Shared, entry)) => Verdict::Limit(Limit { entry }),
                 Err((denial, entry)) => {
                     Verdict::Reject(self.deny(denial, &entry, || self.client(request)))
                 }
@@ -173,6 +193,11 @@ impl Engine {
                 }
                 Err((Denial::Status(reason), entry)) => {
                     Err(self.reject(reason, Some(&entry.record().display_prefix)))
+                }
+                #[cfg(feature = "redis")]
+                Err((Denial::Shared, entry)) => {
+                    forgive();
+                    Arc::clone(&self).limit(Limit { entry }).await
                 }
                 Err((denial, entry)) => {
                     forgive();
@@ -246,18 +271,45 @@ impl Engine {
             return Err((Denial::Scope(Arc::clone(scope)), entry));
         }
         if let Some(limiter) = &entry.limiter {
-            let now = now_micros.unwrap_or_else(|| self.clock.now_micros());
-            if let Err(wait) = limiter.acquire(now) {
-                let limit = limiter.limit();
-                let state = RateLimitState {
-                    limit: limit.requests,
-                    window: limit.window,
-                };
-                return Err((Denial::RateLimited(wait, state), entry));
+            match limiter.acquire(|| now_micros.unwrap_or_else(|| self.clock.now_micros())) {
+                Acquired::Yes => {}
+                Acquired::No(wait, state) => {
+                    return Err((Denial::RateLimited(wait, state), entry));
+                }
+                #[cfg(feature = "redis")]
+                Acquired::Ask => return Err((Denial::Shared, entry)),
             }
         }
         self.usage.note(&entry);
         Ok(AuthenticatedKey::new(entry))
+    }
+
+    /// The asynchronous step of a key whose limits are counted in Redis:
+    /// one script call, bounded by its timeout, then the policy for when
+    /// Redis fails.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn limit(
+        self: Arc<Self>,
+        limit: Limit,
+    ) -> Result<AuthenticatedKey, Rejection> {
+        let entry = limit.entry;
+        let outcome = match entry.limiter.as_deref() {
+            Some(Limiter::Shared(shared)) => shared.acquire().await,
+            _ => SharedOutcome::Admitted,
+        };
+        match outcome {
+            SharedOutcome::Admitted => {
+                self.usage.note(&entry);
+                Ok(AuthenticatedKey::new(entry))
+            }
+            SharedOutcome::Refused(wait, state) => {
+                Err(self.deny(Denial::RateLimited(wait, state), &entry, || None))
+            }
+            SharedOutcome::Unavailable => Err(self.reject(
+                RejectionReason::RateLimiterUnavailable,
+                Some(&entry.record().display_prefix),
+            )),
+        }
     }
 
     fn deny(
@@ -276,6 +328,9 @@ impl Engine {
                 .reject(RejectionReason::RateLimited, prefix)
                 .with_retry_after(wait)
                 .with_rate_limit(state),
+            // Not a refusal: `check` and `lookup` take this to `limit`.
+            #[cfg(feature = "redis")]
+            Denial::Shared => self.reject(RejectionReason::RateLimiterUnavailable, prefix),
         }
     }
 
@@ -399,7 +454,9 @@ impl Engine {
             RejectionReason::MissingCredentials | RejectionReason::OtherScheme => {
                 tracing::debug!(target: "tower_api_keys", reason = reason.as_str(), held_back, "request refused");
             }
-            RejectionReason::StoreUnavailable | RejectionReason::CredentialInQuery => {
+            RejectionReason::StoreUnavailable
+            | RejectionReason::RateLimiterUnavailable
+            | RejectionReason::CredentialInQuery => {
                 tracing::warn!(target: "tower_api_keys", reason = reason.as_str(), key_prefix, held_back, "request refused");
             }
             _ => {

@@ -18,7 +18,6 @@ use http::Response;
 use crate::clock::Clock;
 use crate::key::{KeyFormat, KeyHasher};
 use crate::query::QueryGuard;
-use crate::record::RateLimit;
 use crate::rejection::{Challenge, Rejection, RejectionHandler};
 use crate::store::KeyStore;
 
@@ -29,7 +28,7 @@ mod identity;
 mod last_used;
 mod log_budget;
 mod manage;
-mod rate_limit;
+pub(crate) mod rate_limit;
 mod tasks;
 pub(crate) mod throttle;
 mod unusable;
@@ -45,7 +44,7 @@ use cache::KeyCache;
 use change_follower::ChangeFollower;
 use last_used::{Recorder, UsageQueue};
 use log_budget::LogBudget;
-use rate_limit::Limiters;
+use rate_limit::{LimitSettings, Limiters};
 use tasks::Tasks;
 use throttle::{FailedAttemptLimit, Throttle};
 use unusable::Watchers;
@@ -62,7 +61,10 @@ pub(crate) struct Settings {
     pub(crate) max_authorization_len: usize,
     pub(crate) max_uri_len: usize,
     pub(crate) cache: CacheConfig,
-    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) limits: LimitSettings,
+    /// The Redis backend of the limits; in process without it.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<Arc<rate_limit::RedisLimiter>>,
     pub(crate) failed_attempts: Option<FailedAttemptLimit>,
     pub(crate) revoke_exposed: bool,
     pub(crate) last_used_interval: Duration,
@@ -79,6 +81,9 @@ pub(crate) struct Engine {
     pub(crate) hasher: KeyHasher,
     pub(crate) clock: Arc<dyn Clock>,
     cache: KeyCache,
+    /// For the counters of the Redis backend.
+    #[cfg(feature = "redis")]
+    limiters: Arc<Limiters>,
     usage: Arc<UsageQueue>,
     watchers: Arc<Watchers>,
     challenge: Arc<Challenge>,
@@ -97,8 +102,17 @@ impl Engine {
     /// last-used recorder and the change follower). Must run inside a Tokio
     /// runtime.
     pub(crate) fn start(settings: Settings) -> Arc<Self> {
-        let limiters = Limiters::new(settings.rate_limit, settings.cache.capacity.max(1024));
-        let cache = KeyCache::new(&settings.cache, Arc::new(limiters));
+        let capacity = settings.cache.capacity.max(1024);
+        let limits = settings.limits.clone();
+        #[cfg(feature = "redis")]
+        let limiters = match settings.redis.clone() {
+            Some(redis) => Limiters::redis(limits, redis),
+            None => Limiters::local(limits, capacity),
+        };
+        #[cfg(not(feature = "redis"))]
+        let limiters = Limiters::local(limits, capacity);
+        let limiters = Arc::new(limiters);
+        let cache = KeyCache::new(&settings.cache, Arc::clone(&limiters));
         let usage = Arc::new(UsageQueue::default());
         let watchers = Arc::new(Watchers::default());
         let (tasks, stopped) = Tasks::new();
@@ -124,6 +138,8 @@ impl Engine {
             hasher: settings.hasher,
             clock: settings.clock,
             cache,
+            #[cfg(feature = "redis")]
+            limiters,
             usage,
             watchers,
             challenge: Arc::new(settings.challenge),
@@ -141,6 +157,12 @@ impl Engine {
     /// Counters of the last-used recorder.
     pub(crate) fn last_used_stats(&self) -> LastUsedStats {
         self.usage.stats()
+    }
+
+    /// The counters of the Redis limiter, when it is the backend.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared_limit_stats(&self) -> Option<rate_limit::SharedLimitStats> {
+        self.limiters.shared_stats()
     }
 
     /// Entries in the cache of known keys and in the cache of unknown keys.

@@ -113,6 +113,21 @@ where
                     pending: Some(Box::new((ready, request))),
                 }
             }
+            #[cfg(feature = "redis")]
+            Verdict::Limit(limit) => {
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                let keys = Arc::clone(&self.keys);
+                State::Authenticating {
+                    lookup: Box::pin(async move {
+                        let respond = Arc::clone(&keys);
+                        keys.limit(limit)
+                            .await
+                            .map_err(|rejection| respond.respond(&rejection))
+                    }),
+                    pending: Some(Box::new((ready, request))),
+                }
+            }
             Verdict::RevokeExposed(exposed) => {
                 let keys = Arc::clone(&self.keys);
                 State::Authenticating {

@@ -87,9 +87,21 @@ pub struct ServeArgs {
     pub revoke_exposed_keys: bool,
     /// A request allowance for keys without one of their own, such as
     /// 600/m or 100/30s (429 with Retry-After and RateLimit headers past it;
-    /// counted by this process).
+    /// counted by this process, or in Redis with --redis).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate_limit: Option<RateLimit>,
+    /// An allowance shared by all keys of each owner, such as 3000/m,
+    /// checked after the key's own: more keys buy no more requests.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub owner_rate_limit: Option<RateLimit>,
+    /// Count rate limits in Redis (redis://HOST:PORT), so that every
+    /// instance using the same server enforces one allowance.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+    /// With --redis: refuse limited requests with 503 while Redis does not
+    /// answer (default: admit them uncounted, with a warning each minute).
+    #[arg(long, requires = "redis")]
+    pub redis_fail_closed: bool,
     /// Refuse a client address with 429 for the rest of the minute after
     /// this many failed authentications in it.
     #[arg(long, value_name = "N")]

@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower_api_keys::rate_limit::{RedisLimits, WhenUnavailable};
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
 
@@ -111,6 +112,12 @@ pub struct Protections {
     pub revoke_exposed_keys: bool,
     /// The allowance of keys without their own.
     pub rate_limit: Option<tower_api_keys::RateLimit>,
+    /// The allowance shared by each owner's keys.
+    pub owner_rate_limit: Option<tower_api_keys::RateLimit>,
+    /// The Redis server rate limits are counted in; this process without.
+    pub redis: Option<String>,
+    /// Refuse limited requests with 503 while Redis does not answer.
+    pub redis_fail_closed: bool,
     /// Failed authentications allowed per client address per minute.
     pub max_failed_attempts: Option<u32>,
 }
@@ -120,6 +127,9 @@ impl Protections {
         Self {
             revoke_exposed_keys: args.revoke_exposed_keys,
             rate_limit: args.rate_limit,
+            owner_rate_limit: args.owner_rate_limit,
+            redis: args.redis.clone(),
+            redis_fail_closed: args.redis_fail_closed,
             max_failed_attempts: args.max_failed_attempts,
         }
     }
@@ -139,6 +149,17 @@ pub fn api_keys(
         .revoke_keys_exposed_in_url(protections.revoke_exposed_keys);
     if let Some(limit) = protections.rate_limit {
         builder = builder.rate_limit(limit);
+    }
+    if let Some(limit) = protections.owner_rate_limit {
+        builder = builder.owner_rate_limit(limit);
+    }
+    if let Some(url) = &protections.redis {
+        let policy = if protections.redis_fail_closed {
+            WhenUnavailable::FailClosed
+        } else {
+            WhenUnavailable::FailOpen
+        };
+        builder = builder.redis_rate_limits(RedisLimits::new(url)?.when_unavailable(policy));
     }
     if let Some(failures) = protections.max_failed_attempts {
         // Counted by the peer address of the connection.
@@ -210,6 +231,23 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
             limit.requests, limit.window
         );
     }
+    if let Some(limit) = args.owner_rate_limit {
+        eprintln!(
+            "  owner limit    {} requests per {:?} per owner, all keys together",
+            limit.requests, limit.window
+        );
+    }
+    if let Some(url) = &args.redis {
+        eprintln!(
+            "  limits kept in Redis at {} ({})",
+            without_credentials(url),
+            if args.redis_fail_closed {
+                "fail closed: 503 while it does not answer"
+            } else {
+                "fail open: admitted uncounted while it does not answer"
+            }
+        );
+    }
     if let Some(failures) = args.max_failed_attempts {
         eprintln!("  failed tries   {failures} per minute per client address");
     }
@@ -248,6 +286,14 @@ fn default_public_url(local: SocketAddr) -> String {
         });
     }
     format!("http://{addr}")
+}
+
+/// A Redis URL without the user and password it may carry.
+fn without_credentials(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+        _ => url.to_owned(),
+    }
 }
 
 /// With an empty store, creates a key named `bootstrap` and prints it once,

@@ -18,7 +18,7 @@ async fn serve_protections_revoke_keys_in_urls_limit_rates_and_metadata_reaches_
         protections: server::Protections {
             revoke_exposed_keys: true,
             rate_limit: Some(tower_api_keys::RateLimit::per_minute(3)),
-            max_failed_attempts: None,
+            ..server::Protections::default()
         },
         ..Options::default()
     })
