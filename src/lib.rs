@@ -36,12 +36,13 @@
 //! | `axum` (default) | the [`AuthenticatedKey`] extractor, [`Rejection`] as a response |
 //! | `sqlite` | [`SqliteStore`], on sqlx with a bundled SQLite |
 //! | `postgres` | [`PostgresStore`], on sqlx |
+//! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [`ApiKeysBuilder::build`]) |
 //! | `test-util` | [`store::ScriptedStore`], a store that fails or waits on demand |
 //!
 //! # Layout
 //!
 //! The modules stand in layers, each using only those below it: the leaves
-//! ([`key`], [`record`], [`clock`], [`rejection`]), then [`store`], then the
+//! ([`key`], [`record`], [`event`], [`clock`], [`rejection`]), then [`store`], then the
 //! crate-private engine (cache, change follower, last-used recorder,
 //! limiters, throttle), then the tower [`layer`], then [`ApiKeys`].
 //!
@@ -64,6 +65,7 @@ pub mod store;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
 mod bearer;
 pub mod clock;
+pub mod event;
 pub mod key;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
 mod query;
@@ -91,6 +93,8 @@ struct ReadmeExamples;
 
 pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
 pub use crate::engine::{AuthenticatedKey, CreatedKey, LastUsedStats, ManageError};
+#[doc(no_inline)]
+pub use crate::event::{Actor, KeyEvent, KeyEventKind};
 // Items of the public modules, named here for convenience; their pages are
 // under their modules, so the docs show one path for each.
 #[doc(no_inline)]

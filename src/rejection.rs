@@ -67,7 +67,7 @@ pub enum RejectionReason {
 }
 
 impl RejectionReason {
-    const ALL: [Self; 17] = [
+    pub(crate) const ALL: [Self; 17] = [
         Self::MissingCredentials,
         Self::OtherScheme,
         Self::MalformedAuthorization,
@@ -199,7 +199,7 @@ impl RejectionReason {
     }
 
     /// Position in [`Self::ALL`], which lists the variants in declaration order.
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }

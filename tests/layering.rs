@@ -5,7 +5,7 @@
 //! layer      the tower middleware
 //! engine     the shared state and its parts
 //! store      the store trait and the backends
-//! leaves     key, record, clock, rejection, bearer, query
+//! leaves     key, record, event, clock, rejection, bearer, query
 //! ```
 //!
 //! This test reads every `crate::` path in `src/` (outside comments) and
@@ -17,7 +17,15 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first.
 const LAYERS: &[&[&str]] = &[
-    &["key", "record", "clock", "rejection", "bearer", "query"],
+    &[
+        "key",
+        "record",
+        "event",
+        "clock",
+        "rejection",
+        "bearer",
+        "query",
+    ],
     &["store"],
     &["engine"],
     &["layer"],

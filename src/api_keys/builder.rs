@@ -12,6 +12,7 @@ use super::ApiKeys;
 use crate::clock::{Clock, SystemClock};
 use crate::engine::throttle::FailedAttemptLimit;
 use crate::engine::{CacheConfig, Engine, Settings};
+use crate::event::{KeyEvent, KeyEventHandler};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::query::{DEFAULT_CREDENTIAL_PARAMS, QueryGuard};
 use crate::record::RateLimit;
@@ -56,6 +57,7 @@ pub struct ApiKeysBuilder {
     rate_limit: Option<RateLimit>,
     failed_attempts: Option<FailedAttemptLimit>,
     revoke_exposed: bool,
+    on_key_event: Option<KeyEventHandler>,
 }
 
 impl ApiKeysBuilder {
@@ -88,6 +90,7 @@ impl ApiKeysBuilder {
             rate_limit: None,
             failed_attempts: None,
             revoke_exposed: false,
+            on_key_event: None,
         }
     }
 
@@ -285,6 +288,37 @@ impl ApiKeysBuilder {
         self
     }
 
+    /// Calls `handler` with every [`KeyEvent`]: created, rolled, revoked,
+    /// expired, exposed in a URL, reported leaked, first use (see
+    /// [`event`](crate::event)). It runs on the task that made the change,
+    /// so it should be quick (push to a channel, append a line); each event
+    /// is also a `tracing` event whether or not a handler is set.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let keys = ApiKeys::builder(MemoryStore::new())
+    ///     .on_key_event(move |event| log.lock().unwrap().push(event.kind.name()))
+    ///     .build()?;
+    /// let created = keys.create(NewKey::new("acct_1", "ci")).await?;
+    /// keys.revoke(&"acct_1".into(), &created.record.id).await?;
+    /// assert_eq!(*seen.lock().unwrap(), ["created", "revoked"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_key_event<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&KeyEvent) + Send + Sync + 'static,
+    {
+        self.on_key_event = Some(std::sync::Arc::new(handler));
+        self
+    }
+
     /// Checks the settings and starts the background tasks (the last-used
     /// recorder and the change-log follower). Call it inside a Tokio runtime.
     pub fn build(self) -> Result<ApiKeys, BuildError> {
@@ -327,6 +361,7 @@ impl ApiKeysBuilder {
             last_used_interval: self.last_used_interval,
             max_pending_last_used: self.max_pending_last_used,
             change_poll_interval: self.change_poll_interval,
+            on_key_event: self.on_key_event,
         });
         Ok(ApiKeys { engine })
     }
@@ -345,6 +380,7 @@ impl fmt::Debug for ApiKeysBuilder {
             .field("rate_limit", &self.rate_limit)
             .field("failed_attempts", &self.failed_attempts)
             .field("revoke_keys_exposed_in_url", &self.revoke_exposed)
+            .field("on_key_event", &self.on_key_event.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -9,9 +9,13 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::cache::KeyCache;
+use super::metrics::Metrics;
 use super::tasks::{StopSignal, until_stopped};
 use super::unusable::Watchers;
+use crate::clock::Clock;
+use crate::event::{EventSink, KeyEvent, KeyEventKind, NoticedBy};
 use crate::key::KeyHash;
+use crate::record::KeyStatus;
 use crate::store::{ChangeCursor, KeyStore, StoreError};
 
 /// Changes read per query.
@@ -27,6 +31,9 @@ pub(crate) struct ChangeFollower {
     to_recheck: HashSet<KeyHash>,
     /// Whether the last read failed (to log a failure once, not each poll).
     failing: bool,
+    metrics: Arc<Metrics>,
+    events: EventSink,
+    clock: Arc<dyn Clock>,
 }
 
 impl ChangeFollower {
@@ -35,6 +42,9 @@ impl ChangeFollower {
         watchers: Arc<Watchers>,
         store: Arc<dyn KeyStore>,
         poll_interval: Duration,
+        metrics: Arc<Metrics>,
+        events: EventSink,
+        clock: Arc<dyn Clock>,
         mut stop: StopSignal,
     ) -> JoinHandle<()> {
         let mut signal = store.change_signal();
@@ -45,6 +55,9 @@ impl ChangeFollower {
             cursor: None,
             to_recheck: HashSet::new(),
             failing: false,
+            metrics,
+            events,
+            clock,
         };
         tokio::spawn(async move {
             loop {
@@ -92,6 +105,9 @@ impl ChangeFollower {
                         cursor = change.cursor;
                     }
                     self.cursor = Some(cursor);
+                    self.metrics.change_feed_events(batch.changes.len() as u64);
+                    self.metrics
+                        .change_feed_lag(batch.head.position() - cursor.position());
                     if !batch.changes.is_empty() {
                         tracing::debug!(
                             target: "tower_api_keys",
@@ -122,6 +138,19 @@ impl ChangeFollower {
         for hash in pending {
             match self.store.find_by_hash(&hash).await {
                 Ok(record) => {
+                    if let Some(record) = &record {
+                        let now = self.clock.now();
+                        if record.status_at(now) == KeyStatus::Expired {
+                            self.events.emit(&KeyEvent::new(
+                                now,
+                                record,
+                                KeyEventKind::Expired {
+                                    expires_at: record.expires_at,
+                                    noticed_by: NoticedBy::ChangeFollower,
+                                },
+                            ));
+                        }
+                    }
                     self.watchers.update(hash, record.as_ref());
                     self.to_recheck.remove(&hash);
                 }
@@ -146,6 +175,7 @@ impl ChangeFollower {
 
     fn recovered(&mut self) {
         if self.failing {
+            self.metrics.change_feed_reconnect();
             tracing::info!(target: "tower_api_keys", "reading the key change log again");
         }
         self.failing = false;

@@ -11,6 +11,7 @@ use super::cache::{Cached, CachedKey, LoadError};
 use super::identity::AuthenticatedKey;
 use super::throttle::ClientKey;
 use crate::bearer::{self, RawCredentials};
+use crate::event::{Actor, KeyEventKind, NoticedBy, SystemCause};
 use crate::key::KeyHash;
 use crate::record::{EXPOSED_IN_URL, KeyStatus};
 use crate::rejection::{RateLimitState, Rejection, RejectionReason};
@@ -100,18 +101,25 @@ impl Engine {
         };
         let hash = self.hasher.hash_bytes(key.expose_secret_bytes());
         match self.cache.get_now(&hash) {
-            Cached::Known(entry) => match self.admit(entry, requirement) {
-                Ok(identity) => Verdict::Allow(identity),
-                Err((denial, entry)) => {
-                    Verdict::Reject(self.deny(denial, &entry, || self.client(request)))
+            Cached::Known(entry) => {
+                self.metrics.cache_hit();
+                match self.admit(entry, requirement) {
+                    Ok(identity) => Verdict::Allow(identity),
+                    Err((denial, entry)) => {
+                        Verdict::Reject(self.deny(denial, &entry, || self.client(request)))
+                    }
                 }
-            },
-            Cached::Unknown => Verdict::Reject(self.failure(
-                RejectionReason::UnknownKey,
-                Some(key.display_prefix()),
-                self.client(request),
-            )),
+            }
+            Cached::Unknown => {
+                self.metrics.negative_cache_hit();
+                Verdict::Reject(self.failure(
+                    RejectionReason::UnknownKey,
+                    Some(key.display_prefix()),
+                    self.client(request),
+                ))
+            }
             Cached::Miss => {
+                self.metrics.cache_miss();
                 let client = self.client(request);
                 if let Some(rejection) = self.throttled(client, Some(key.display_prefix())) {
                     return Verdict::Reject(rejection);
@@ -212,7 +220,18 @@ impl Engine {
                 let reason = match entry.record().status_at(self.clock.now()) {
                     KeyStatus::Revoked => RejectionReason::RevokedKey,
                     // Expired, or expiring between the two readings of the clock.
-                    KeyStatus::Expired | KeyStatus::Active => RejectionReason::ExpiredKey,
+                    KeyStatus::Expired | KeyStatus::Active => {
+                        if entry.announce_expiry() {
+                            self.event(
+                                entry.record(),
+                                KeyEventKind::Expired {
+                                    expires_at: entry.record().expires_at,
+                                    noticed_by: NoticedBy::Refusal,
+                                },
+                            );
+                        }
+                        RejectionReason::ExpiredKey
+                    }
                 };
                 return Err((Denial::Status(reason), entry));
             }
@@ -235,6 +254,7 @@ impl Engine {
             }
         }
         self.usage.note(&entry);
+        self.metrics.admitted();
         Ok(AuthenticatedKey::new(entry))
     }
 
@@ -250,10 +270,12 @@ impl Engine {
             Denial::Scope(scope) => self
                 .reject(RejectionReason::InsufficientScope, prefix)
                 .with_scope(scope),
-            Denial::RateLimited(wait, state) => self
-                .reject(RejectionReason::RateLimited, prefix)
-                .with_retry_after(wait)
-                .with_rate_limit(state),
+            Denial::RateLimited(wait, state) => {
+                self.metrics.rate_limit_refusal();
+                self.reject(RejectionReason::RateLimited, prefix)
+                    .with_retry_after(wait)
+                    .with_rate_limit(state)
+            }
         }
     }
 
@@ -267,6 +289,7 @@ impl Engine {
     /// A 429 for a client over its failed-attempt limit.
     fn throttled(&self, client: Option<ClientKey>, key_prefix: Option<&str>) -> Option<Rejection> {
         let wait = self.throttle.as_ref()?.blocked(client?)?;
+        self.metrics.throttle_refusal();
         Some(
             self.reject(RejectionReason::TooManyFailedAttempts, key_prefix)
                 .with_retry_after(wait),
@@ -338,11 +361,17 @@ impl Engine {
                     continue;
                 }
             };
+            self.event(&record, KeyEventKind::ExposedInUrl);
             if record.revoked_at.is_some() {
                 continue;
             }
             if let Err(error) = self
-                .revoke(&record.owner, &record.id, Some(EXPOSED_IN_URL))
+                .revoke(
+                    &record.owner,
+                    &record.id,
+                    Some(EXPOSED_IN_URL),
+                    Actor::System(SystemCause::ExposedInUrl),
+                )
                 .await
             {
                 tracing::error!(
@@ -361,6 +390,7 @@ impl Engine {
     /// well-formed key's display prefix; nothing else of a token is logged.
     pub(crate) fn reject(&self, reason: RejectionReason, key_prefix: Option<&str>) -> Rejection {
         let key_prefix = key_prefix.unwrap_or("");
+        self.metrics.rejected(reason);
         match reason {
             RejectionReason::MissingCredentials | RejectionReason::OtherScheme => {
                 tracing::debug!(target: "tower_api_keys", reason = reason.as_str(), "request refused");

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::Response;
 
 use crate::clock::Clock;
+use crate::event::{EventSink, KeyEventHandler};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::query::QueryGuard;
 use crate::record::RateLimit;
@@ -28,6 +29,7 @@ mod decide;
 mod identity;
 mod last_used;
 mod manage;
+mod metrics;
 mod rate_limit;
 mod tasks;
 pub(crate) mod throttle;
@@ -42,6 +44,7 @@ pub use manage::{CreatedKey, ManageError};
 use cache::KeyCache;
 use change_follower::ChangeFollower;
 use last_used::{Recorder, UsageQueue};
+use metrics::Metrics;
 use rate_limit::Limiters;
 use tasks::Tasks;
 use throttle::{FailedAttemptLimit, Throttle};
@@ -65,6 +68,7 @@ pub(crate) struct Settings {
     pub(crate) last_used_interval: Duration,
     pub(crate) max_pending_last_used: usize,
     pub(crate) change_poll_interval: Duration,
+    pub(crate) on_key_event: Option<KeyEventHandler>,
 }
 
 /// Everything shared by [`ApiKeys`](crate::ApiKeys) handles and the layers
@@ -84,6 +88,8 @@ pub(crate) struct Engine {
     max_uri_len: usize,
     throttle: Option<Throttle>,
     revoke_exposed: bool,
+    metrics: Arc<Metrics>,
+    events: EventSink,
     tasks: Tasks,
 }
 
@@ -92,8 +98,10 @@ impl Engine {
     /// last-used recorder and the change follower). Must run inside a Tokio
     /// runtime.
     pub(crate) fn start(settings: Settings) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::register());
+        let events = EventSink::new(settings.on_key_event);
         let limiters = Limiters::new(settings.rate_limit, settings.cache.capacity.max(1024));
-        let cache = KeyCache::new(&settings.cache, Arc::new(limiters));
+        let cache = KeyCache::new(&settings.cache, Arc::new(limiters), Arc::clone(&metrics));
         let usage = Arc::new(UsageQueue::default());
         let watchers = Arc::new(Watchers::default());
         let (tasks, stopped) = Tasks::new();
@@ -103,6 +111,8 @@ impl Engine {
             Arc::clone(&settings.clock),
             settings.last_used_interval,
             settings.max_pending_last_used,
+            Arc::clone(&metrics),
+            events.clone(),
             stopped.clone(),
         ));
         tasks.push(ChangeFollower::spawn(
@@ -110,6 +120,9 @@ impl Engine {
             Arc::clone(&watchers),
             Arc::clone(&settings.store),
             settings.change_poll_interval,
+            Arc::clone(&metrics),
+            events.clone(),
+            Arc::clone(&settings.clock),
             stopped,
         ));
         Arc::new(Self {
@@ -127,6 +140,8 @@ impl Engine {
             max_uri_len: settings.max_uri_len,
             throttle: settings.failed_attempts.map(Throttle::new),
             revoke_exposed: settings.revoke_exposed,
+            metrics,
+            events,
             tasks,
         })
     }
