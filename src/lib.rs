@@ -36,8 +36,35 @@
 //! | `axum` (default) | the [`AuthenticatedKey`] extractor, [`Rejection`] as a response |
 //! | `sqlite` | [`SqliteStore`], on sqlx with a bundled SQLite |
 //! | `postgres` | [`PostgresStore`], on sqlx |
-//! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [`ApiKeysBuilder::build`]) |
+//! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) |
 //! | `test-util` | [`store::ScriptedStore`], a store that fails or waits on demand |
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, every [`ApiKeys`] registers these with the
+//! recorder installed when [`ApiKeysBuilder::build`] runs (install the
+//! exporter first), so any `metrics` exporter serves them. Without the
+//! feature nothing of it is compiled in. No label carries a key, a hash or
+//! an owner: every label value is from a fixed list.
+//!
+//! | name | kind | what it counts |
+//! |---|---|---|
+//! | `tower_api_keys_decisions_total{outcome}` | counter | requests by outcome: `admitted`, or the [`RejectionReason`](rejection::RejectionReason) (`unknown_key`, `rate_limited`, ...) |
+//! | `tower_api_keys_cache_hits_total{cache}` | counter | keys found in the cache of known (`known`) or unknown (`unknown`) keys |
+//! | `tower_api_keys_cache_misses_total` | counter | keys the cache had nothing ready for |
+//! | `tower_api_keys_cache_coalesced_waits_total` | counter | lookups that waited on another request's store lookup |
+//! | `tower_api_keys_store_lookups_total` | counter | store lookups by hash |
+//! | `tower_api_keys_store_lookup_errors_total` | counter | those that failed or timed out |
+//! | `tower_api_keys_store_lookup_seconds` | histogram | how long each took |
+//! | `tower_api_keys_last_used_batches_total` | counter | last-used batches written |
+//! | `tower_api_keys_last_used_keys_written_total` | counter | key times written in them |
+//! | `tower_api_keys_last_used_write_errors_total` | counter | batch writes that failed |
+//! | `tower_api_keys_last_used_dropped_total` | counter | key times given up |
+//! | `tower_api_keys_change_feed_events_total` | counter | changes read from the change feed |
+//! | `tower_api_keys_change_feed_reconnects_total` | counter | times the feed was read again after failing |
+//! | `tower_api_keys_change_feed_lag` | gauge | changes the follower is behind the feed's head |
+//! | `tower_api_keys_throttle_refusals_total` | counter | requests refused by the failed-attempt throttle |
+//! | `tower_api_keys_rate_limit_refusals_total` | counter | requests refused by a key's rate limit |
 //!
 //! # Layout
 //!
