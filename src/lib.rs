@@ -37,6 +37,7 @@
 //! | `sqlite` | [`SqliteStore`], on sqlx with a bundled SQLite |
 //! | `postgres` | [`PostgresStore`], on sqlx |
 //! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) |
+//! | `secret-scanning` | [`secret_scanning`]: an endpoint for GitHub's secret-scanning partner program that verifies reports and revokes leaked keys |
 //! | `test-util` | [`store::ScriptedStore`], a store that fails or waits on demand |
 //!
 //! # Metrics
@@ -71,7 +72,8 @@
 //! The modules stand in layers, each using only those below it: the leaves
 //! ([`key`], [`record`], [`event`], [`clock`], [`rejection`]), then [`store`], then the
 //! crate-private engine (cache, change follower, last-used recorder,
-//! limiters, throttle), then the tower [`layer`], then [`ApiKeys`].
+//! limiters, throttle), then the tower [`layer`], then [`ApiKeys`], and
+//! on it the secret-scanning endpoint.
 //!
 //! [tower]: https://docs.rs/tower
 //! [hyper]: https://docs.rs/hyper
@@ -84,6 +86,10 @@
 mod api_keys;
 // The tower layer, its service, future and body, and the axum extractor.
 pub mod layer;
+// Beside the handle, on top of it: GitHub's secret-scanning endpoint.
+#[cfg(feature = "secret-scanning")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
+pub mod secret_scanning;
 // The shared state and its parts.
 mod engine;
 // The store trait and the backends.

@@ -1,6 +1,7 @@
 //! The crate's modules stand in layers and import only downwards:
 //!
 //! ```text
+//! secret_scanning  GitHub's secret-scanning endpoint, on the handle
 //! api_keys   the user's handle and its builder
 //! layer      the tower middleware
 //! engine     the shared state and its parts
@@ -30,6 +31,7 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     &["layer"],
     &["api_keys"],
+    &["secret_scanning"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

@@ -154,6 +154,13 @@ impl ApiKeys {
         self.engine.revoke(owner, id, reason, actor).await
     }
 
+    /// Emits an event about `record`, stamped now (for the endpoints built
+    /// on this handle, such as secret scanning's).
+    #[cfg(feature = "secret-scanning")]
+    pub(crate) fn emit_event(&self, record: &KeyRecord, kind: KeyEventKind) {
+        self.engine.event(record, kind);
+    }
+
     /// Makes one of the owner's keys expire at `at`, unless it expires
     /// earlier already. Takes effect like [`revoke`](Self::revoke).
     pub async fn expire(
