@@ -25,15 +25,18 @@
 //! The binary (`src/main.rs`) only parses the arguments and dispatches; the
 //! modules here are the proxy, and what its tests drive in-process:
 //! [`cli`] (arguments), [`server`] (routes, start-up, shutdown),
+//! [`metrics`] (`--metrics-listen`), [`audit`] (`--audit-log`),
 //! [`proxy`] (the streaming proxy), [`session`] (sessions bound to keys),
 //! [`origin`] (the `Origin` check), [`metadata`] (RFC 9728), [`keys`]
 //! (the `keys` commands), [`store`] (`--db`), [`upstream`] (the demo MCP
 //! server).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod keys;
 pub mod metadata;
+pub mod metrics;
 pub mod origin;
 pub mod proxy;
 pub mod server;

@@ -147,6 +147,8 @@ pub struct Options {
     /// Instead of the recording demo upstream.
     pub upstream: Option<String>,
     pub allowed_origins: Vec<String>,
+    /// GitHub's public keys, to take secret-scanning reports.
+    pub secret_scanning: Option<tower_api_keys::secret_scanning::PublicKeySource>,
 }
 
 /// The example's router on a loopback port, over a SQLite store in a
@@ -203,6 +205,7 @@ impl Running {
             public_url: url.clone(),
             upstream: proxy::Upstream::parse(&upstream_url).unwrap(),
             mcp_scope: options.mcp_scope,
+            secret_scanning: options.secret_scanning,
         };
         serve(
             listener,
