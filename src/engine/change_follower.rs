@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::Reporting;
 use super::cache::KeyCache;
 use super::metrics::Metrics;
 use super::tasks::{StopSignal, until_stopped};
@@ -42,8 +43,7 @@ impl ChangeFollower {
         watchers: Arc<Watchers>,
         store: Arc<dyn KeyStore>,
         poll_interval: Duration,
-        metrics: Arc<Metrics>,
-        events: EventSink,
+        reporting: Reporting,
         clock: Arc<dyn Clock>,
         mut stop: StopSignal,
     ) -> JoinHandle<()> {
@@ -55,8 +55,8 @@ impl ChangeFollower {
             cursor: None,
             to_recheck: HashSet::new(),
             failing: false,
-            metrics,
-            events,
+            metrics: reporting.metrics,
+            events: reporting.events,
             clock,
         };
         tokio::spawn(async move {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::DateTime;
 use tokio::task::JoinHandle;
 
+use super::Reporting;
 use super::cache::CachedKey;
 use super::metrics::Metrics;
 use super::tasks::{StopSignal, until_stopped};
@@ -105,8 +106,7 @@ impl Recorder {
         clock: Arc<dyn Clock>,
         interval: Duration,
         max_pending: usize,
-        metrics: Arc<Metrics>,
-        events: EventSink,
+        reporting: Reporting,
         mut stop: StopSignal,
     ) -> JoinHandle<()> {
         let mut recorder = Self {
@@ -115,8 +115,8 @@ impl Recorder {
             unwritten: HashMap::new(),
             max_pending,
             clock,
-            metrics,
-            events,
+            metrics: reporting.metrics,
+            events: reporting.events,
         };
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);

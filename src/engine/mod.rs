@@ -71,6 +71,13 @@ pub(crate) struct Settings {
     pub(crate) on_key_event: Option<KeyEventHandler>,
 }
 
+/// What the background tasks report to: the metrics and the key events.
+#[derive(Debug, Clone)]
+pub(crate) struct Reporting {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) events: EventSink,
+}
+
 /// Everything shared by [`ApiKeys`](crate::ApiKeys) handles and the layers
 /// made from them. Its methods live in this folder, one file per concern.
 pub(crate) struct Engine {
@@ -111,8 +118,10 @@ impl Engine {
             Arc::clone(&settings.clock),
             settings.last_used_interval,
             settings.max_pending_last_used,
-            Arc::clone(&metrics),
-            events.clone(),
+            Reporting {
+                metrics: Arc::clone(&metrics),
+                events: events.clone(),
+            },
             stopped.clone(),
         ));
         tasks.push(ChangeFollower::spawn(
@@ -120,8 +129,10 @@ impl Engine {
             Arc::clone(&watchers),
             Arc::clone(&settings.store),
             settings.change_poll_interval,
-            Arc::clone(&metrics),
-            events.clone(),
+            Reporting {
+                metrics: Arc::clone(&metrics),
+                events: events.clone(),
+            },
             Arc::clone(&settings.clock),
             stopped,
         ));
