@@ -363,7 +363,10 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn handle(State(scanning): State<SecretScanning>, request: Request) -> Response {
     match receive(&scanning, request).await {
-        Ok(verdicts) => axum::Json(verdicts).into_response(),
+        Ok(verdicts) => match serde_json::to_vec(&verdicts) {
+            Ok(json) => ([(http::header::CONTENT_TYPE, "application/json")], json).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
         Err(error) => error.into_response(),
     }
 }
