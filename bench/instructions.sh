@@ -12,6 +12,8 @@
 # and with the layer.
 #
 # Run with: bash bench/instructions.sh            (N1=10000 N2=50000 to change counts)
+#           FEATURES=metrics bash bench/instructions.sh   (the layer with its
+#           metrics on and a recorder installed; off by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +28,9 @@ if ! command -v valgrind >/dev/null 2>&1; then
         (apt-get update -qq && apt-get install -y -qq valgrind >/dev/null)
 fi
 
-cargo build --release --example hot_path --quiet
+FEATURES="${FEATURES:-}"
+echo "features: ${FEATURES:-(none)}"
+cargo build --release --example hot_path --quiet ${FEATURES:+--features "$FEATURES"}
 bin="$TARGET_DIR/release/examples/hot_path"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -67,7 +71,7 @@ echo "SHA-256 runs its portable code (about 3.5k instructions per key) instead o
 echo "the SHA extensions used natively. The counts are stable and comparable"
 echo "between paths and runs, but they are not the native instruction mix."
 echo
-cmd='bash bench/instructions.sh'
+cmd="${FEATURES:+FEATURES=$FEATURES }bash bench/instructions.sh"
 echo "BENCHMARKS.md rows:"
 awk -v h="$hit_cost" -v r="$refuse_cost" -v f="$floor" -v hit="${per_request[hit]}" \
     -v bare="${per_request[bare]}" -v mal="${per_request[malformed]}" -v cmd="$cmd" 'BEGIN {

@@ -4,7 +4,8 @@
 //! Run with: `cargo run --release --example hot_path -- hit 100000`
 //! (paths: `bare`, `hit`, `malformed`, `floor`; and `router_bare`,
 //! `router_hit`: the quickstart's route in an axum `Router`, without and
-//! with the layer).
+//! with the layer). Built with `--features metrics`, a recorder is
+//! installed first, so every figure of the layer is counted for real.
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -17,6 +18,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "hit".to_owned());
     let iterations: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    // Atomic counters behind the facade, as an exporter's registry keeps them.
+    #[cfg(feature = "metrics")]
+    metrics::set_global_recorder(metrics_util::debugging::DebuggingRecorder::new())
+        .expect("no recorder is installed yet");
     let mut s = Subjects::new();
     for _ in 0..iterations {
         let ok = match path.as_str() {

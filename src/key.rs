@@ -115,6 +115,51 @@ impl KeyFormat {
         &self.lead
     }
 
+    /// A regular expression matching exactly the keys this format accepts,
+    /// as far as a regular expression can (the checksum's value is not
+    /// checked): what a provider registers with a secret scanner such as
+    /// GitHub's. For the default format:
+    ///
+    /// ```text
+    /// bmc_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]
+    /// ```
+    ///
+    /// with `[0-9A-Za-z]{6}` appended for [`with_checksum`](Self::with_checksum)
+    /// (made optional by [`accept_without_checksum`](Self::accept_without_checksum)).
+    /// The last body character is one of the 16 that carry no bits beyond
+    /// the key's 256. Register it with [`SECRET_BOUNDARY`](Self::SECRET_BOUNDARY)
+    /// (or the start or end of the text) before and after, so a key inside a
+    /// longer base64url string is not matched.
+    ///
+    /// ```
+    /// use tower_api_keys::KeyFormat;
+    ///
+    /// let format = KeyFormat::default().with_checksum();
+    /// assert_eq!(
+    ///     format.secret_pattern(),
+    ///     "bmc_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048][0-9A-Za-z]{6}"
+    /// );
+    /// ```
+    pub fn secret_pattern(&self) -> String {
+        // The prefix is ASCII letters, digits and `_`: nothing to escape.
+        let mut pattern = format!(
+            "{}[A-Za-z0-9_-]{{{}}}[AEIMQUYcgkosw048]",
+            self.lead,
+            KEY_BODY_LEN - 1
+        );
+        match (self.checksum, self.accept_plain) {
+            (false, _) => {}
+            (true, false) => pattern.push_str("[0-9A-Za-z]{6}"),
+            (true, true) => pattern.push_str("(?:[0-9A-Za-z]{6})?"),
+        }
+        pattern
+    }
+
+    /// What must stand before and after a key matched by
+    /// [`secret_pattern`](Self::secret_pattern), besides the start or end of
+    /// the text: any character that is not of the base64url alphabet.
+    pub const SECRET_BOUNDARY: &'static str = "[^A-Za-z0-9_-]";
+
     /// Generates a new key from 32 bytes of the operating system's CSPRNG.
     pub fn generate(&self) -> Result<SecretKey, RandomSourceError> {
         let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);

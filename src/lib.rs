@@ -36,14 +36,44 @@
 //! | `axum` (default) | the [`AuthenticatedKey`] extractor, [`Rejection`] as a response |
 //! | `sqlite` | [`SqliteStore`], on sqlx with a bundled SQLite |
 //! | `postgres` | [`PostgresStore`], on sqlx |
+//! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) |
+//! | `secret-scanning` | [`secret_scanning`]: an endpoint for GitHub's secret-scanning partner program that verifies reports and revokes leaked keys |
 //! | `test-util` | [`store::ScriptedStore`], a store that fails or waits on demand |
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, every [`ApiKeys`] registers these with the
+//! recorder installed when [`ApiKeysBuilder::build`] runs (install the
+//! exporter first), so any `metrics` exporter serves them. Without the
+//! feature nothing of it is compiled in. No label carries a key, a hash or
+//! an owner: every label value is from a fixed list.
+//!
+//! | name | kind | what it counts |
+//! |---|---|---|
+//! | `tower_api_keys_decisions_total{outcome}` | counter | requests by outcome: `admitted`, or the [`RejectionReason`](rejection::RejectionReason) (`unknown_key`, `rate_limited`, ...) |
+//! | `tower_api_keys_cache_hits_total{cache}` | counter | keys found in the cache of known (`known`) or unknown (`unknown`) keys |
+//! | `tower_api_keys_cache_misses_total` | counter | keys the cache had nothing ready for |
+//! | `tower_api_keys_cache_coalesced_waits_total` | counter | lookups that waited on another request's store lookup |
+//! | `tower_api_keys_store_lookups_total` | counter | store lookups by hash |
+//! | `tower_api_keys_store_lookup_errors_total` | counter | those that failed or timed out |
+//! | `tower_api_keys_store_lookup_seconds` | histogram | how long each took |
+//! | `tower_api_keys_last_used_batches_total` | counter | last-used batches written |
+//! | `tower_api_keys_last_used_keys_written_total` | counter | key times written in them |
+//! | `tower_api_keys_last_used_write_errors_total` | counter | batch writes that failed |
+//! | `tower_api_keys_last_used_dropped_total` | counter | key times given up |
+//! | `tower_api_keys_change_feed_events_total` | counter | changes read from the change feed |
+//! | `tower_api_keys_change_feed_reconnects_total` | counter | times the feed was read again after failing |
+//! | `tower_api_keys_change_feed_lag` | gauge | changes the follower is behind the feed's head |
+//! | `tower_api_keys_throttle_refusals_total` | counter | requests refused by the failed-attempt throttle |
+//! | `tower_api_keys_rate_limit_refusals_total` | counter | requests refused by a key's rate limit |
 //!
 //! # Layout
 //!
 //! The modules stand in layers, each using only those below it: the leaves
-//! ([`key`], [`record`], [`clock`], [`rejection`]), then [`store`], then the
+//! ([`key`], [`record`], [`event`], [`clock`], [`rejection`]), then [`store`], then the
 //! crate-private engine (cache, change follower, last-used recorder,
-//! limiters, throttle), then the tower [`layer`], then [`ApiKeys`].
+//! limiters, throttle), then the tower [`layer`], then [`ApiKeys`], and
+//! on it the secret-scanning endpoint.
 //!
 //! [tower]: https://docs.rs/tower
 //! [hyper]: https://docs.rs/hyper
@@ -56,6 +86,10 @@
 mod api_keys;
 // The tower layer, its service, future and body, and the axum extractor.
 pub mod layer;
+// Beside the handle, on top of it: GitHub's secret-scanning endpoint.
+#[cfg(feature = "secret-scanning")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
+pub mod secret_scanning;
 // The shared state and its parts.
 mod engine;
 // The store trait and the backends.
@@ -64,6 +98,7 @@ pub mod store;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
 mod bearer;
 pub mod clock;
+pub mod event;
 pub mod key;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
 mod query;
@@ -102,6 +137,8 @@ pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
 /// Refusal counts, from [`ApiKeys::refusal_stats`].
 pub use crate::engine::RefusalStats;
 pub use crate::engine::{AuthenticatedKey, CreatedKey, LastUsedStats, ManageError};
+#[doc(no_inline)]
+pub use crate::event::{Actor, KeyEvent, KeyEventKind};
 // Items of the public modules, named here for convenience; their pages are
 // under their modules, so the docs show one path for each.
 #[doc(no_inline)]

@@ -1,11 +1,12 @@
 //! The crate's modules stand in layers and import only downwards:
 //!
 //! ```text
+//! secret_scanning  GitHub's secret-scanning endpoint, on the handle
 //! api_keys   the user's handle and its builder
 //! layer      the tower middleware
 //! engine     the shared state and its parts
 //! store      the store trait and the backends
-//! leaves     key, record, clock, rejection, bearer, query
+//! leaves     key, record, event, clock, rejection, bearer, query
 //! ```
 //!
 //! This test reads every `crate::` path in `src/` (outside comments) and
@@ -17,11 +18,20 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first.
 const LAYERS: &[&[&str]] = &[
-    &["key", "record", "clock", "rejection", "bearer", "query"],
+    &[
+        "key",
+        "record",
+        "event",
+        "clock",
+        "rejection",
+        "bearer",
+        "query",
+    ],
     &["store"],
     &["engine"],
     &["layer"],
     &["api_keys"],
+    &["secret_scanning"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

@@ -15,6 +15,7 @@ use crate::engine::rate_limit::LimitSettings;
 use crate::engine::rate_limit::{RedisLimiter, RedisLimits, RedisLimitsError};
 use crate::engine::throttle::FailedAttemptLimit;
 use crate::engine::{CacheConfig, Engine, Settings};
+use crate::event::{KeyEvent, KeyEventHandler};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::query::{DEFAULT_CREDENTIAL_PARAMS, QueryGuard};
 use crate::record::{OwnerId, RateLimit};
@@ -62,6 +63,7 @@ pub struct ApiKeysBuilder {
     redis: Option<RedisLimits>,
     failed_attempts: Option<FailedAttemptLimit>,
     revoke_exposed: bool,
+    on_key_event: Option<KeyEventHandler>,
 }
 
 impl ApiKeysBuilder {
@@ -97,6 +99,7 @@ impl ApiKeysBuilder {
             redis: None,
             failed_attempts: None,
             revoke_exposed: false,
+            on_key_event: None,
         }
     }
 
@@ -349,6 +352,37 @@ impl ApiKeysBuilder {
         self
     }
 
+    /// Calls `handler` with every [`KeyEvent`]: created, rolled, revoked,
+    /// expired, exposed in a URL, reported leaked, first use (see
+    /// [`event`](crate::event)). It runs on the task that made the change,
+    /// so it should be quick (push to a channel, append a line); each event
+    /// is also a `tracing` event whether or not a handler is set.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let keys = ApiKeys::builder(MemoryStore::new())
+    ///     .on_key_event(move |event| log.lock().unwrap().push(event.kind.name()))
+    ///     .build()?;
+    /// let created = keys.create(NewKey::new("acct_1", "ci")).await?;
+    /// keys.revoke(&"acct_1".into(), &created.record.id).await?;
+    /// assert_eq!(*seen.lock().unwrap(), ["created", "revoked"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_key_event<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&KeyEvent) + Send + Sync + 'static,
+    {
+        self.on_key_event = Some(std::sync::Arc::new(handler));
+        self
+    }
+
     /// Checks the settings and starts the background tasks (the last-used
     /// recorder and the change-log follower). Call it inside a Tokio runtime.
     pub fn build(self) -> Result<ApiKeys, BuildError> {
@@ -406,6 +440,7 @@ impl ApiKeysBuilder {
             max_pending_last_used: self.max_pending_last_used,
             change_poll_interval: self.change_poll_interval,
             change_log_retention: self.change_log_retention,
+            on_key_event: self.on_key_event,
         });
         Ok(ApiKeys { engine })
     }
@@ -424,6 +459,7 @@ impl fmt::Debug for ApiKeysBuilder {
             .field("limits", &self.limits)
             .field("failed_attempts", &self.failed_attempts)
             .field("revoke_keys_exposed_in_url", &self.revoke_exposed)
+            .field("on_key_event", &self.on_key_event.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::ApiKeys;
 use crate::engine::{AuthenticatedKey, CreatedKey, ManageError};
+use crate::event::{Actor, KeyEventKind};
 use crate::record::{KeyId, KeyRecord, NewKey, OwnerId};
 use crate::rejection::Rejection;
 use crate::store::{KeyCursor, KeyPage, ListKeys};
@@ -26,7 +27,8 @@ impl ApiKeys {
     /// # }
     /// ```
     pub async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
-        self.engine.create(new).await
+        let actor = Actor::Owner(new.owner.clone());
+        self.engine.create(new, actor).await
     }
 
     /// Rotates one of the owner's keys: creates a new key with the same name,
@@ -65,13 +67,14 @@ impl ApiKeys {
         new.rate_limit = old.rate_limit;
         let created = self.create(new).await?;
         let until = self.engine.clock.now() + overlap.max(chrono::Duration::zero());
-        self.expire(owner, id, until).await?;
-        tracing::info!(
-            target: "tower_api_keys",
-            old_key_id = %old.id,
-            new_key_id = %created.record.id,
-            old_expires_at = %until,
-            "API key rolled"
+        let old = self.expire(owner, id, until).await?;
+        self.engine.event(
+            &old,
+            KeyEventKind::Rolled {
+                successor: created.record.id,
+                expires_at: old.expires_at.unwrap_or(until),
+                actor: Actor::Owner(owner.clone()),
+            },
         );
         Ok(created)
     }
@@ -134,7 +137,28 @@ impl ApiKeys {
         id: &KeyId,
         reason: Option<&str>,
     ) -> Result<KeyRecord, ManageError> {
-        self.engine.revoke(owner, id, reason).await
+        self.revoke_as(owner, id, reason, Actor::Owner(owner.clone()))
+            .await
+    }
+
+    /// [`revoke_with_reason`](Self::revoke_with_reason), naming who revoked
+    /// the key in its [`Revoked`](KeyEventKind::Revoked) event (the other
+    /// calls name the owner).
+    pub async fn revoke_as(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        reason: Option<&str>,
+        actor: Actor,
+    ) -> Result<KeyRecord, ManageError> {
+        self.engine.revoke(owner, id, reason, actor).await
+    }
+
+    /// Emits an event about `record`, stamped now (for the endpoints built
+    /// on this handle, such as secret scanning's).
+    #[cfg(feature = "secret-scanning")]
+    pub(crate) fn emit_event(&self, record: &KeyRecord, kind: KeyEventKind) {
+        self.engine.event(record, kind);
     }
 
     /// Makes one of the owner's keys expire at `at`, unless it expires

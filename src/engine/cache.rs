@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use moka::future::Cache;
 
+use super::metrics::Metrics;
 use super::rate_limit::{Limiter, Limiters};
 use crate::key::KeyHash;
 use crate::record::KeyRecord;
@@ -26,6 +27,9 @@ pub(crate) struct CachedKey {
     /// Whether this entry is queued for the last-used recorder: set by the
     /// first use after a flush, cleared by the flush.
     queued: AtomicBool,
+    /// Whether this entry's first use or expiry was announced already.
+    first_use_announced: AtomicBool,
+    expiry_announced: AtomicBool,
     /// When the store was asked for this record.
     loaded_at: Instant,
     /// Until when (microseconds since the epoch, exclusive) the key is
@@ -45,6 +49,8 @@ impl CachedKey {
         Self {
             record,
             queued: AtomicBool::new(false),
+            first_use_announced: AtomicBool::new(false),
+            expiry_announced: AtomicBool::new(false),
             loaded_at,
             active_until_micros,
             limiter,
@@ -76,6 +82,16 @@ impl CachedKey {
     /// first use since the last flush). One atomic load when already queued.
     pub(crate) fn mark_used(&self) -> bool {
         !self.queued.load(Ordering::Relaxed) && !self.queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// True the first time it is called for this entry.
+    pub(crate) fn announce_first_use(&self) -> bool {
+        !self.first_use_announced.swap(true, Ordering::AcqRel)
+    }
+
+    /// True the first time it is called for this entry.
+    pub(crate) fn announce_expiry(&self) -> bool {
+        !self.expiry_announced.swap(true, Ordering::AcqRel)
     }
 
     /// Takes the entry off the queue for a flush: a use after this queues it
@@ -124,6 +140,7 @@ pub(crate) struct KeyCache {
     all_changed: Arc<Mutex<Option<Instant>>>,
     lookup_timeout: Duration,
     limiters: Arc<Limiters>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -136,7 +153,11 @@ impl std::fmt::Debug for KeyCache {
 }
 
 impl KeyCache {
-    pub(crate) fn new(config: &CacheConfig, limiters: Arc<Limiters>) -> Self {
+    pub(crate) fn new(
+        config: &CacheConfig,
+        limiters: Arc<Limiters>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             known: Cache::builder()
                 .name("tower-api-keys known")
@@ -155,6 +176,7 @@ impl KeyCache {
             all_changed: Arc::default(),
             lookup_timeout: config.lookup_timeout,
             limiters,
+            metrics,
         }
     }
 
@@ -190,10 +212,19 @@ impl KeyCache {
         if self.unknown.get(&hash).await.is_some() {
             return Err(Arc::new(LoadError::NotFound));
         }
+        // Whether this call's lookup ran, or it waited on another's.
+        let ran = AtomicBool::new(false);
         let entry = self
             .known
-            .try_get_with(hash, self.load(hash, store))
-            .await?;
+            .try_get_with(hash, async {
+                ran.store(true, Ordering::Relaxed);
+                self.load(hash, store).await
+            })
+            .await;
+        if !ran.load(Ordering::Relaxed) {
+            self.metrics.coalesced();
+        }
+        let entry = entry?;
         if !self.changed_after(&hash, entry.loaded_at).await {
             return Ok(entry);
         }
@@ -208,7 +239,10 @@ impl KeyCache {
         let started = Instant::now();
         let found = tokio::time::timeout(self.lookup_timeout, store.find_by_hash(&hash))
             .await
-            .map_err(|_| StoreError::Timeout)??;
+            .map_err(|_| StoreError::Timeout)
+            .and_then(|found| found);
+        self.metrics.store_lookup(started.elapsed(), found.is_err());
+        let found = found?;
         match found {
             Some(record) => {
                 let limiter = self.limiters.for_key(&record);

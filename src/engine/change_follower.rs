@@ -8,10 +8,15 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use super::Reporting;
 use super::cache::KeyCache;
+use super::metrics::Metrics;
 use super::tasks::{StopSignal, until_stopped};
 use super::unusable::Watchers;
+use crate::clock::Clock;
+use crate::event::{EventSink, KeyEvent, KeyEventKind, NoticedBy};
 use crate::key::KeyHash;
+use crate::record::KeyStatus;
 use crate::store::{ChangeCursor, KeyStore, StoreError};
 
 /// Changes read per query.
@@ -33,6 +38,17 @@ pub(crate) struct ChangeFollower {
     retention: Duration,
     /// When this follower last pruned.
     pruned_at: Instant,
+    metrics: Arc<Metrics>,
+    events: EventSink,
+    clock: Arc<dyn Clock>,
+}
+
+/// How often the follower reads the log, and how long the log keeps a
+/// change before the follower prunes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FeedTiming {
+    pub(crate) poll_interval: Duration,
+    pub(crate) retention: Duration,
 }
 
 impl ChangeFollower {
@@ -40,8 +56,12 @@ impl ChangeFollower {
         cache: KeyCache,
         watchers: Arc<Watchers>,
         store: Arc<dyn KeyStore>,
-        poll_interval: Duration,
-        retention: Duration,
+        FeedTiming {
+            poll_interval,
+            retention,
+        }: FeedTiming,
+        reporting: Reporting,
+        clock: Arc<dyn Clock>,
         mut stop: StopSignal,
     ) -> JoinHandle<()> {
         let mut signal = store.change_signal();
@@ -54,6 +74,9 @@ impl ChangeFollower {
             failing: false,
             retention,
             pruned_at: Instant::now(),
+            metrics: reporting.metrics,
+            events: reporting.events,
+            clock,
         };
         tokio::spawn(async move {
             loop {
@@ -112,6 +135,9 @@ impl ChangeFollower {
                         cursor = change.cursor;
                     }
                     self.cursor = Some(cursor);
+                    self.metrics.change_feed_events(batch.changes.len() as u64);
+                    self.metrics
+                        .change_feed_lag(batch.head.position() - cursor.position());
                     if !batch.changes.is_empty() {
                         tracing::debug!(
                             target: "tower_api_keys",
@@ -177,6 +203,19 @@ impl ChangeFollower {
         for hash in pending {
             match self.store.find_by_hash(&hash).await {
                 Ok(record) => {
+                    if let Some(record) = &record {
+                        let now = self.clock.now();
+                        if record.status_at(now) == KeyStatus::Expired {
+                            self.events.emit(&KeyEvent::new(
+                                now,
+                                record,
+                                KeyEventKind::Expired {
+                                    expires_at: record.expires_at,
+                                    noticed_by: NoticedBy::ChangeFollower,
+                                },
+                            ));
+                        }
+                    }
                     self.watchers.update(hash, record.as_ref());
                     self.to_recheck.remove(&hash);
                 }
@@ -201,6 +240,7 @@ impl ChangeFollower {
 
     fn recovered(&mut self) {
         if self.failing {
+            self.metrics.change_feed_reconnect();
             tracing::info!(target: "tower_api_keys", "reading the key change log again");
         }
         self.failing = false;

@@ -17,6 +17,7 @@ use super::rate_limit::Acquired;
 use super::rate_limit::{Limiter, SharedOutcome};
 use super::throttle::ClientKey;
 use crate::bearer::{self, RawCredentials};
+use crate::event::{Actor, KeyEventKind, NoticedBy, SystemCause};
 use crate::key::KeyHash;
 use crate::record::{EXPOSED_IN_URL, KeyStatus};
 use crate::rejection::{RateLimitState, Rejection, RejectionReason};
@@ -131,20 +132,27 @@ impl Engine {
         };
         let hash = self.hasher.hash_bytes(key.expose_secret_bytes());
         match self.cache.get_now(&hash) {
-            Cached::Known(entry) => match self.admit(entry, requirement) {
-                Ok(identity) => Verdict::Allow(identity),
-                #[cfg(feature = "redis")]
-                Err((Denial::Shared, entry)) => Verdict::Limit(Limit { entry }),
-                Err((denial, entry)) => {
-                    Verdict::Reject(self.deny(denial, &entry, || self.client(request)))
+            Cached::Known(entry) => {
+                self.metrics.cache_hit();
+                match self.admit(entry, requirement) {
+                    Ok(identity) => Verdict::Allow(identity),
+                    #[cfg(feature = "redis")]
+                    Err((Denial::Shared, entry)) => Verdict::Limit(Limit { entry }),
+                    Err((denial, entry)) => {
+                        Verdict::Reject(self.deny(denial, &entry, || self.client(request)))
+                    }
                 }
-            },
-            Cached::Unknown => Verdict::Reject(self.failure(
-                RejectionReason::UnknownKey,
-                Some(key.display_prefix()),
-                self.client(request),
-            )),
+            }
+            Cached::Unknown => {
+                self.metrics.negative_cache_hit();
+                Verdict::Reject(self.failure(
+                    RejectionReason::UnknownKey,
+                    Some(key.display_prefix()),
+                    self.client(request),
+                ))
+            }
             Cached::Miss => {
+                self.metrics.cache_miss();
                 let client = self.client(request);
                 let vouched = self
                     .throttle
@@ -259,7 +267,18 @@ impl Engine {
                 let reason = match entry.record().status_at(self.clock.now()) {
                     KeyStatus::Revoked => RejectionReason::RevokedKey,
                     // Expired, or expiring between the two readings of the clock.
-                    KeyStatus::Expired | KeyStatus::Active => RejectionReason::ExpiredKey,
+                    KeyStatus::Expired | KeyStatus::Active => {
+                        if entry.announce_expiry() {
+                            self.event(
+                                entry.record(),
+                                KeyEventKind::Expired {
+                                    expires_at: entry.record().expires_at,
+                                    noticed_by: NoticedBy::Refusal,
+                                },
+                            );
+                        }
+                        RejectionReason::ExpiredKey
+                    }
                 };
                 return Err((Denial::Status(reason), entry));
             }
@@ -281,6 +300,7 @@ impl Engine {
             }
         }
         self.usage.note(&entry);
+        self.metrics.admitted();
         Ok(AuthenticatedKey::new(entry))
     }
 
@@ -324,10 +344,12 @@ impl Engine {
             Denial::Scope(scope) => self
                 .reject(RejectionReason::InsufficientScope, prefix)
                 .with_scope(scope),
-            Denial::RateLimited(wait, state) => self
-                .reject(RejectionReason::RateLimited, prefix)
-                .with_retry_after(wait)
-                .with_rate_limit(state),
+            Denial::RateLimited(wait, state) => {
+                self.metrics.rate_limit_refusal();
+                self.reject(RejectionReason::RateLimited, prefix)
+                    .with_retry_after(wait)
+                    .with_rate_limit(state)
+            }
             // Not a refusal: `check` and `lookup` take this to `limit`.
             #[cfg(feature = "redis")]
             Denial::Shared => self.reject(RejectionReason::RateLimiterUnavailable, prefix),
@@ -344,6 +366,7 @@ impl Engine {
     /// A 429 for a client over its failed-attempt limit.
     fn throttled(&self, client: Option<ClientKey>, key_prefix: Option<&str>) -> Option<Rejection> {
         let wait = self.throttle.as_ref()?.blocked(client?)?;
+        self.metrics.throttle_refusal();
         Some(
             self.reject(RejectionReason::TooManyFailedAttempts, key_prefix)
                 .with_retry_after(wait),
@@ -422,11 +445,17 @@ impl Engine {
                     continue;
                 }
             };
+            self.event(&record, KeyEventKind::ExposedInUrl);
             if record.revoked_at.is_some() {
                 continue;
             }
             if let Err(error) = self
-                .revoke(&record.owner, &record.id, Some(EXPOSED_IN_URL))
+                .revoke(
+                    &record.owner,
+                    &record.id,
+                    Some(EXPOSED_IN_URL),
+                    Actor::System(SystemCause::ExposedInUrl),
+                )
                 .await
             {
                 tracing::error!(
@@ -450,6 +479,7 @@ impl Engine {
             return Rejection::new(reason, Arc::clone(&self.challenge));
         };
         let key_prefix = key_prefix.unwrap_or("");
+        self.metrics.rejected(reason);
         match reason {
             RejectionReason::MissingCredentials | RejectionReason::OtherScheme => {
                 tracing::debug!(target: "tower_api_keys", reason = reason.as_str(), held_back, "request refused");

@@ -16,9 +16,12 @@ use std::time::Duration;
 use chrono::DateTime;
 use tokio::task::JoinHandle;
 
+use super::Reporting;
 use super::cache::CachedKey;
+use super::metrics::Metrics;
 use super::tasks::{StopSignal, until_stopped};
 use crate::clock::Clock;
+use crate::event::{EventSink, KeyEvent, KeyEventKind};
 use crate::record::KeyId;
 use crate::store::{KeyStore, LastUsed};
 
@@ -92,6 +95,8 @@ pub(crate) struct Recorder {
     /// Most keys kept for retry while the store fails.
     max_pending: usize,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    events: EventSink,
 }
 
 impl Recorder {
@@ -101,6 +106,7 @@ impl Recorder {
         clock: Arc<dyn Clock>,
         interval: Duration,
         max_pending: usize,
+        reporting: Reporting,
         mut stop: StopSignal,
     ) -> JoinHandle<()> {
         let mut recorder = Self {
@@ -109,6 +115,8 @@ impl Recorder {
             unwritten: HashMap::new(),
             max_pending,
             clock,
+            metrics: reporting.metrics,
+            events: reporting.events,
         };
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
@@ -135,6 +143,7 @@ impl Recorder {
 
     fn count_dropped(&self, n: u64) {
         self.queue.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        self.metrics.last_used_dropped(n);
         self.queue.counters.pending.store(0, Ordering::Relaxed);
     }
 
@@ -145,8 +154,15 @@ impl Recorder {
         }
         // Read after the flags are cleared: every use not queued again
         // happened before this instant.
-        let micros = self.clock.now().timestamp_micros();
+        let now = self.clock.now();
+        let micros = now.timestamp_micros();
         for entry in &used {
+            // Off the request path: the first use of a key whose record
+            // shows none is announced here, once per cached entry.
+            if entry.record().last_used_at.is_none() && entry.announce_first_use() {
+                self.events
+                    .emit(&KeyEvent::new(now, entry.record(), KeyEventKind::FirstUse));
+            }
             let latest = self.unwritten.entry(entry.record().id).or_insert(micros);
             *latest = (*latest).max(micros);
         }
@@ -167,6 +183,7 @@ impl Recorder {
         match self.store.record_last_used(&batch).await {
             Ok(()) => {
                 counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.metrics.last_used_batch(batch.len() as u64);
                 counters
                     .keys_written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -176,6 +193,7 @@ impl Recorder {
             }
             Err(error) => {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.last_used_write_error();
                 tracing::warn!(
                     target: "tower_api_keys",
                     %error,
@@ -193,6 +211,7 @@ impl Recorder {
                         self.unwritten.remove(&id);
                     }
                     counters.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+                    self.metrics.last_used_dropped(excess as u64);
                     counters
                         .pending
                         .store(self.unwritten.len() as u64, Ordering::Relaxed);

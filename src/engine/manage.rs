@@ -1,11 +1,13 @@
 //! The writes that change a key, each with what must go with it: the store
-//! write, the cache eviction, the watchers of the key, and one event.
+//! write, the cache eviction, the watchers of the key, and one key event
+//! (which is also its tracing event).
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 
 use super::Engine;
+use crate::event::{Actor, KeyEvent, KeyEventKind, NoticedBy};
 use crate::key::{RandomSourceError, SecretKey};
 use crate::record::{KeyId, KeyRecord, NewKey, OwnerId, is_unsafe_to_show};
 use crate::store::StoreError;
@@ -76,7 +78,11 @@ pub enum ManageError {
 
 impl Engine {
     /// Generates, stores and announces a new key.
-    pub(crate) async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
+    pub(crate) async fn create(
+        &self,
+        new: NewKey,
+        actor: Actor,
+    ) -> Result<CreatedKey, ManageError> {
         if !is_showable(&new.name) {
             return Err(ManageError::InvalidName);
         }
@@ -103,41 +109,41 @@ impl Engine {
         };
         self.store.insert(&record).await?;
         self.cache.invalidate(&hash).await;
-        tracing::info!(
-            target: "tower_api_keys",
-            key_id = %record.id,
-            key_prefix = %record.display_prefix,
-            owner = %record.owner,
-            "API key created"
-        );
+        self.event(&record, KeyEventKind::Created { actor });
         Ok(CreatedKey { secret, record })
     }
 
-    /// Revokes and evicts; shared by the management calls and the policy
-    /// that revokes keys exposed in URLs.
+    /// Revokes and evicts; shared by the management calls, the policy that
+    /// revokes keys exposed in URLs and the secret-scanning endpoint. The
+    /// event is emitted only when this call revoked the key.
     pub(crate) async fn revoke(
         &self,
         owner: &OwnerId,
         id: &KeyId,
         reason: Option<&str>,
+        actor: Actor,
     ) -> Result<KeyRecord, ManageError> {
         if reason.is_some_and(|reason| !is_showable(reason)) {
             return Err(ManageError::InvalidReason);
         }
-        let now = self.clock.now();
+        // Stores keep microseconds: the stamp read back equals this one
+        // exactly when this call made the revocation.
+        let now = truncate_to_micros(self.clock.now());
         let record = self
             .store
             .revoke(owner, id, now, reason)
             .await?
             .ok_or(ManageError::NotFound)?;
         self.changed(&record).await;
-        tracing::info!(
-            target: "tower_api_keys",
-            key_id = %record.id,
-            key_prefix = %record.display_prefix,
-            owner = %record.owner,
-            reason = reason.unwrap_or(""),
-            "API key revoked"
+        if record.revoked_at != Some(now) {
+            return Ok(record);
+        }
+        self.event(
+            &record,
+            KeyEventKind::Revoked {
+                reason: reason.map(str::to_owned),
+                actor,
+            },
         );
         Ok(record)
     }
@@ -155,7 +161,23 @@ impl Engine {
             .await?
             .ok_or(ManageError::NotFound)?;
         self.changed(&record).await;
+        let now = self.clock.now();
+        if record.revoked_at.is_none() && record.expires_at.is_some_and(|at| at <= now) {
+            self.event(
+                &record,
+                KeyEventKind::Expired {
+                    expires_at: record.expires_at,
+                    noticed_by: NoticedBy::Write,
+                },
+            );
+        }
         Ok(record)
+    }
+
+    /// Emits an event about `record`, stamped now.
+    pub(crate) fn event(&self, record: &KeyRecord, kind: KeyEventKind) {
+        self.events
+            .emit(&KeyEvent::new(self.clock.now(), record, kind));
     }
 
     /// What this process does at once after changing a key, without waiting

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::Response;
 
 use crate::clock::Clock;
+use crate::event::{EventSink, KeyEventHandler};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::query::QueryGuard;
 use crate::rejection::{Challenge, Rejection, RejectionHandler};
@@ -28,6 +29,7 @@ mod identity;
 mod last_used;
 mod log_budget;
 mod manage;
+mod metrics;
 pub(crate) mod rate_limit;
 mod tasks;
 pub(crate) mod throttle;
@@ -41,9 +43,10 @@ pub use log_budget::RefusalStats;
 pub use manage::{CreatedKey, ManageError};
 
 use cache::KeyCache;
-use change_follower::ChangeFollower;
+use change_follower::{ChangeFollower, FeedTiming};
 use last_used::{Recorder, UsageQueue};
 use log_budget::LogBudget;
+use metrics::Metrics;
 use rate_limit::{LimitSettings, Limiters};
 use tasks::Tasks;
 use throttle::{FailedAttemptLimit, Throttle};
@@ -71,6 +74,14 @@ pub(crate) struct Settings {
     pub(crate) max_pending_last_used: usize,
     pub(crate) change_poll_interval: Duration,
     pub(crate) change_log_retention: Duration,
+    pub(crate) on_key_event: Option<KeyEventHandler>,
+}
+
+/// What the background tasks report to: the metrics and the key events.
+#[derive(Debug, Clone)]
+pub(crate) struct Reporting {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) events: EventSink,
 }
 
 /// Everything shared by [`ApiKeys`](crate::ApiKeys) handles and the layers
@@ -94,6 +105,8 @@ pub(crate) struct Engine {
     throttle: Option<Throttle>,
     revoke_exposed: bool,
     log_budget: LogBudget,
+    metrics: Arc<Metrics>,
+    events: EventSink,
     tasks: Tasks,
 }
 
@@ -102,6 +115,8 @@ impl Engine {
     /// last-used recorder and the change follower). Must run inside a Tokio
     /// runtime.
     pub(crate) fn start(settings: Settings) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::register());
+        let events = EventSink::new(settings.on_key_event);
         let capacity = settings.cache.capacity.max(1024);
         let limits = settings.limits.clone();
         #[cfg(feature = "redis")]
@@ -112,7 +127,7 @@ impl Engine {
         #[cfg(not(feature = "redis"))]
         let limiters = Limiters::local(limits, capacity);
         let limiters = Arc::new(limiters);
-        let cache = KeyCache::new(&settings.cache, Arc::clone(&limiters));
+        let cache = KeyCache::new(&settings.cache, Arc::clone(&limiters), Arc::clone(&metrics));
         let usage = Arc::new(UsageQueue::default());
         let watchers = Arc::new(Watchers::default());
         let (tasks, stopped) = Tasks::new();
@@ -122,14 +137,25 @@ impl Engine {
             Arc::clone(&settings.clock),
             settings.last_used_interval,
             settings.max_pending_last_used,
+            Reporting {
+                metrics: Arc::clone(&metrics),
+                events: events.clone(),
+            },
             stopped.clone(),
         ));
         tasks.push(ChangeFollower::spawn(
             cache.clone(),
             Arc::clone(&watchers),
             Arc::clone(&settings.store),
-            settings.change_poll_interval,
-            settings.change_log_retention,
+            FeedTiming {
+                poll_interval: settings.change_poll_interval,
+                retention: settings.change_log_retention,
+            },
+            Reporting {
+                metrics: Arc::clone(&metrics),
+                events: events.clone(),
+            },
+            Arc::clone(&settings.clock),
             stopped,
         ));
         Arc::new(Self {
@@ -150,6 +176,8 @@ impl Engine {
             throttle: settings.failed_attempts.map(Throttle::new),
             revoke_exposed: settings.revoke_exposed,
             log_budget: LogBudget::default(),
+            metrics,
+            events,
             tasks,
         })
     }

@@ -17,6 +17,11 @@ pub struct Cli {
     /// The key store: `sqlite:PATH` (created if missing) or `postgres://...`.
     #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "URL")]
     pub db: String,
+    /// Append every key event (created, revoked, rolled, expired, exposed in
+    /// a URL, reported leaked, first use) to this file as one JSON line
+    /// each; never a secret. `serve` and the `keys` commands share it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub audit_log: Option<std::path::PathBuf>,
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -106,6 +111,16 @@ pub struct ServeArgs {
     /// this many failed authentications in it.
     #[arg(long, value_name = "N")]
     pub max_failed_attempts: Option<u32>,
+    /// Serve the key metrics in Prometheus text format on GET /metrics at
+    /// this address, a listener of its own (off by default).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Accept GitHub secret-scanning reports on POST
+    /// /github/secret-scanning, verified with the public keys at this URL
+    /// (such as https://api.github.com/meta/public_keys/secret_scanning)
+    /// or in this file; a reported key is revoked at once.
+    #[arg(long, value_name = "URL-OR-FILE")]
+    pub secret_scanning_keys: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -168,6 +183,10 @@ pub struct ListArgs {
     /// Only this account's keys (default: every key).
     #[arg(long)]
     pub owner: Option<String>,
+    /// Only active keys that expire within this long, soonest first: 1d,
+    /// 7d, 2w (to warn their owners).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expiring_within: Option<chrono::Duration>,
 }
 
 /// `keys revoke`.
@@ -266,6 +285,9 @@ mod tests {
         let serve = ServeArgs::default();
         assert_eq!(serve.listen.to_string(), "127.0.0.1:8080");
         assert!(serve.upstream.is_none());
+        assert!(serve.metrics_listen.is_none(), "metrics are off by default");
+        assert!(serve.secret_scanning_keys.is_none());
+        assert!(cli.audit_log.is_none());
     }
 
     #[test]

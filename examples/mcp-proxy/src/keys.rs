@@ -9,6 +9,7 @@ use tower_api_keys::record::is_unsafe_to_show;
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes};
 
+use crate::audit::AuditLog;
 use crate::cli::{CreateArgs, KeysCommand, ListArgs, RevokeArgs, RollArgs};
 
 /// Most keys `keys list` shows: the newest ones.
@@ -17,9 +18,13 @@ const LIST_LIMIT: usize = 10_000;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Runs one `keys` subcommand against the store at `db`.
-pub async fn run(db: &str, command: KeysCommand) -> Result<()> {
+pub async fn run(db: &str, audit: Option<&AuditLog>, command: KeysCommand) -> Result<()> {
     let store: Arc<dyn KeyStore> = crate::store::open(db).await?;
-    let keys = ApiKeys::builder(store).build()?;
+    let mut builder = ApiKeys::builder(store);
+    if let Some(audit) = audit {
+        builder = audit.attach(builder);
+    }
+    let keys = builder.build()?;
     let outcome = match command {
         KeysCommand::Create(args) => create(&keys, args).await,
         KeysCommand::List(args) => list(&keys, args).await,
@@ -82,12 +87,35 @@ async fn list(keys: &ApiKeys, args: ListArgs) -> Result<()> {
     }
     records.truncate(LIST_LIMIT);
     records.reverse();
+    let now = Utc::now();
+    if let Some(within) = args.expiring_within {
+        records = expiring_within(records, now, within);
+    }
     if records.is_empty() {
         eprintln!("no keys");
         return Ok(());
     }
-    print!("{}", table(&records, Utc::now()));
+    print!("{}", table(&records, now));
     Ok(())
+}
+
+/// The active keys that expire after `now` and by `now + within`, soonest
+/// first.
+pub fn expiring_within(
+    records: Vec<KeyRecord>,
+    now: DateTime<Utc>,
+    within: chrono::Duration,
+) -> Vec<KeyRecord> {
+    let by = now + within;
+    let mut expiring: Vec<KeyRecord> = records
+        .into_iter()
+        .filter(|record| {
+            record.status_at(now) == KeyStatus::Active
+                && record.expires_at.is_some_and(|at| at <= by)
+        })
+        .collect();
+    expiring.sort_by_key(|record| record.expires_at);
+    expiring
 }
 
 async fn revoke(keys: &ApiKeys, args: RevokeArgs) -> Result<()> {

@@ -26,16 +26,19 @@
 //! modules here are the proxy, and what its tests drive in-process:
 //! [`cli`] (arguments), [`server`] (routes, start-up, shutdown),
 //! [`listener`] (connections: header-read timeout, connection cap),
+//! [`metrics`] (`--metrics-listen`), [`audit`] (`--audit-log`),
 //! [`proxy`] (the streaming proxy), [`session`] (sessions bound to keys),
 //! [`origin`] (the `Origin` check), [`metadata`] (RFC 9728), [`keys`]
 //! (the `keys` commands), [`store`] (`--db`), [`upstream`] (the demo MCP
 //! server).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod keys;
 pub mod listener;
 pub mod metadata;
+pub mod metrics;
 pub mod origin;
 pub mod proxy;
 pub mod server;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_proxy::{cli, keys, server};
+use mcp_proxy::{audit, cli, keys, server};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,10 +19,23 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let audit = match cli
+        .audit_log
+        .as_deref()
+        .map(audit::AuditLog::open)
+        .transpose()
+    {
+        Ok(audit) => audit,
+        Err(error) => {
+            eprintln!("error: the audit log: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let audit = audit.as_ref();
     let outcome = match cli.command {
-        None => server::run(&cli.db, cli::ServeArgs::default()).await,
-        Some(cli::Command::Serve(args)) => server::run(&cli.db, args).await,
-        Some(cli::Command::Keys(command)) => keys::run(&cli.db, command).await,
+        None => server::run(&cli.db, audit, cli::ServeArgs::default()).await,
+        Some(cli::Command::Serve(args)) => server::run(&cli.db, audit, args).await,
+        Some(cli::Command::Keys(command)) => keys::run(&cli.db, audit, command).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

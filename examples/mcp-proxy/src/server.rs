@@ -9,9 +9,11 @@ use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_api_keys::rate_limit::{RedisLimits, WhenUnavailable};
+use tower_api_keys::secret_scanning::{PublicKeySource, SecretScanning};
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
 
+use crate::audit::AuditLog;
 use crate::cli::{DEFAULT_OWNER, ServeArgs};
 use crate::listener::{self, ConnectionLimits};
 use crate::origin::AllowedOrigins;
@@ -34,7 +36,13 @@ pub struct Settings {
     pub session_idle: Duration,
     /// Most MCP sessions one key may hold open.
     pub max_sessions_per_key: usize,
+    /// With GitHub's public keys from here, `POST /github/secret-scanning`
+    /// takes secret-scanning reports.
+    pub secret_scanning: Option<PublicKeySource>,
 }
+
+/// Where GitHub's secret-scanning reports are taken.
+pub const SECRET_SCANNING_PATH: &str = "/github/secret-scanning";
 
 /// The application:
 ///
@@ -45,6 +53,7 @@ pub struct Settings {
 /// | `GET /.well-known/oauth-protected-resource` | no | RFC 9728 metadata |
 /// | `GET /.well-known/oauth-authorization-server`, `POST /register` | no | 404 / 400 saying this server takes API keys, not OAuth |
 /// | `GET /healthz` | no | `ok` |
+/// | `POST /github/secret-scanning` | GitHub's signature | with `secret_scanning`: revokes reported keys |
 ///
 /// Cancelling `shutdown` ends the proxied streams in flight; so does a
 /// revocation, for the streams of the revoked key.
@@ -93,7 +102,12 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         )
         .route("/register", axum::routing::post(metadata::no_registration))
         .route("/healthz", get(|| async { "ok" }));
-    mcp.merge(api).merge(public)
+    let mut app = mcp.merge(api).merge(public);
+    if let Some(source) = &settings.secret_scanning {
+        let scanning = SecretScanning::new(keys.clone(), source.clone());
+        app = app.route(SECRET_SCANNING_PATH, scanning.handler());
+    }
+    app
 }
 
 /// `GET /api/v2/projects`: the calling key's projects (a fixed demo list).
@@ -143,6 +157,17 @@ pub fn api_keys(
     public_url: &str,
     protections: &Protections,
 ) -> Result<ApiKeys, tower_api_keys::BuildError> {
+    api_keys_with_audit(store, realm, public_url, protections, None)
+}
+
+/// [`api_keys`], its key events appended to `audit` if given.
+pub fn api_keys_with_audit(
+    store: Arc<dyn KeyStore>,
+    realm: &str,
+    public_url: &str,
+    protections: &Protections,
+    audit: Option<&AuditLog>,
+) -> Result<ApiKeys, tower_api_keys::BuildError> {
     let mut builder = ApiKeys::builder(store)
         .realm(realm)
         .resource_metadata(metadata::url(public_url))
@@ -168,11 +193,18 @@ pub fn api_keys(
             Duration::from_secs(60),
         ));
     }
+    if let Some(audit) = audit {
+        builder = audit.attach(builder);
+    }
     builder.build()
 }
 
 /// Runs `serve` until Ctrl-C or SIGTERM.
-pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(
+    db: &str,
+    audit: Option<&AuditLog>,
+    args: ServeArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
     let store = store::open(db).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let local = listener.local_addr()?;
@@ -181,6 +213,12 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
         None => default_public_url(local),
     };
     let shutdown = CancellationToken::new();
+    // Before the keys are built: they register their figures with the
+    // recorder installed then.
+    let metrics = match args.metrics_listen {
+        Some(addr) => Some(crate::metrics::serve(addr, shutdown.child_token()).await?),
+        None => None,
+    };
     let upstream = match &args.upstream {
         Some(url) => Upstream::parse(url)?,
         None => {
@@ -195,12 +233,17 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
         mcp_scope: args.mcp_scope.clone(),
         session_idle: Duration::from_secs(args.session_idle_secs),
         max_sessions_per_key: usize::try_from(args.max_sessions_per_key).unwrap_or(usize::MAX),
+        secret_scanning: args
+            .secret_scanning_keys
+            .as_deref()
+            .map(PublicKeySource::parse),
     };
-    let keys = api_keys(
+    let keys = api_keys_with_audit(
         Arc::clone(&store),
         &args.realm,
         &settings.public_url,
         &Protections::from_args(&args),
+        audit,
     )?;
     bootstrap(&keys).await?;
 
@@ -250,6 +293,12 @@ pub async fn run(db: &str, args: ServeArgs) -> Result<(), Box<dyn std::error::Er
     }
     if let Some(failures) = args.max_failed_attempts {
         eprintln!("  failed tries   {failures} per minute per client address");
+    }
+    if let Some(addr) = metrics {
+        eprintln!("  metrics        http://{addr}/metrics");
+    }
+    if let Some(keys) = &args.secret_scanning_keys {
+        eprintln!("  leak reports   {url}{SECRET_SCANNING_PATH} (GitHub's keys from {keys})");
     }
 
     let app = router(&keys, &settings, shutdown.clone());

@@ -153,6 +153,8 @@ pub struct Options {
     pub max_sessions_per_key: Option<usize>,
     /// The connection bounds (default: the proxy's).
     pub limits: Option<mcp_proxy::listener::ConnectionLimits>,
+    /// GitHub's public keys, to take secret-scanning reports.
+    pub secret_scanning: Option<tower_api_keys::secret_scanning::PublicKeySource>,
 }
 
 /// The example's router on a loopback port, over a SQLite store in a
@@ -215,6 +217,7 @@ impl Running {
             max_sessions_per_key: options
                 .max_sessions_per_key
                 .unwrap_or(mcp_proxy::session::SessionBindings::MAX_PER_KEY),
+            secret_scanning: options.secret_scanning,
         };
         // The proxy is served as the binary serves it, with its bounds.
         tokio::spawn(mcp_proxy::listener::serve(

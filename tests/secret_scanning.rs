@@ -1,0 +1,380 @@
+//! GitHub's secret-scanning endpoint over real HTTP: a P-256 key pair made
+//! here, a local server publishing its public key in GitHub's JSON shape,
+//! reports signed the way GitHub signs them. A valid report revokes the key
+//! (and the layer then refuses it); hostile requests change nothing.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::{Router, routing::get};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+use serde_json::{Value, json};
+use tower_api_keys::event::{Actor, KeyEvent, KeyEventKind, SystemCause};
+use tower_api_keys::secret_scanning::{PublicKeySource, REVOKED_REASON, SecretScanning};
+use tower_api_keys::{ApiKeys, KeyRecord, MemoryStore, NewKey};
+
+const KEY_ID: &str = "bd5ba2b7f8a1c5e20b4f5e2c3f7f3d3e1e0f0c9b8a7d6c5b4a3f2e1d0c9b8a7a";
+
+fn signing_key() -> SigningKey {
+    SigningKey::random(&mut rand_core::OsRng)
+}
+
+fn pem(key: &SigningKey) -> String {
+    key.verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap()
+}
+
+/// GitHub's document of public keys.
+fn document(keys: &[(&str, &SigningKey)]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(id, key)| json!({ "key_identifier": id, "key": pem(key), "is_current": true }))
+        .collect();
+    json!({ "public_keys": keys }).to_string()
+}
+
+/// base64 of the DER signature over SHA-256 of `body`, as GitHub sends it.
+fn sign(key: &SigningKey, body: &[u8]) -> String {
+    let signature: Signature = key.sign(body);
+    STANDARD.encode(signature.to_der().as_bytes())
+}
+
+/// The application: `/` behind the layer, the endpoint beside it, and a
+/// server publishing the public keys (counting its fetches).
+struct Setup {
+    keys: ApiKeys,
+    app: String,
+    github: SigningKey,
+    fetches: Arc<AtomicUsize>,
+    events: Arc<Mutex<Vec<KeyEvent>>>,
+    key: String,
+    record: KeyRecord,
+}
+
+async fn setup() -> Setup {
+    let github = signing_key();
+    let published = document(&[(KEY_ID, &github)]);
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fetches);
+    let meta = Router::new().route(
+        "/meta/public_keys/secret_scanning",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let published = published.clone();
+            async move { ([("content-type", "application/json")], published) }
+        }),
+    );
+    let meta_url = format!(
+        "http://{}/meta/public_keys/secret_scanning",
+        common::serve(meta).await
+    );
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let keys = ApiKeys::builder(MemoryStore::new())
+        .on_key_event(move |event| sink.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap();
+    let created = keys.create(NewKey::new("acct_1", "ci")).await.unwrap();
+    let scanning =
+        SecretScanning::new(keys.clone(), PublicKeySource::parse(&meta_url)).max_body_len(4096);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(keys.layer())
+        .route("/github/secret-scanning", scanning.handler());
+    let app = format!("http://{}", common::serve(app).await);
+    Setup {
+        keys,
+        app,
+        github,
+        fetches,
+        events,
+        key: created.secret.expose_secret().to_owned(),
+        record: created.record,
+    }
+}
+
+impl Setup {
+    /// POSTs `body` with the given headers; the status and the body.
+    async fn post(
+        &self,
+        body: &[u8],
+        key_id: Option<&str>,
+        signature: Option<&str>,
+    ) -> (u16, String) {
+        let mut request = common::client()
+            .post(format!("{}/github/secret-scanning", self.app))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(id) = key_id {
+            request = request.header("Github-Public-Key-Identifier", id);
+        }
+        if let Some(signature) = signature {
+            request = request.header("Github-Public-Key-Signature", signature);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// POSTs `body` signed by GitHub's key.
+    async fn report(&self, body: &[u8]) -> (u16, String) {
+        self.post(body, Some(KEY_ID), Some(&sign(&self.github, body)))
+            .await
+    }
+
+    async fn status_with_key(&self) -> u16 {
+        common::client()
+            .get(format!("{}/", self.app))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn stored(&self) -> KeyRecord {
+        self.keys
+            .store()
+            .find_by_id(&self.record.id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn event_names(&self) -> Vec<&'static str> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.kind.name())
+            .collect()
+    }
+
+    /// Nothing happened to the key: it works, is not revoked, and no event
+    /// besides its creation was emitted.
+    async fn assert_untouched(&self, what: &str) {
+        assert_eq!(self.status_with_key().await, 200, "{what}");
+        assert!(self.stored().await.revoked_at.is_none(), "{what}");
+        assert_eq!(self.event_names(), ["created"], "{what}");
+    }
+}
+
+fn report_of(token: &str) -> Vec<u8> {
+    json!([{
+        "token": token,
+        "type": "bmc_api_key",
+        "url": "https://github.com/octo/leaky/blob/main/.env",
+        "source": "content"
+    }])
+    .to_string()
+    .into_bytes()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_valid_report_revokes_the_key_and_the_layer_then_refuses_it() {
+    let s = setup().await;
+    assert_eq!(s.status_with_key().await, 200);
+
+    let body = report_of(&s.key);
+    let (status, answer) = s.report(&body).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        answer,
+        json!([{ "token_hash": sha256_hex(&s.key), "token_type": "bmc_api_key", "label": "true_positive" }])
+    );
+    assert!(
+        !answer.to_string().contains(&s.key),
+        "the raw token is sent back"
+    );
+
+    assert_eq!(s.status_with_key().await, 401);
+    let stored = s.stored().await;
+    assert!(stored.revoked_at.is_some());
+    assert_eq!(
+        stored.revoked_reason.as_deref(),
+        Some(&*format!(
+            "{REVOKED_REASON} at https://github.com/octo/leaky/blob/main/.env"
+        ))
+    );
+    let kinds: Vec<KeyEventKind> = s
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.clone())
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert!(matches!(
+        &kinds[1],
+        KeyEventKind::Revoked { reason: Some(reason), actor: Actor::System(SystemCause::GithubSecretScanning) }
+            if reason.starts_with(REVOKED_REASON)
+    ));
+    assert_eq!(
+        kinds[2],
+        KeyEventKind::ReportedLeaked {
+            reporter: SystemCause::GithubSecretScanning,
+            url: Some("https://github.com/octo/leaky/blob/main/.env".to_owned()),
+            source: Some("content".to_owned()),
+        }
+    );
+
+    // The same report again: the same answer, nothing more happens.
+    let revoked_at = stored.revoked_at;
+    let (status, again) = s.report(&body).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), answer);
+    assert_eq!(s.stored().await.revoked_at, revoked_at);
+    assert_eq!(s.event_names(), ["created", "revoked", "reported_leaked"]);
+    // One fetch of the public keys served both reports.
+    assert_eq!(s.fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn hostile_requests_are_refused_and_change_nothing() {
+    let s = setup().await;
+    let body = report_of(&s.key);
+    let good = sign(&s.github, &body);
+
+    // Unsigned: no headers, or one of the two.
+    assert_eq!(s.post(&body, None, None).await.0, 401);
+    assert_eq!(s.post(&body, Some(KEY_ID), None).await.0, 401);
+    assert_eq!(s.post(&body, None, Some(&good)).await.0, 401);
+    // Signed by another key under GitHub's identifier.
+    let forger = signing_key();
+    assert_eq!(
+        s.post(&body, Some(KEY_ID), Some(&sign(&forger, &body)))
+            .await
+            .0,
+        401
+    );
+    // Not a signature at all.
+    assert_eq!(
+        s.post(&body, Some(KEY_ID), Some("bm90IGEgc2lnbmF0dXJl"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(s.post(&body, Some(KEY_ID), Some("%%%")).await.0, 401);
+    // An identifier GitHub never published.
+    assert_eq!(s.post(&body, Some("unknown-id"), Some(&good)).await.0, 401);
+    // The signed body replayed with one byte changed (the URL's, then the
+    // token's).
+    let mut changed = body.clone();
+    let at = changed.len() - 20;
+    changed[at] ^= 0x01;
+    assert_eq!(s.post(&changed, Some(KEY_ID), Some(&good)).await.0, 401);
+    let mut changed = body.clone();
+    let at = 12;
+    changed[at] ^= 0x01;
+    assert_eq!(s.post(&changed, Some(KEY_ID), Some(&good)).await.0, 401);
+    // Well signed but malformed: not JSON, not a list, a report without a
+    // token.
+    for malformed in [
+        &b"not json"[..],
+        br#"{"token": "x"}"#,
+        br#"[{"type": "bmc_api_key"}]"#,
+    ] {
+        let (status, _) = s.report(malformed).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(malformed));
+    }
+    // Oversized, even when well signed.
+    let mut big = report_of(&s.key);
+    big.truncate(big.len() - 1);
+    big.extend(std::iter::repeat_n(b' ', 5000));
+    big.push(b']');
+    assert_eq!(s.report(&big).await.0, 413);
+
+    s.assert_untouched("after hostile requests").await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_tokens_are_false_positives() {
+    let s = setup().await;
+    let unknown = s.keys.format().generate().unwrap();
+    let other_format = tower_api_keys::KeyFormat::new("ghp")
+        .unwrap()
+        .generate()
+        .unwrap();
+    let body = json!([
+        { "token": unknown.expose_secret(), "type": "bmc_api_key", "url": "https://github.com/a/b", "source": "content" },
+        { "token": other_format.expose_secret(), "type": "bmc_api_key", "url": "https://github.com/a/b", "source": "content" },
+        { "token": "bmc_short", "type": "bmc_api_key" },
+    ])
+    .to_string();
+    let (status, answer) = s.report(body.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Vec<Value> = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer.len(), 3);
+    for (verdict, token) in answer.iter().zip([
+        unknown.expose_secret(),
+        other_format.expose_secret(),
+        "bmc_short",
+    ]) {
+        assert_eq!(verdict["label"], "false_positive");
+        assert_eq!(verdict["token_hash"], sha256_hex(token));
+    }
+    s.assert_untouched("after unknown tokens").await;
+}
+
+#[tokio::test]
+async fn an_unknown_identifier_fetches_the_keys_again_at_most_once_per_interval() {
+    let s = setup().await;
+    let body = report_of("bmc_unknown");
+    let good = sign(&s.github, &body);
+    assert_eq!(s.post(&body, Some("rotated-1"), Some(&good)).await.0, 401);
+    assert_eq!(s.fetches.load(Ordering::SeqCst), 1);
+    // Within the minute: refused from what is cached, without a fetch.
+    assert_eq!(s.post(&body, Some("rotated-2"), Some(&good)).await.0, 401);
+    assert_eq!(s.post(&body, Some(KEY_ID), Some(&good)).await.0, 200);
+    assert_eq!(s.fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn keys_from_a_file_verify_reports_and_a_rotated_key_is_picked_up() {
+    let s = setup().await;
+    let dir = std::env::temp_dir().join(format!("secret-scanning-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keys.json");
+    let old = signing_key();
+    std::fs::write(&file, document(&[("old", &old)])).unwrap();
+    let scanning = SecretScanning::new(
+        s.keys.clone(),
+        PublicKeySource::parse(file.to_str().unwrap()),
+    )
+    .min_refresh_interval(Duration::ZERO);
+    let body = report_of(&s.key);
+    assert_eq!(
+        scanning
+            .process("old", &sign(&s.github, &body), &body)
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+    // GitHub rotates: the new identifier is read from the file on first sight.
+    std::fs::write(&file, document(&[("old", &old), ("new", &s.github)])).unwrap();
+    let verdicts = scanning
+        .process("new", &sign(&s.github, &body), &body)
+        .await
+        .unwrap();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(s.status_with_key().await, 401);
+    let _ = std::fs::remove_dir_all(&dir);
+}
