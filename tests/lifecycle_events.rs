@@ -248,3 +248,50 @@ async fn the_change_follower_announces_a_watched_key_expired_elsewhere() {
     here.shutdown().await;
     elsewhere.shutdown().await;
 }
+
+/// A rename emits one `Renamed` event with both names and the owner as the
+/// actor; the new name is what handlers see at once; a refused name, an
+/// unchanged name and another owner's key emit nothing.
+#[tokio::test]
+async fn a_rename_is_one_event_with_both_names() {
+    let (builder, events) = recording(Arc::new(MemoryStore::new()));
+    let keys = builder.build().unwrap();
+    let owner = OwnerId::new("acct_1");
+    let created = keys.create(NewKey::new("acct_1", "laptop")).await.unwrap();
+    let secret = created.secret.expose_secret();
+    assert_eq!(keys.authenticate(secret).await.unwrap().name(), "laptop");
+    let renamed = keys
+        .rename(&owner, &created.record.id, "work laptop")
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "work laptop");
+    assert_eq!(
+        keys.authenticate(secret).await.unwrap().name(),
+        "work laptop"
+    );
+    assert!(
+        keys.rename(&owner, &created.record.id, "bad\nname")
+            .await
+            .is_err()
+    );
+    keys.rename(&owner, &created.record.id, "work laptop")
+        .await
+        .unwrap();
+    assert!(matches!(
+        keys.rename(&OwnerId::new("acct_2"), &created.record.id, "mine")
+            .await,
+        Err(tower_api_keys::ManageError::NotFound)
+    ));
+    let renames: Vec<KeyEventKind> = kinds(&events)
+        .into_iter()
+        .filter(|kind| matches!(kind, KeyEventKind::Renamed { .. }))
+        .collect();
+    assert_eq!(
+        renames,
+        vec![KeyEventKind::Renamed {
+            from: "laptop".into(),
+            to: "work laptop".into(),
+            actor: Actor::Owner(owner),
+        }]
+    );
+}

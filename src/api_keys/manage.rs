@@ -130,6 +130,34 @@ impl ApiKeys {
         self.revoke_with_reason(owner, id, None).await
     }
 
+    /// Renames one of the owner's keys (the name is checked as at
+    /// creation). This process shows the new name at once; others once
+    /// they read the change feed.
+    ///
+    /// ```
+    /// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = ApiKeys::builder(MemoryStore::new()).build()?;
+    /// let owner = "acct_1".into();
+    /// let created = keys.create(NewKey::new("acct_1", "laptop")).await?;
+    /// let renamed = keys.rename(&owner, &created.record.id, "work laptop").await?;
+    /// assert_eq!(renamed.name, "work laptop");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+    ) -> Result<KeyRecord, ManageError> {
+        self.engine
+            .rename(owner, id, name, Actor::Owner(owner.clone()))
+            .await
+    }
+
     /// [`revoke`](Self::revoke), recording why.
     pub async fn revoke_with_reason(
         &self,

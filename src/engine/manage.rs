@@ -148,6 +148,41 @@ impl Engine {
         Ok(record)
     }
 
+    /// Renames one of the owner's keys, evicts its cached copy and emits
+    /// the event (when the name changed).
+    pub(crate) async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+        actor: Actor,
+    ) -> Result<KeyRecord, ManageError> {
+        if !is_showable(name) {
+            return Err(ManageError::InvalidName);
+        }
+        let before = match self.store.find_by_id(id).await? {
+            Some(record) if &record.owner == owner => record,
+            _ => return Err(ManageError::NotFound),
+        };
+        let record = self
+            .store
+            .rename(owner, id, name)
+            .await?
+            .ok_or(ManageError::NotFound)?;
+        self.cache.invalidate(&record.hash).await;
+        if before.name != record.name {
+            self.event(
+                &record,
+                KeyEventKind::Renamed {
+                    from: before.name,
+                    to: record.name.clone(),
+                    actor,
+                },
+            );
+        }
+        Ok(record)
+    }
+
     /// Brings a key's expiry to `at` at the latest, and evicts it.
     pub(crate) async fn expire(
         &self,

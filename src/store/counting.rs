@@ -52,6 +52,8 @@ pub struct StoreCalls {
     pub revoke: u64,
     /// [`KeyStore::expire`](super::KeyStore::expire).
     pub expire: u64,
+    /// [`KeyStore::rename`](super::KeyStore::rename).
+    pub rename: u64,
     /// [`KeyStore::record_last_used`](super::KeyStore::record_last_used):
     /// one per last-used batch.
     pub record_last_used: u64,
@@ -71,6 +73,7 @@ impl StoreCalls {
             list: count(StoreMethod::List),
             revoke: count(StoreMethod::Revoke),
             expire: count(StoreMethod::Expire),
+            rename: count(StoreMethod::Rename),
             record_last_used: count(StoreMethod::RecordLastUsed),
             changes: count(StoreMethod::Changes),
             prune_changes: count(StoreMethod::PruneChanges),
@@ -86,6 +89,7 @@ impl StoreCalls {
             StoreMethod::List => self.list,
             StoreMethod::Revoke => self.revoke,
             StoreMethod::Expire => self.expire,
+            StoreMethod::Rename => self.rename,
             StoreMethod::RecordLastUsed => self.record_last_used,
             StoreMethod::Changes => self.changes,
             StoreMethod::PruneChanges => self.prune_changes,

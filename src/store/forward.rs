@@ -18,6 +18,8 @@ pub enum StoreMethod {
     Revoke,
     /// [`KeyStore::expire`](super::KeyStore::expire).
     Expire,
+    /// [`KeyStore::rename`](super::KeyStore::rename).
+    Rename,
     /// [`KeyStore::record_last_used`](super::KeyStore::record_last_used).
     RecordLastUsed,
     /// [`KeyStore::changes`](super::KeyStore::changes).
@@ -28,13 +30,14 @@ pub enum StoreMethod {
 
 impl StoreMethod {
     /// Every method, in declaration order.
-    pub const ALL: [StoreMethod; 9] = [
+    pub const ALL: [StoreMethod; 10] = [
         Self::Insert,
         Self::FindByHash,
         Self::FindById,
         Self::List,
         Self::Revoke,
         Self::Expire,
+        Self::Rename,
         Self::RecordLastUsed,
         Self::Changes,
         Self::PruneChanges,
@@ -133,6 +136,20 @@ macro_rules! forward_key_store {
                 $crate::store::forward::forward_key_store!(@hook self, Expire $(, $hook_this, $method, $before)?);
                 let $this = self;
                 ($inner).expire(owner, id, at).await
+            }
+
+            async fn rename(
+                &self,
+                owner: &$crate::record::OwnerId,
+                id: &$crate::record::KeyId,
+                name: &str,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::record::KeyRecord>,
+                $crate::store::StoreError,
+            > {
+                $crate::store::forward::forward_key_store!(@hook self, Rename $(, $hook_this, $method, $before)?);
+                let $this = self;
+                ($inner).rename(owner, id, name).await
             }
 
             async fn record_last_used(

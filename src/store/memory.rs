@@ -189,6 +189,21 @@ impl KeyStore for MemoryStore {
         }))
     }
 
+    async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.update_owned(owner, id, |record| {
+            if record.name == name {
+                return false;
+            }
+            record.name = name.to_owned();
+            true
+        }))
+    }
+
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         let mut state = self.write();
         for used in batch {

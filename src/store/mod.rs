@@ -149,6 +149,17 @@ pub trait KeyStore: Send + Sync + 'static {
         reason: Option<&str>,
     ) -> Result<Option<KeyRecord>, StoreError>;
 
+    /// Renames the owner's key `id`. Returns the record as stored
+    /// afterwards, or `None` when the owner has no such key. A new name
+    /// appends one change to the log (so other processes reload the key);
+    /// the same name appends none.
+    async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+
     /// Brings the owner's key `id` to expire at `at`, unless it already
     /// expires earlier. Returns the record as stored afterwards, or `None`
     /// when the owner has no such key.

@@ -247,6 +247,7 @@ struct Statements {
     list_owned: SqlStr,
     revoke: SqlStr,
     expire: SqlStr,
+    rename: SqlStr,
     record_last_used: SqlStr,
     changes: SqlStr,
     prune_changes: SqlStr,
@@ -298,6 +299,9 @@ impl Statements {
                 "UPDATE {keys} SET expires_at = $3 \
                  WHERE id = $1 AND owner = $2 AND (expires_at IS NULL OR expires_at > $3) \
                  RETURNING {columns}"
+            )),
+            rename: sql(format!(
+                "UPDATE {keys} SET name = $3 WHERE id = $1 AND owner = $2 RETURNING {columns}"
             )),
             // Rows are locked in key order (the ORDER BY ... FOR UPDATE),
             // so two batches that share keys wait for each other instead of
@@ -468,6 +472,21 @@ impl KeyStore for PostgresStore {
             Some(row) => decode(&row).map(Some),
             None => self.fetch_owned(owner, id).await,
         }
+    }
+
+    async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.one(
+            sqlx::query(self.sql.rename.clone())
+                .bind(id.as_uuid())
+                .bind(owner.as_str())
+                .bind(name),
+        )
+        .await
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {

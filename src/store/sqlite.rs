@@ -547,6 +547,25 @@ impl KeyStore for SqliteStore {
         self.updated_or_current(updated, owner, id).await
     }
 
+    async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.usable()?;
+        self.one(
+            sqlx::query(concat!(
+                "UPDATE api_keys SET name = ?3 WHERE id = ?1 AND owner = ?2 RETURNING ",
+                columns!()
+            ))
+            .bind(id.to_string())
+            .bind(owner.as_str())
+            .bind(name),
+        )
+        .await
+    }
+
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         self.usable()?;
         if batch.is_empty() {

@@ -69,6 +69,7 @@ macro_rules! conformance_suite {
             concurrent_last_used_batches_keep_the_latest,
             change_log_records_every_change_in_order,
             pruning_keeps_the_newest_change_and_moves_the_tail,
+            rename_changes_only_the_owners_key_and_logs_one_change,
             revocation_feed_reaches_another_handle
         );
     };
@@ -756,6 +757,47 @@ pub async fn pruning_keeps_the_newest_change_and_moves_the_tail(h: Harness) {
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].id, next.id);
     assert!(after[0].cursor > all[4].cursor);
+}
+
+pub async fn rename_changes_only_the_owners_key_and_logs_one_change(h: Harness) {
+    let store = &*h.store;
+    let key = inserted(store, "acct").await;
+    let bystander = inserted(store, "acct").await;
+    let start = head(store).await;
+    let renamed = store
+        .rename(&owner("acct"), &key.id, "renamed ✓")
+        .await
+        .unwrap()
+        .expect("the owner's key");
+    assert_eq!(renamed.name, "renamed ✓");
+    assert_eq!(renamed.id, key.id);
+    assert_eq!(stored(&*h.other, &key.id).await, renamed);
+    assert_eq!(
+        store
+            .rename(&owner("intruder"), &key.id, "x")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .rename(&owner("acct"), &KeyId::new(), "x")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(stored(store, &key.id).await.name, "renamed ✓");
+    assert_eq!(stored(store, &bystander.id).await, bystander);
+    let logged = changes(store, start).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!((logged[0].id, logged[0].hash), (key.id, key.hash));
+    // The same name again changes nothing and logs nothing.
+    let again = head(store).await;
+    store
+        .rename(&owner("acct"), &key.id, "renamed ✓")
+        .await
+        .unwrap();
+    assert!(changes(store, again).await.is_empty());
 }
 
 pub async fn revocation_feed_reaches_another_handle(h: Harness) {
