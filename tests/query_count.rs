@@ -5,6 +5,7 @@
 //! key go in one batch.
 
 mod backends;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;

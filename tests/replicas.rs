@@ -5,6 +5,7 @@
 //! test binary, run again as a child).
 
 mod backends;
+mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};

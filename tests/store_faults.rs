@@ -4,6 +4,7 @@
 //! request or in a background task.
 
 mod backends;
+mod common;
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod backends;
+mod common;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod backends;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod backends;
+mod common;
 
 use std::sync::Arc;
 

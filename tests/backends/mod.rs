@@ -7,7 +7,6 @@
 pub mod conformance;
 
 use std::future::Future;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -61,26 +60,13 @@ where
 /// (after saying so on stderr, where the test harness cannot swallow it)
 /// when it is unset.
 pub fn pg_url() -> Option<String> {
-    match std::env::var("TEST_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            static BANNER: Once = Once::new();
-            BANNER.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n==================================================================\n\
-                     SKIPPED: TEST_POSTGRES_URL is not set; PostgreSQL tests did not run\n\
-                     (run them with TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test)\n\
-                     ==================================================================\n"
-                );
-            });
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: TEST_POSTGRES_URL is not set; this PostgreSQL test did not run"
-            );
-            None
-        }
-    }
+    static BANNER: Once = Once::new();
+    crate::common::service_url(
+        "TEST_POSTGRES_URL",
+        "PostgreSQL",
+        "postgres://postgres@127.0.0.1:5432/test",
+        &BANNER,
+    )
 }
 
 /// A schema of its own for one test, dropped by [`PgSchema::drop_now`].

@@ -4,10 +4,36 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use axum::Router;
+
+/// The URL of a service the tests need, from the environment variable
+/// `var`; `None` when it is unset, after saying so on stderr (where the
+/// test harness cannot swallow it): a banner once per test binary
+/// (`banner`), and a line per test that did not run.
+pub fn service_url(var: &str, what: &str, example: &str, banner: &'static Once) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            banner.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n==================================================================\n\
+                     SKIPPED: {var} is not set; {what} tests did not run\n\
+                     (run them with {var}={example})\n\
+                     ==================================================================\n"
+                );
+            });
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {var} is not set; this {what} test did not run"
+            );
+            None
+        }
+    }
+}
 
 /// Serves `app` on 127.0.0.1 at a free port until the test ends.
 pub async fn serve(app: Router) -> SocketAddr {

@@ -3,7 +3,6 @@
 //! paused and killed.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,26 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `TEST_REDIS_URL`, or `None` with a loud banner on stderr when it is unset.
 pub fn redis_url() -> Option<String> {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            static BANNER: Once = Once::new();
-            BANNER.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n==================================================================\n\
-                     SKIPPED: TEST_REDIS_URL is not set; Redis rate-limit tests did not run\n\
-                     (run them with TEST_REDIS_URL=redis://127.0.0.1:6379)\n\
-                     ==================================================================\n"
-                );
-            });
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: TEST_REDIS_URL is not set; this Redis test did not run"
-            );
-            None
-        }
-    }
+    static BANNER: Once = Once::new();
+    crate::common::service_url(
+        "TEST_REDIS_URL",
+        "Redis rate-limit",
+        "redis://127.0.0.1:6379",
+        &BANNER,
+    )
 }
 
 /// A key prefix no other test (or earlier run) uses.
