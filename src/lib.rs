@@ -38,6 +38,7 @@
 //! | `postgres` | [`PostgresStore`], on sqlx |
 //! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) |
 //! | `secret-scanning` | [`secret_scanning`]: an endpoint for GitHub's secret-scanning partner program that verifies reports and revokes leaked keys |
+//! | `management` | [`management`]: a JSON API for the caller's keys (list, create, rename, roll, revoke) as an axum router, with its OpenAPI 3.1 document |
 //! | `test-util` | [`store::ScriptedStore`], a store that fails or waits on demand |
 //!
 //! # Metrics
@@ -73,7 +74,7 @@
 //! ([`key`], [`record`], [`event`], [`clock`], [`rejection`]), then [`store`], then the
 //! crate-private engine (cache, change follower, last-used recorder,
 //! limiters, throttle), then the tower [`layer`], then [`ApiKeys`], and
-//! on it the secret-scanning endpoint.
+//! on it the secret-scanning endpoint and the management API.
 //!
 //! [tower]: https://docs.rs/tower
 //! [hyper]: https://docs.rs/hyper
@@ -90,6 +91,10 @@ pub mod layer;
 #[cfg(feature = "secret-scanning")]
 #[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
 pub mod secret_scanning;
+// Beside it: the JSON API for managing keys.
+#[cfg(feature = "management")]
+#[cfg_attr(docsrs, doc(cfg(feature = "management")))]
+pub mod management;
 // The shared state and its parts.
 mod engine;
 // The store trait and the backends.

@@ -31,7 +31,7 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     &["layer"],
     &["api_keys"],
-    &["secret_scanning"],
+    &["secret_scanning", "management"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

@@ -28,6 +28,12 @@ impl ApiKeys {
     /// ```
     pub async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
         let actor = Actor::Owner(new.owner.clone());
+        self.create_as(new, actor).await
+    }
+
+    /// [`create`](Self::create), naming who created the key in its
+    /// [`Created`](KeyEventKind::Created) event (`create` names the owner).
+    pub async fn create_as(&self, new: NewKey, actor: Actor) -> Result<CreatedKey, ManageError> {
         self.engine.create(new, actor).await
     }
 
@@ -56,6 +62,19 @@ impl ApiKeys {
         id: &KeyId,
         overlap: chrono::Duration,
     ) -> Result<CreatedKey, ManageError> {
+        self.roll_as(owner, id, overlap, Actor::Owner(owner.clone()))
+            .await
+    }
+
+    /// [`roll`](Self::roll), naming who rolled the key in its events (`roll`
+    /// names the owner).
+    pub async fn roll_as(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        overlap: chrono::Duration,
+        actor: Actor,
+    ) -> Result<CreatedKey, ManageError> {
         let old = self.get(owner, id).await?;
         if old.revoked_at.is_some() {
             return Err(ManageError::Revoked);
@@ -65,7 +84,7 @@ impl ApiKeys {
             .metadata(old.metadata.clone());
         new.expires_at = old.expires_at;
         new.rate_limit = old.rate_limit;
-        let created = self.create(new).await?;
+        let created = self.create_as(new, actor.clone()).await?;
         let until = self.engine.clock.now() + overlap.max(chrono::Duration::zero());
         let old = self.expire(owner, id, until).await?;
         self.engine.event(
@@ -73,7 +92,7 @@ impl ApiKeys {
             KeyEventKind::Rolled {
                 successor: created.record.id,
                 expires_at: old.expires_at.unwrap_or(until),
-                actor: Actor::Owner(owner.clone()),
+                actor,
             },
         );
         Ok(created)
@@ -153,9 +172,20 @@ impl ApiKeys {
         id: &KeyId,
         name: &str,
     ) -> Result<KeyRecord, ManageError> {
-        self.engine
-            .rename(owner, id, name, Actor::Owner(owner.clone()))
+        self.rename_as(owner, id, name, Actor::Owner(owner.clone()))
             .await
+    }
+
+    /// [`rename`](Self::rename), naming who renamed the key in its
+    /// [`Renamed`](KeyEventKind::Renamed) event (`rename` names the owner).
+    pub async fn rename_as(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+        actor: Actor,
+    ) -> Result<KeyRecord, ManageError> {
+        self.engine.rename(owner, id, name, actor).await
     }
 
     /// [`revoke`](Self::revoke), recording why.

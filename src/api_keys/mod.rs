@@ -44,6 +44,11 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
+    /// Now, by the clock the keys are checked against.
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.engine.clock.now()
+    }
+
     /// Starts a builder over `store`.
     pub fn builder(store: impl KeyStore) -> ApiKeysBuilder {
         ApiKeysBuilder::new(Arc::new(store))

@@ -99,7 +99,7 @@ impl Engine {
             hash,
             // Stores keep microseconds; so does the record returned here.
             created_at: truncate_to_micros(self.clock.now()),
-            expires_at: new.expires_at,
+            expires_at: new.expires_at.map(truncate_to_micros),
             last_used_at: None,
             revoked_at: None,
             revoked_reason: None,

@@ -41,6 +41,9 @@ pub struct Settings {
     pub secret_scanning: Option<PublicKeySource>,
 }
 
+/// Where the key management API is nested: `/api/v2/keys`.
+pub const MANAGEMENT_PATH: &str = "/api/v2";
+
 /// Where GitHub's secret-scanning reports are taken.
 pub const SECRET_SCANNING_PATH: &str = "/github/secret-scanning";
 
@@ -50,6 +53,8 @@ pub const SECRET_SCANNING_PATH: &str = "/github/secret-scanning";
 /// |---|---|---|
 /// | `POST`, `GET`, `DELETE /mcp` | yes (and `mcp_scope`) | proxied to the upstream; foreign `Origin` 403 first |
 /// | `GET /api/v2/projects` | yes | a JSON list of projects |
+/// | `/api/v2/keys...` | yes, with `keys:manage` | the key management API (see [`tower_api_keys::management`]) |
+/// | `GET /api/v2/openapi.json` | no | its OpenAPI 3.1 document |
 /// | `GET /.well-known/oauth-protected-resource` | no | RFC 9728 metadata |
 /// | `GET /.well-known/oauth-authorization-server`, `POST /register` | no | 404 / 400 saying this server takes API keys, not OAuth |
 /// | `GET /healthz` | no | `ok` |
@@ -82,7 +87,11 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         ));
     let api = Router::new()
         .route("/api/v2/projects", get(projects))
-        .route_layer(keys.layer());
+        .route_layer(keys.layer())
+        .nest(
+            MANAGEMENT_PATH,
+            keys.management().mounted_at(MANAGEMENT_PATH).router(),
+        );
     let document = Arc::new(metadata::document(
         &settings.public_url,
         settings.mcp_scope.as_deref(),

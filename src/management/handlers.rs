@@ -1,0 +1,407 @@
+//! The management API's routes: who the caller is, what it asked for, and
+//! the [`ApiKeys`] call that does it.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+use super::Context;
+use super::problem::{Problem, ProblemKind};
+use super::wire::{
+    CreateKeyBody, CreatedKeyBody, KeyBody, KeyPageBody, ListParams, ProblemBody, RenameKeyBody,
+    RollKeyBody,
+};
+use crate::engine::AuthenticatedKey;
+use crate::event::Actor;
+use crate::record::{KeyId, NewKey, OwnerId, Scopes};
+use crate::store::KeyCursor;
+
+/// Keys on a page unless the caller asks otherwise.
+const DEFAULT_PAGE: usize = 20;
+/// Most keys on one page.
+const MAX_PAGE: usize = 100;
+/// Most scopes one key may be given.
+const MAX_SCOPES: usize = 32;
+/// Most characters in one scope.
+const MAX_SCOPE_LEN: usize = 64;
+/// The longest overlap of a roll: 30 days.
+const MAX_OVERLAP_SECS: u64 = 30 * 24 * 3600;
+
+/// Who is calling: the owner whose keys it manages, the scopes it may grant
+/// and how its events name it.
+pub(super) struct Manager {
+    owner: OwnerId,
+    scopes: Scopes,
+    actor: Actor,
+}
+
+impl FromRequestParts<Context> for Manager {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, context: &Context) -> Result<Self, Problem> {
+        if context.by_owner {
+            return match parts.extensions.get::<OwnerId>() {
+                Some(owner) => Ok(Self {
+                    owner: owner.clone(),
+                    scopes: Scopes::All,
+                    actor: Actor::Owner(owner.clone()),
+                }),
+                None => Err(Problem::new(
+                    ProblemKind::NoOwner,
+                    "the request carries no owner: sign in first",
+                )),
+            };
+        }
+        // The router's own key layer put the key here (and checked its scope).
+        match parts.extensions.get::<AuthenticatedKey>() {
+            Some(key) => Ok(Self {
+                owner: key.owner().clone(),
+                scopes: key.scopes().clone(),
+                actor: Actor::Key(key.id()),
+            }),
+            None => Err(Problem::new(
+                ProblemKind::NoOwner,
+                "the request carries no API key",
+            )),
+        }
+    }
+}
+
+/// Whether a caller holding `held` may hand out `wanted`.
+fn grants(held: &Scopes, wanted: &Scopes) -> bool {
+    match (held.as_set(), wanted.as_set()) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(held), Some(wanted)) => wanted.is_subset(held),
+    }
+}
+
+/// The scopes a new key gets: those asked for (checked as RFC 6749
+/// scope-tokens), or all the caller's own.
+fn requested_scopes(manager: &Manager, asked: Option<Vec<String>>) -> Result<Scopes, Problem> {
+    let Some(asked) = asked else {
+        return Ok(manager.scopes.clone());
+    };
+    if asked.len() > MAX_SCOPES {
+        return Err(Problem::new(
+            ProblemKind::InvalidScopes,
+            format!("a key may have at most {MAX_SCOPES} scopes"),
+        ));
+    }
+    let scope_char = |c: char| matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E');
+    if let Some(bad) = asked
+        .iter()
+        .find(|s| s.is_empty() || s.len() > MAX_SCOPE_LEN || !s.chars().all(scope_char))
+    {
+        return Err(Problem::new(
+            ProblemKind::InvalidScopes,
+            format!(
+                "a scope is 1 to {MAX_SCOPE_LEN} printable ASCII characters without spaces, quotes or backslashes; {} is not",
+                serde_json::Value::from(bad.as_str())
+            ),
+        ));
+    }
+    let wanted = Scopes::Only(asked.into_iter().collect::<BTreeSet<_>>());
+    if grants(&manager.scopes, &wanted) {
+        Ok(wanted)
+    } else {
+        Err(Problem::new(
+            ProblemKind::ScopeEscalation,
+            format!(
+                "the calling key has the scopes \"{}\" and cannot grant \"{wanted}\"",
+                manager.scopes
+            ),
+        ))
+    }
+}
+
+/// The key id in the path.
+fn key_id(path: Result<Path<String>, PathRejection>) -> Result<KeyId, Problem> {
+    let Path(raw) = path.map_err(|e| Problem::new(ProblemKind::InvalidId, e.body_text()))?;
+    raw.parse()
+        .map_err(|_| Problem::new(ProblemKind::InvalidId, "a key id is a UUID"))
+}
+
+/// `?cursor=&limit=`, strictly: unknown or repeated parameters are refused.
+fn list_params(query: Option<&str>) -> Result<(Option<KeyCursor>, usize), Problem> {
+    let invalid = |detail: String| Problem::new(ProblemKind::InvalidQuery, detail);
+    let mut params = ListParams::default();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let repeated = match name.as_ref() {
+            "cursor" => params.cursor.replace(value.into_owned()).is_some(),
+            "limit" => {
+                let limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE as u32).contains(n))
+                    .ok_or_else(|| invalid(format!("limit is a number from 1 to {MAX_PAGE}")))?;
+                params.limit.replace(limit).is_some()
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "unknown query parameter {}; this route takes cursor and limit",
+                    serde_json::Value::from(name.as_ref())
+                )));
+            }
+        };
+        if repeated {
+            return Err(invalid(format!("{name} is given more than once")));
+        }
+    }
+    let cursor = match params.cursor.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<KeyCursor>().map_err(|_| {
+            invalid("cursor is not one this API made; pass a page's next_cursor".into())
+        })?),
+    };
+    let limit = params.limit.map_or(DEFAULT_PAGE, |n| n as usize);
+    Ok((cursor, limit))
+}
+
+/// The JSON body, or the problem with it.
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
+    body.map(|Json(body)| body).map_err(Problem::from)
+}
+
+/// The caller's keys, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "keys",
+    operation_id = "list_keys",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of the caller's keys", body = KeyPageBody),
+    )
+)]
+pub(super) async fn list_keys(
+    State(context): State<Context>,
+    manager: Manager,
+    RawQuery(query): RawQuery,
+) -> Result<Json<KeyPageBody>, Problem> {
+    let (cursor, limit) = list_params(query.as_deref())?;
+    let page = context.keys.list(&manager.owner, cursor, limit).await?;
+    let now = context.keys.now();
+    Ok(Json(KeyPageBody {
+        keys: page.records.iter().map(|r| KeyBody::new(r, now)).collect(),
+        next_cursor: page.next.map(|cursor| cursor.to_string()),
+    }))
+}
+
+/// Creates a key; the answer holds its secret, this once.
+#[utoipa::path(
+    post,
+    path = "/keys",
+    tag = "keys",
+    operation_id = "create_key",
+    request_body = CreateKeyBody,
+    responses(
+        (status = 201, description = "The new key, with its secret shown this once", body = CreatedKeyBody),
+    )
+)]
+pub(super) async fn create_key(
+    State(context): State<Context>,
+    manager: Manager,
+    request: Result<Json<CreateKeyBody>, JsonRejection>,
+) -> Result<Response, Problem> {
+    let request = body(request)?;
+    let scopes = requested_scopes(&manager, request.scopes)?;
+    let now = context.keys.now();
+    let mut new = NewKey::new(manager.owner.clone(), request.name).scopes(scopes);
+    if let Some(at) = request.expires_at {
+        if at <= now {
+            return Err(Problem::new(
+                ProblemKind::InvalidExpiry,
+                "expires_at must be in the future; omit it for a key that does not expire",
+            ));
+        }
+        new = new.expires_at(at);
+    }
+    let created = context.keys.create_as(new, manager.actor).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKeyBody::new(&created, now)),
+    )
+        .into_response())
+}
+
+/// One of the caller's keys.
+#[utoipa::path(
+    get,
+    path = "/keys/{id}",
+    tag = "keys",
+    operation_id = "get_key",
+    params(("id" = String, Path, format = Uuid, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key", body = KeyBody),
+        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn get_key(
+    State(context): State<Context>,
+    manager: Manager,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<KeyBody>, Problem> {
+    let id = key_id(path)?;
+    let record = context.keys.get(&manager.owner, &id).await?;
+    Ok(Json(KeyBody::new(&record, context.keys.now())))
+}
+
+/// Renames one of the caller's keys.
+#[utoipa::path(
+    patch,
+    path = "/keys/{id}",
+    tag = "keys",
+    operation_id = "rename_key",
+    params(("id" = String, Path, format = Uuid, description = "The key's id")),
+    request_body = RenameKeyBody,
+    responses(
+        (status = 200, description = "The renamed key", body = KeyBody),
+        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn rename_key(
+    State(context): State<Context>,
+    manager: Manager,
+    path: Result<Path<String>, PathRejection>,
+    request: Result<Json<RenameKeyBody>, JsonRejection>,
+) -> Result<Json<KeyBody>, Problem> {
+    let id = key_id(path)?;
+    let request = body(request)?;
+    let record = context
+        .keys
+        .rename_as(&manager.owner, &id, &request.name, manager.actor)
+        .await?;
+    Ok(Json(KeyBody::new(&record, context.keys.now())))
+}
+
+/// Revokes one of the caller's keys, irreversibly; revoking a revoked key
+/// answers its record unchanged.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/revoke",
+    tag = "keys",
+    operation_id = "revoke_key",
+    params(("id" = String, Path, format = Uuid, description = "The key's id")),
+    responses(
+        (status = 200, description = "The revoked key", body = KeyBody),
+        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn revoke_key(
+    State(context): State<Context>,
+    manager: Manager,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<KeyBody>, Problem> {
+    let id = key_id(path)?;
+    let record = context
+        .keys
+        .revoke_as(&manager.owner, &id, None, manager.actor)
+        .await?;
+    Ok(Json(KeyBody::new(&record, context.keys.now())))
+}
+
+/// Replaces one of the caller's keys with a new one of the same name and
+/// scopes; the old one keeps working for `overlap` seconds.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/roll",
+    tag = "keys",
+    operation_id = "roll_key",
+    params(("id" = String, Path, format = Uuid, description = "The key's id")),
+    request_body(content = Option<RollKeyBody>, description = "Optional; `{}` rolls with no overlap"),
+    responses(
+        (status = 201, description = "The new key, with its secret shown this once", body = CreatedKeyBody),
+        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked and cannot be rolled", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn roll_key(
+    State(context): State<Context>,
+    manager: Manager,
+    path: Result<Path<String>, PathRejection>,
+    request: Result<Option<Json<Option<RollKeyBody>>>, JsonRejection>,
+) -> Result<Response, Problem> {
+    let id = key_id(path)?;
+    // No body (no Content-Type) or `null`: the defaults.
+    let request = match request.map_err(Problem::from)? {
+        Some(Json(Some(request))) => request,
+        _ => RollKeyBody::default(),
+    };
+    let overlap = request.overlap.unwrap_or(0);
+    if overlap > MAX_OVERLAP_SECS {
+        return Err(Problem::new(
+            ProblemKind::InvalidOverlap,
+            format!("overlap is 0 to {MAX_OVERLAP_SECS} seconds"),
+        ));
+    }
+    let old = context.keys.get(&manager.owner, &id).await?;
+    if !grants(&manager.scopes, &old.scopes) {
+        return Err(Problem::new(
+            ProblemKind::ScopeEscalation,
+            format!(
+                "the calling key has the scopes \"{}\" and cannot roll a key with \"{}\"",
+                manager.scopes, old.scopes
+            ),
+        ));
+    }
+    let overlap = chrono::Duration::seconds(i64::try_from(overlap).unwrap_or(0));
+    let created = context
+        .keys
+        .roll_as(&manager.owner, &id, overlap, manager.actor)
+        .await?;
+    let now = context.keys.now();
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKeyBody::new(&created, now)),
+    )
+        .into_response())
+}
+
+/// Any path the API does not serve.
+pub(super) async fn no_such_route() -> Problem {
+    Problem::new(
+        ProblemKind::NoSuchRoute,
+        "the key management API has no such route",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scoped_caller_grants_only_a_subset() {
+        let held = Scopes::only(["a", "b"]);
+        assert!(grants(&held, &Scopes::only(["a"])));
+        assert!(grants(&held, &Scopes::only(["a", "b"])));
+        assert!(!grants(&held, &Scopes::only(["a", "c"])));
+        assert!(!grants(&held, &Scopes::All));
+        assert!(grants(&Scopes::All, &Scopes::All));
+    }
+
+    #[test]
+    fn list_params_are_strict() {
+        assert_eq!(list_params(None).unwrap(), (None, DEFAULT_PAGE));
+        assert_eq!(list_params(Some("limit=5")).unwrap().1, 5);
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=x",
+            "limit=1&limit=2",
+            "page=2",
+            "cursor=zz",
+        ] {
+            assert_eq!(
+                list_params(Some(bad)).unwrap_err().kind(),
+                ProblemKind::InvalidQuery,
+                "{bad}"
+            );
+        }
+    }
+}
