@@ -1,0 +1,624 @@
+//! The management API over real HTTP, on every store: each route,
+//! pagination across pages, owner isolation, scope escalation refused,
+//! every bad input answered with a problem that changes nothing, and a key
+//! revoked through the API refused by the layer at once. PostgreSQL runs
+//! when `TEST_POSTGRES_URL` is set (and says so loudly when it is not).
+
+mod backends;
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use backends::{PgSchema, TempDir};
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tower_api_keys::event::{Actor, KeyEvent, KeyEventKind};
+use tower_api_keys::store::ListKeys;
+use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey, OwnerId, Scopes};
+
+/// The API nested at `/api` on a loopback port, beside a route of the
+/// application's behind the same keys.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    keys: ApiKeys,
+    events: Arc<Mutex<Vec<KeyEvent>>>,
+}
+
+impl Api {
+    async fn start(store: impl KeyStore) -> Self {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&events);
+        let keys = ApiKeys::builder(store)
+            .on_key_event(move |event| sink.lock().unwrap().push(event.clone()))
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/app", get(|| async { "ok" }))
+            .route_layer(keys.layer())
+            .nest("/api", keys.management().mounted_at("/api").router());
+        let addr: SocketAddr = common::serve(app).await;
+        Self {
+            base: format!("http://{addr}/api"),
+            http: common::client(),
+            keys,
+            events,
+        }
+    }
+
+    async fn key(&self, new: NewKey) -> (String, String) {
+        let created = self.keys.create(new).await.unwrap();
+        (
+            created.secret.expose_secret().to_owned(),
+            created.record.id.to_string(),
+        )
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-store",
+            "every answer of the API is no-store"
+        );
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::GET, path, key))
+            .await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::POST, path, key).json(&body))
+            .await
+    }
+
+    async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::PATCH, path, key).json(&body))
+            .await
+    }
+
+    /// Every key the owner has, straight from the store.
+    async fn stored(&self, owner: &str) -> Vec<tower_api_keys::KeyRecord> {
+        let query = ListKeys::new().owner(owner).limit(ListKeys::MAX_LIMIT);
+        self.keys.store().list(&query).await.unwrap().records
+    }
+}
+
+fn problem_type(body: &Value) -> &str {
+    body["type"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("urn:tower-api-keys:problem:"))
+        .unwrap_or_else(|| panic!("not a problem: {body}"))
+}
+
+/// Everything, in order, against one store.
+async fn exercise(store: impl KeyStore) {
+    let api = Api::start(store).await;
+    let (manager, manager_id) = api
+        .key(NewKey::new("acct_a", "admin").scopes(Scopes::only(["keys:manage", "projects:read"])))
+        .await;
+    let (_root, root_id) = api.key(NewKey::new("acct_a", "root")).await;
+    let (reader, _) = api
+        .key(NewKey::new("acct_a", "reader").scopes(Scopes::only(["projects:read"])))
+        .await;
+
+    // Create: 201, the secret once, never a hash.
+    let expires = (Utc::now() + Duration::days(30)).to_rfc3339();
+    let (status, created) = api
+        .post(
+            "/keys",
+            &manager,
+            json!({"name": "Claude Desktop", "expires_at": expires, "scopes": ["projects:read"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("bmc_"));
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["key"]["status"], "active");
+    assert_eq!(created["key"]["scopes"], json!(["projects:read"]));
+    assert!(secret.starts_with(created["key"]["display_prefix"].as_str().unwrap()));
+    assert!(created["key"].get("hash").is_none());
+
+    // Get: the same record, without the secret.
+    let (status, got) = api.get(&format!("/keys/{id}"), &manager).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, created["key"]);
+    assert!(!got.to_string().contains(&secret));
+
+    // The new key works on the application's route.
+    let app = format!("{}/app", api.base.trim_end_matches("/api"));
+    let status = api
+        .http
+        .get(&app)
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+
+    // Scopes: a subset only; omitted means the caller's own.
+    let before = api.stored("acct_a").await.len();
+    let (status, body) = api
+        .post(
+            "/keys",
+            &manager,
+            json!({"name": "x", "scopes": ["projects:write"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem_type(&body), "scope-escalation");
+    let (status, body) = api
+        .post(&format!("/keys/{root_id}/roll"), &manager, json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a scoped key cannot roll a full-access one"
+    );
+    assert_eq!(problem_type(&body), "scope-escalation");
+    assert_eq!(
+        api.stored("acct_a").await.len(),
+        before,
+        "refusals create nothing"
+    );
+    let (status, body) = api
+        .post("/keys", &manager, json!({"name": "inherits"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body["key"]["scopes"],
+        json!(["keys:manage", "projects:read"])
+    );
+    let (status, body) = api.get("/keys", &reader).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "keys:manage is required: {body}"
+    );
+    assert_eq!(body["error"], "insufficient_scope");
+
+    // Pagination: every key once, newest first, across pages of 2.
+    for n in 0..4 {
+        let (status, _) = api
+            .post("/keys", &manager, json!({"name": format!("k{n}")}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/keys?limit=2&cursor={c}"),
+            None => "/keys?limit=2".to_owned(),
+        };
+        let (status, page) = api.get(&path, &manager).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let keys = page["keys"].as_array().unwrap();
+        assert!(keys.len() <= 2);
+        seen.extend(keys.iter().map(|k| k["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let stored: Vec<String> = api
+        .stored("acct_a")
+        .await
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(seen, stored, "every key once, newest first");
+
+    // Rename.
+    let (status, body) = api
+        .patch(
+            &format!("/keys/{id}"),
+            &manager,
+            json!({"name": "Work Laptop"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], "Work Laptop");
+    assert_eq!(
+        api.get(&format!("/keys/{id}"), &manager).await.1["name"],
+        "Work Laptop"
+    );
+
+    // Roll: a new secret, the old key expiring after the overlap.
+    let (status, rolled) = api
+        .post(
+            &format!("/keys/{id}/roll"),
+            &manager,
+            json!({"overlap": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rolled}");
+    assert_eq!(rolled["key"]["name"], "Work Laptop");
+    assert_ne!(rolled["secret"], secret);
+    let old = api.get(&format!("/keys/{id}"), &manager).await.1;
+    let old_expiry: chrono::DateTime<Utc> = old["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(old_expiry <= Utc::now() + Duration::seconds(61));
+
+    // Revoke: irreversible, idempotent, refused by the layer at once.
+    let rolled_id = rolled["key"]["id"].as_str().unwrap().to_owned();
+    let rolled_secret = rolled["secret"].as_str().unwrap().to_owned();
+    let (status, revoked) = api
+        .post(&format!("/keys/{rolled_id}/revoke"), &manager, Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revoked["status"], "revoked");
+    let (status, again) = api
+        .post(&format!("/keys/{rolled_id}/revoke"), &manager, Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["revoked_at"], revoked["revoked_at"]);
+    let status = api
+        .http
+        .get(&app)
+        .bearer_auth(&rolled_secret)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = api
+        .post(&format!("/keys/{rolled_id}/roll"), &manager, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem_type(&body), "key-revoked");
+    // The managing key revoked through the API: its next call is refused.
+    let (doomed, doomed_id) = api.key(NewKey::new("acct_a", "doomed")).await;
+    let (status, _) = api
+        .post(&format!("/keys/{doomed_id}/revoke"), &doomed, Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.get("/keys", &doomed).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_token");
+
+    // Owner isolation: another owner's keys answer 404 and stay as they were.
+    let (other, _) = api.key(NewKey::new("acct_b", "b-admin")).await;
+    let before = api.stored("acct_a").await;
+    for (status, body) in [
+        api.get(&format!("/keys/{id}"), &other).await,
+        api.patch(&format!("/keys/{id}"), &other, json!({"name": "mine"}))
+            .await,
+        api.post(&format!("/keys/{id}/revoke"), &other, Value::Null)
+            .await,
+        api.post(&format!("/keys/{id}/roll"), &other, json!({}))
+            .await,
+    ] {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(problem_type(&body), "not-found");
+    }
+    let (_, page) = api.get("/keys", &other).await;
+    assert_eq!(
+        page["keys"].as_array().unwrap().len(),
+        1,
+        "only acct_b's own key"
+    );
+    assert_eq!(api.stored("acct_a").await, before);
+
+    bad_inputs(&api, &manager, &id).await;
+
+    // Every action named the managing key, and no event carried a secret.
+    let events = api.events.lock().unwrap().clone();
+    let by_manager = |event: &KeyEvent| match &event.kind {
+        KeyEventKind::Created { actor }
+        | KeyEventKind::Renamed { actor, .. }
+        | KeyEventKind::Rolled { actor, .. }
+        | KeyEventKind::Revoked { actor, .. } => actor == &Actor::Key(manager_id.parse().unwrap()),
+        _ => false,
+    };
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|e| by_manager(e))
+        .map(|e| e.kind.name())
+        .collect();
+    assert!(names.contains(&"renamed") && names.contains(&"rolled") && names.contains(&"revoked"));
+    assert_eq!(names.iter().filter(|n| **n == "created").count(), 7);
+    for event in &events {
+        let text = serde_json::to_string(event).unwrap();
+        assert!(!text.contains(&secret) && !text.contains(&rolled_secret));
+    }
+}
+
+/// Each bad input: a 4xx problem that says what is wrong, and nothing
+/// changed in the store.
+async fn bad_inputs(api: &Api, manager: &str, id: &str) {
+    let before = api.stored("acct_a").await;
+    let past = (Utc::now() - Duration::minutes(1)).to_rfc3339();
+    let long = "n".repeat(201);
+    let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            "empty name",
+            post_json(api, manager, "/keys", json!({"name": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            "long name",
+            post_json(api, manager, "/keys", json!({"name": long})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            "control character",
+            post_json(api, manager, "/keys", json!({"name": "a\u{1b}[2J"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            "bidi override",
+            post_json(api, manager, "/keys", json!({"name": "\u{202E}evil"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            "expiry in the past",
+            post_json(
+                api,
+                manager,
+                "/keys",
+                json!({"name": "x", "expires_at": past}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-expiry",
+        ),
+        (
+            "unknown field",
+            post_json(
+                api,
+                manager,
+                "/keys",
+                json!({"name": "x", "owner": "acct_b"}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "wrong type",
+            post_json(api, manager, "/keys", json!({"name": 5})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "bad scope",
+            post_json(
+                api,
+                manager,
+                "/keys",
+                json!({"name": "x", "scopes": ["a b"]}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-scopes",
+        ),
+        (
+            "not JSON",
+            api.request(reqwest::Method::POST, "/keys", manager)
+                .header("content-type", "application/json")
+                .body("{"),
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+        ),
+        (
+            "wrong content type",
+            api.request(reqwest::Method::POST, "/keys", manager)
+                .header("content-type", "text/plain")
+                .body(r#"{"name":"x"}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        (
+            "body too large",
+            post_json(api, manager, "/keys", json!({"name": "x".repeat(20_000)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+        ),
+        (
+            "malformed id",
+            api.request(reqwest::Method::GET, "/keys/not-a-uuid", manager),
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+        ),
+        (
+            "malformed cursor",
+            api.request(reqwest::Method::GET, "/keys?cursor=zz", manager),
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        ),
+        (
+            "limit out of range",
+            api.request(reqwest::Method::GET, "/keys?limit=1000", manager),
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        ),
+        (
+            "unknown parameter",
+            api.request(reqwest::Method::GET, "/keys?owner=acct_b", manager),
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        ),
+        (
+            "rename to nothing",
+            api.request(reqwest::Method::PATCH, &format!("/keys/{id}"), manager)
+                .json(&json!({"name": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            "overlap too long",
+            post_json(
+                api,
+                manager,
+                &format!("/keys/{id}/roll"),
+                json!({"overlap": 99_999_999}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-overlap",
+        ),
+        (
+            "no such route",
+            api.request(reqwest::Method::GET, "/nothing", manager),
+            StatusCode::NOT_FOUND,
+            "no-such-route",
+        ),
+    ];
+    for (what, request, status, kind) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{what}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{what}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(problem_type(&body), kind, "{what}: {body}");
+        assert_eq!(body["status"], status.as_u16(), "{what}");
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "{what}");
+    }
+    assert_eq!(
+        api.stored("acct_a").await,
+        before,
+        "bad input changes nothing"
+    );
+}
+
+fn post_json(api: &Api, key: &str, path: &str, body: Value) -> reqwest::RequestBuilder {
+    api.request(reqwest::Method::POST, path, key).json(&body)
+}
+
+#[tokio::test]
+async fn the_api_on_the_memory_store() {
+    exercise(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn the_api_on_sqlite() {
+    let dir = TempDir::new();
+    exercise(dir.sqlite_store("keys.db").await).await;
+}
+
+#[tokio::test]
+async fn the_api_on_postgres() {
+    PgSchema::run(|schema| async move { exercise(schema.store().await).await }).await;
+}
+
+/// The application's own login names the owner: such a caller manages that
+/// owner's keys with any scopes; a request without one gets 403.
+#[tokio::test]
+async fn owners_named_by_the_application_manage_their_keys() {
+    async fn login(mut request: Request, next: Next) -> Response {
+        let owner = request
+            .headers()
+            .get("x-test-login")
+            .and_then(|v| v.to_str().ok())
+            .map(OwnerId::new);
+        if let Some(owner) = owner {
+            request.extensions_mut().insert(owner);
+        }
+        next.run(request).await
+    }
+    let keys = ApiKeys::builder(MemoryStore::new()).build().unwrap();
+    let app = Router::new()
+        .nest(
+            "/settings",
+            keys.management().owner_from_extensions().router(),
+        )
+        .layer(middleware::from_fn(login));
+    let base = format!("http://{}/settings", common::serve(app).await);
+    let http = common::client();
+
+    let response = http
+        .post(format!("{base}/keys"))
+        .header("x-test-login", "acct_9")
+        .json(&json!({"name": "ci", "scopes": ["deploy"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let identity = keys
+        .authenticate(created["secret"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(identity.owner().as_str(), "acct_9");
+
+    let response = http.get(format!("{base}/keys")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(problem_type(&body), "no-owner");
+    // A key is no login here.
+    let response = http
+        .get(format!("{base}/keys"))
+        .bearer_auth(created["secret"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    let other: Value = http
+        .get(format!("{base}/keys"))
+        .header("x-test-login", "acct_other")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["keys"], json!([]));
+}
+
+/// The document: OpenAPI 3.1, served without a key, with the bearer scheme
+/// and the scope, and each route.
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_key() {
+    let api = Api::start(MemoryStore::new()).await;
+    let response = api
+        .http
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["servers"][0]["url"], "/api");
+    assert_eq!(
+        document["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(document["security"][0]["api_key"], json!(["keys:manage"]));
+    for (path, method) in [
+        ("/keys", "get"),
+        ("/keys", "post"),
+        ("/keys/{id}", "get"),
+        ("/keys/{id}", "patch"),
+        ("/keys/{id}/revoke", "post"),
+        ("/keys/{id}/roll", "post"),
+    ] {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path}");
+        assert!(operation["responses"]["401"].is_object(), "{method} {path}");
+    }
+    assert!(document.to_string().len() < 64 * 1024);
+}
