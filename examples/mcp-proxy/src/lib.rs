@@ -43,5 +43,6 @@ pub mod origin;
 pub mod proxy;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod store;
 pub mod upstream;
