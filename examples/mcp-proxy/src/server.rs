@@ -55,6 +55,7 @@ pub const SECRET_SCANNING_PATH: &str = "/github/secret-scanning";
 /// | `GET /api/v2/projects` | yes | a JSON list of projects |
 /// | `/api/v2/keys...` | yes, with `keys:manage` | the key management API (see [`tower_api_keys::management`]) |
 /// | `GET /api/v2/openapi.json` | no | its OpenAPI 3.1 document |
+/// | `GET /settings/api-keys` | no (the page asks for a key) | the Settings → API Keys page |
 /// | `GET /.well-known/oauth-protected-resource` | no | RFC 9728 metadata |
 /// | `GET /.well-known/oauth-authorization-server`, `POST /register` | no | 404 / 400 saying this server takes API keys, not OAuth |
 /// | `GET /healthz` | no | `ok` |
@@ -91,7 +92,8 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         .nest(
             MANAGEMENT_PATH,
             keys.management().mounted_at(MANAGEMENT_PATH).router(),
-        );
+        )
+        .merge(crate::settings::router());
     let document = Arc::new(metadata::document(
         &settings.public_url,
         settings.mcp_scope.as_deref(),
