@@ -50,7 +50,7 @@ pub enum KeyStatusBody {
 
 impl KeyBody {
     /// `record` as the API shows it, with its status as of `now`.
-    pub(crate) fn new(record: &KeyRecord, now: DateTime<Utc>) -> Self {
+    pub fn new(record: &KeyRecord, now: DateTime<Utc>) -> Self {
         Self {
             id: record.id,
             name: record.name.clone(),
@@ -89,7 +89,8 @@ pub struct CreatedKeyBody {
 }
 
 impl CreatedKeyBody {
-    pub(crate) fn new(created: &CreatedKey, now: DateTime<Utc>) -> Self {
+    /// A new key as the API shows it, with its status as of `now`.
+    pub fn new(created: &CreatedKey, now: DateTime<Utc>) -> Self {
         Self {
             key: KeyBody::new(&created.record, now),
             secret: created.secret.expose_secret().to_owned(),

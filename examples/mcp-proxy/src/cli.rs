@@ -34,11 +34,33 @@ pub enum Command {
     /// and the resource metadata. With an empty store, creates a first key
     /// and prints it.
     Serve(ServeArgs),
-    /// Create, list, revoke and roll keys. A change takes effect on a
-    /// running server within a second.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    /// Create, list, rename, revoke and roll keys: on the store (`--db`),
+    /// or through a running server's API (`--server`). A change takes
+    /// effect on a running server within a second.
+    Keys(KeysArgs),
 }
+
+/// `keys`: where the keys are managed, and what to do.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Manage the keys through the key management API of the server at
+    /// this URL (http://HOST:PORT) instead of on the store. The managing
+    /// key is read from the MCP_PROXY_KEY environment variable, never from
+    /// the command line (which other users can see); the keys managed are
+    /// its owner's.
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// Print JSON for scripts: one object per key, or a list of them. A
+    /// new key's secret is in the object's `secret`.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The environment variable `keys --server` reads the managing key from.
+pub const MANAGING_KEY_VAR: &str = "MCP_PROXY_KEY";
 
 /// `serve`'s options.
 #[derive(Debug, Clone, Args)]
@@ -144,6 +166,8 @@ pub enum KeysCommand {
     List(ListArgs),
     /// Revoke a key, irreversibly.
     Revoke(RevokeArgs),
+    /// Give a key a new name.
+    Rename(RenameArgs),
     /// Replace a key: creates a new one (printed alone on stdout) with the
     /// same name and scopes; the old one keeps working for the overlap.
     Roll(RollArgs),
@@ -154,9 +178,10 @@ pub enum KeysCommand {
 pub struct CreateArgs {
     /// A name for the key, such as laptop or ci-deploy.
     pub name: String,
-    /// The account the key belongs to.
-    #[arg(long, default_value = DEFAULT_OWNER)]
-    pub owner: String,
+    /// The account the key belongs to (default: `default`; with
+    /// `--server`, always the managing key's owner).
+    #[arg(long)]
+    pub owner: Option<String>,
     /// Expire after this long: 90s, 15m, 12h, 30d or 2w.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "expires_at")]
     pub expires_in: Option<chrono::Duration>,
@@ -198,6 +223,16 @@ pub struct RevokeArgs {
     /// Why, recorded with the revocation and shown by `keys list`.
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+/// `keys rename`.
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The key's id, or the start of its display prefix.
+    #[arg(value_name = "ID-OR-PREFIX")]
+    pub key: String,
+    /// The new name.
+    pub name: String,
 }
 
 /// `keys roll`.

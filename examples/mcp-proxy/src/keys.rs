@@ -1,24 +1,34 @@
-//! `keys create|list|revoke|roll`: administration straight on the store.
+//! `keys create|list|rename|revoke|roll`: administration straight on the
+//! store (see [`remote`](crate::remote) for the same through a server).
 //! A running server sees every change through the store's change log
 //! within a second. Secrets go to stdout alone; everything else to stderr.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tower_api_keys::management::{CreatedKeyBody, KeyBody};
 use tower_api_keys::record::is_unsafe_to_show;
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes};
 
 use crate::audit::AuditLog;
-use crate::cli::{CreateArgs, KeysCommand, ListArgs, RevokeArgs, RollArgs};
+use crate::cli::{
+    CreateArgs, DEFAULT_OWNER, KeysCommand, ListArgs, RenameArgs, RevokeArgs, RollArgs,
+};
 
 /// Most keys `keys list` shows: the newest ones.
 const LIST_LIMIT: usize = 10_000;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// Runs one `keys` subcommand against the store at `db`.
-pub async fn run(db: &str, audit: Option<&AuditLog>, command: KeysCommand) -> Result<()> {
+/// Runs one `keys` subcommand against the store at `db`; with `json`, what
+/// it prints on stdout is JSON.
+pub async fn run(
+    db: &str,
+    audit: Option<&AuditLog>,
+    json: bool,
+    command: KeysCommand,
+) -> Result<()> {
     let store: Arc<dyn KeyStore> = crate::store::open(db).await?;
     let mut builder = ApiKeys::builder(store);
     if let Some(audit) = audit {
@@ -26,17 +36,19 @@ pub async fn run(db: &str, audit: Option<&AuditLog>, command: KeysCommand) -> Re
     }
     let keys = builder.build()?;
     let outcome = match command {
-        KeysCommand::Create(args) => create(&keys, args).await,
-        KeysCommand::List(args) => list(&keys, args).await,
-        KeysCommand::Revoke(args) => revoke(&keys, args).await,
-        KeysCommand::Roll(args) => roll(&keys, args).await,
+        KeysCommand::Create(args) => create(&keys, args, json).await,
+        KeysCommand::List(args) => list(&keys, args, json).await,
+        KeysCommand::Revoke(args) => revoke(&keys, args, json).await,
+        KeysCommand::Rename(args) => rename(&keys, args, json).await,
+        KeysCommand::Roll(args) => roll(&keys, args, json).await,
     };
     keys.shutdown().await;
     outcome
 }
 
-async fn create(keys: &ApiKeys, args: CreateArgs) -> Result<()> {
-    let mut new = NewKey::new(args.owner, args.name);
+async fn create(keys: &ApiKeys, args: CreateArgs, json: bool) -> Result<()> {
+    let owner = args.owner.unwrap_or_else(|| DEFAULT_OWNER.to_owned());
+    let mut new = NewKey::new(owner, args.name);
     if !args.scopes.is_empty() {
         new = new.scopes(Scopes::only(args.scopes));
     }
@@ -51,6 +63,9 @@ async fn create(keys: &ApiKeys, args: CreateArgs) -> Result<()> {
         (None, at) => at,
     };
     let created = keys.create(new).await?;
+    if json {
+        return print_json(&CreatedKeyBody::new(&created, Utc::now()));
+    }
     let record = &created.record;
     eprintln!(
         "created key {:?} for {} ({}, id {}), scopes {}, {}",
@@ -69,7 +84,7 @@ async fn create(keys: &ApiKeys, args: CreateArgs) -> Result<()> {
     Ok(())
 }
 
-async fn list(keys: &ApiKeys, args: ListArgs) -> Result<()> {
+async fn list(keys: &ApiKeys, args: ListArgs, json: bool) -> Result<()> {
     let mut query = ListKeys::new().limit(ListKeys::MAX_LIMIT);
     if let Some(owner) = args.owner {
         query = query.owner(OwnerId::new(owner));
@@ -91,11 +106,21 @@ async fn list(keys: &ApiKeys, args: ListArgs) -> Result<()> {
     if let Some(within) = args.expiring_within {
         records = expiring_within(records, now, within);
     }
+    if json {
+        let bodies: Vec<KeyBody> = records.iter().map(|r| KeyBody::new(r, now)).collect();
+        return print_json(&bodies);
+    }
     if records.is_empty() {
         eprintln!("no keys");
         return Ok(());
     }
     print!("{}", table(&records, now));
+    Ok(())
+}
+
+/// `value` as one line of JSON on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 
@@ -106,23 +131,34 @@ pub fn expiring_within(
     now: DateTime<Utc>,
     within: chrono::Duration,
 ) -> Vec<KeyRecord> {
-    let by = now + within;
-    let mut expiring: Vec<KeyRecord> = records
+    soonest_expiring(records, now + within, |r| (r.status_at(now), r.expires_at))
+}
+
+/// The `items` whose facts say active and expiring by `by`, soonest first.
+pub(crate) fn soonest_expiring<T>(
+    items: Vec<T>,
+    by: DateTime<Utc>,
+    facts: impl Fn(&T) -> (KeyStatus, Option<DateTime<Utc>>),
+) -> Vec<T> {
+    let mut expiring: Vec<T> = items
         .into_iter()
-        .filter(|record| {
-            record.status_at(now) == KeyStatus::Active
-                && record.expires_at.is_some_and(|at| at <= by)
+        .filter(|item| {
+            let (status, expires_at) = facts(item);
+            status == KeyStatus::Active && expires_at.is_some_and(|at| at <= by)
         })
         .collect();
-    expiring.sort_by_key(|record| record.expires_at);
+    expiring.sort_by_key(|item| facts(item).1);
     expiring
 }
 
-async fn revoke(keys: &ApiKeys, args: RevokeArgs) -> Result<()> {
+async fn revoke(keys: &ApiKeys, args: RevokeArgs, json: bool) -> Result<()> {
     let record = find(keys, &args.key).await?;
     let revoked = keys
         .revoke_with_reason(&record.owner, &record.id, args.reason.as_deref())
         .await?;
+    if json {
+        return print_json(&KeyBody::new(&revoked, Utc::now()));
+    }
     if record.revoked_at.is_some() {
         eprintln!(
             "key {:?} ({}, id {}) was already revoked",
@@ -137,9 +173,28 @@ async fn revoke(keys: &ApiKeys, args: RevokeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn roll(keys: &ApiKeys, args: RollArgs) -> Result<()> {
+async fn rename(keys: &ApiKeys, args: RenameArgs, json: bool) -> Result<()> {
+    let record = find(keys, &args.key).await?;
+    let renamed = keys.rename(&record.owner, &record.id, &args.name).await?;
+    if json {
+        return print_json(&KeyBody::new(&renamed, Utc::now()));
+    }
+    eprintln!(
+        "renamed key {} (id {}) from {:?} to {:?}",
+        renamed.display_prefix,
+        renamed.id,
+        shown(&record.name),
+        shown(&renamed.name)
+    );
+    Ok(())
+}
+
+async fn roll(keys: &ApiKeys, args: RollArgs, json: bool) -> Result<()> {
     let record = find(keys, &args.key).await?;
     let created = keys.roll(&record.owner, &record.id, args.overlap).await?;
+    if json {
+        return print_json(&CreatedKeyBody::new(&created, Utc::now()));
+    }
     let old = keys.get(&record.owner, &record.id).await?;
     eprintln!(
         "rolled key {:?}: new {} (id {}); the old {} works until {}",
@@ -203,22 +258,19 @@ pub fn shown(text: &str) -> String {
 
 /// The table `keys list` prints.
 pub fn table(records: &[KeyRecord], now: DateTime<Utc>) -> String {
-    let mut rows = vec![
-        [
-            "ID",
-            "OWNER",
-            "NAME",
-            "PREFIX",
-            "SCOPES",
-            "CREATED",
-            "LAST USED",
-            "EXPIRES",
-            "STATUS",
-        ]
-        .map(str::to_owned),
+    let header = [
+        "ID",
+        "OWNER",
+        "NAME",
+        "PREFIX",
+        "SCOPES",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "STATUS",
     ];
-    for record in records {
-        rows.push([
+    let rows = records.iter().map(|record| {
+        vec![
             record.id.to_string(),
             shown(record.owner.as_str()),
             shown(&record.name),
@@ -228,9 +280,17 @@ pub fn table(records: &[KeyRecord], now: DateTime<Utc>) -> String {
             record.last_used_at.map_or_else(|| "never".to_owned(), when),
             record.expires_at.map_or_else(|| "never".to_owned(), when),
             status(record, now),
-        ]);
-    }
-    let mut widths = [0; 9];
+        ]
+    });
+    render(&header, rows)
+}
+
+/// Rows under a header, in columns as wide as their widest cell.
+pub(crate) fn render(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| (*h).to_owned()).collect())
+        .chain(rows)
+        .collect();
+    let mut widths = vec![0; header.len()];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -239,7 +299,7 @@ pub fn table(records: &[KeyRecord], now: DateTime<Utc>) -> String {
     let mut out = String::new();
     for row in &rows {
         let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, width)) in row.iter().zip(widths.iter().copied()).enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
@@ -260,6 +320,6 @@ fn status(record: &KeyRecord, now: DateTime<Utc>) -> String {
     }
 }
 
-fn when(at: DateTime<Utc>) -> String {
+pub(crate) fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }

@@ -724,3 +724,137 @@ async fn keys_list_expiring_within_shows_the_keys_about_to_expire() {
     assert_eq!(none.stdout, "");
     assert!(none.stderr.contains("no keys"), "{}", none.stderr);
 }
+
+/// `keys --server`, as separate processes against a running server: the
+/// managing key from `MCP_PROXY_KEY` (never an argument), every command
+/// with `--json`, a revoked key refused by the server at once, and clear
+/// errors without the key or with a key that may not manage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_commands_work_through_a_running_server() {
+    let dir = TempDir::new();
+    let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
+    let mut server = ServerProcess::start(&db).await;
+    let bootstrap = server.bootstrap_key().await;
+    let remote = |args: &[&str], key: Option<&str>| {
+        let mut command = tokio::process::Command::new(BINARY);
+        command
+            .arg("keys")
+            .args(args)
+            .args(["--server", &server.url])
+            .env("NO_COLOR", "1")
+            .env_remove("MCP_PROXY_KEY")
+            .kill_on_drop(true);
+        if let Some(key) = key {
+            command.env("MCP_PROXY_KEY", key);
+        }
+        async move {
+            let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+                .await
+                .expect("the example finished")
+                .unwrap();
+            (
+                output.status.success(),
+                String::from_utf8(output.stdout).unwrap(),
+                String::from_utf8(output.stderr).unwrap(),
+            )
+        }
+    };
+    let parse = |stdout: &str| -> serde_json::Value { serde_json::from_str(stdout).unwrap() };
+
+    let (ok, stdout, stderr) = remote(
+        &[
+            "create",
+            "work-laptop",
+            "--scope",
+            "mcp",
+            "--expires-in",
+            "30d",
+            "--json",
+        ],
+        Some(&bootstrap),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let created = parse(&stdout);
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["key"]["scopes"], serde_json::json!(["mcp"]));
+    let http = http();
+    assert_eq!(status_of(&http, &server.url, &secret).await, StatusCode::OK);
+
+    // Without --json: the secret alone on stdout, never on stderr.
+    let (ok, stdout, stderr) = remote(&["create", "ci"], Some(&bootstrap)).await;
+    assert!(ok, "{stderr}");
+    let ci = stdout.trim_end().to_owned();
+    assert!(ci.starts_with("bmc_") && !ci.contains('\n'));
+    assert!(!stderr.contains(&ci) && !stderr.contains(&bootstrap));
+
+    let (ok, stdout, _) = remote(&["list", "--json"], Some(&bootstrap)).await;
+    assert!(ok);
+    let names: Vec<String> = parse(&stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["bootstrap", "work-laptop", "ci"], "oldest first");
+    let (ok, table, _) = remote(&["list"], Some(&bootstrap)).await;
+    assert!(ok && table.contains("work-laptop") && table.contains("STATUS"));
+    assert!(!table.contains(&secret));
+
+    let prefix = &created["key"]["display_prefix"].as_str().unwrap()[..10];
+    let (ok, stdout, stderr) = remote(
+        &["rename", prefix, "Work Laptop", "--json"],
+        Some(&bootstrap),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(parse(&stdout)["name"], "Work Laptop");
+
+    let (ok, stdout, stderr) = remote(
+        &["roll", &id, "--overlap", "0s", "--json"],
+        Some(&bootstrap),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let rolled = parse(&stdout);
+    let rolled_secret = rolled["secret"].as_str().unwrap().to_owned();
+    assert_eq!(rolled["key"]["name"], "Work Laptop");
+    assert_eq!(
+        status_of(&http, &server.url, &secret).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let rolled_id = rolled["key"]["id"].as_str().unwrap();
+    let (ok, stdout, stderr) = remote(&["revoke", rolled_id, "--json"], Some(&bootstrap)).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(parse(&stdout)["status"], "revoked");
+    assert_eq!(
+        status_of(&http, &server.url, &rolled_secret).await,
+        StatusCode::UNAUTHORIZED,
+        "refused at once by the server that revoked it"
+    );
+
+    // Refusals say what is wrong, and never echo a key.
+    let (ok, _, stderr) = remote(&["list"], None).await;
+    assert!(!ok && stderr.contains("MCP_PROXY_KEY"), "{stderr}");
+    let (ok, _, stderr) = remote(&["list"], Some(&rolled_secret)).await;
+    assert!(!ok && stderr.contains("401"), "{stderr}");
+    assert!(!stderr.contains(&rolled_secret));
+    let (ok, stdout, _) = remote(
+        &["create", "mcp-only", "--scope", "mcp", "--json"],
+        Some(&bootstrap),
+    )
+    .await;
+    assert!(ok);
+    let weak = parse(&stdout)["secret"].as_str().unwrap().to_owned();
+    let (ok, _, stderr) = remote(&["list"], Some(&weak)).await;
+    assert!(!ok && stderr.contains("keys:manage"), "{stderr}");
+    let (ok, _, stderr) = remote(
+        &["create", "x", "--owner", "someone-else"],
+        Some(&bootstrap),
+    )
+    .await;
+    assert!(!ok && stderr.contains("owner"), "{stderr}");
+    server.terminate().await;
+}
