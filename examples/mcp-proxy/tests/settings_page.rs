@@ -1243,7 +1243,15 @@ impl Browser {
     /// A PNG of the page into the target directory; the `published` one
     /// into `docs/` instead with `UPDATE_SCREENSHOTS=1`.
     async fn screenshot(&self, name: &str, published: bool) {
+        // The whole page, not just the first 900 pixels of it.
+        let sizes = self
+            .js("return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]")
+            .await;
+        let height = sizes[0].as_u64().unwrap_or(900) + sizes[1].as_u64().unwrap_or(0);
+        let height = u32::try_from(height.clamp(900, 2000)).unwrap();
+        self.client.set_window_size(1280, height).await.unwrap();
         let png = self.client.screenshot().await.unwrap();
+        self.client.set_window_size(1280, 900).await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let dir = if published && std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
