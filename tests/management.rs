@@ -319,6 +319,7 @@ async fn exercise(store: impl KeyStore) {
     assert_eq!(api.stored("acct_a").await, before);
 
     bad_inputs(&api, &manager, &id).await;
+    cross_site_and_lifetime(&api, &manager, &id, &root_id).await;
 
     // Every action named the managing key, and no event carried a secret.
     let events = api.events.lock().unwrap().clone();
@@ -335,7 +336,7 @@ async fn exercise(store: impl KeyStore) {
         .map(|e| e.kind.name())
         .collect();
     assert!(names.contains(&"renamed") && names.contains(&"rolled") && names.contains(&"revoked"));
-    assert_eq!(names.iter().filter(|n| **n == "created").count(), 7);
+    assert_eq!(names.iter().filter(|n| **n == "created").count(), 8);
     for event in &events {
         let text = serde_json::to_string(event).unwrap();
         assert!(!text.contains(&secret) && !text.contains(&rolled_secret));
@@ -501,6 +502,94 @@ async fn bad_inputs(api: &Api, manager: &str, id: &str) {
         before,
         "bad input changes nothing"
     );
+}
+
+/// Another site's page cannot change keys, and a key that expires cannot
+/// make or roll into one that outlives it.
+async fn cross_site_and_lifetime(api: &Api, manager: &str, id: &str, forever_id: &str) {
+    let before = api.stored("acct_a").await;
+    for (header, value) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let response = post_json(api, manager, "/keys", json!({"name": "csrf"}))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "{header}: {value}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(problem_type(&body), "cross-site");
+        let response = api
+            .request(
+                reqwest::Method::POST,
+                &format!("/keys/{id}/revoke"),
+                manager,
+            )
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(api.stored("acct_a").await, before, "nothing changed");
+    // The page's own requests, and reads from anywhere, go through.
+    let origin = api.base.trim_end_matches("/api").to_owned();
+    let response = api
+        .request(reqwest::Method::GET, "/keys", manager)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let response = post_json(api, manager, "/keys", json!({"name": "same origin"}))
+        .header("origin", &origin)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let expires = Utc::now() + Duration::days(1);
+    let (temporary, _) = api
+        .key(NewKey::new("acct_a", "temporary").expires_at(expires))
+        .await;
+    let later = (expires + Duration::days(1)).to_rfc3339();
+    let (status, body) = api
+        .post(
+            "/keys",
+            &temporary,
+            json!({"name": "forever", "expires_at": later}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem_type(&body), "outlives-caller");
+    let (status, body) = api
+        .post("/keys", &temporary, json!({"name": "child"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let child_expiry: chrono::DateTime<Utc> =
+        body["key"]["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        child_expiry <= expires,
+        "a child expires with its parent at the latest"
+    );
+    let (status, body) = api
+        .post(&format!("/keys/{forever_id}/roll"), &temporary, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(problem_type(&body), "outlives-caller");
 }
 
 fn post_json(api: &Api, key: &str, path: &str, body: Value) -> reqwest::RequestBuilder {

@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use chrono::{DateTime, Utc};
 use http::request::Parts;
+use http::{Method, StatusCode};
 
 use super::Context;
 use super::problem::{Problem, ProblemKind};
@@ -37,6 +38,8 @@ const MAX_OVERLAP_SECS: u64 = 30 * 24 * 3600;
 pub(super) struct Manager {
     owner: OwnerId,
     scopes: Scopes,
+    /// When the calling key expires: no key it makes may outlive it.
+    expires_at: Option<DateTime<Utc>>,
     actor: Actor,
 }
 
@@ -44,11 +47,13 @@ impl FromRequestParts<Context> for Manager {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, context: &Context) -> Result<Self, Problem> {
+        refuse_cross_site(parts)?;
         if context.by_owner {
             return match parts.extensions.get::<OwnerId>() {
                 Some(owner) => Ok(Self {
                     owner: owner.clone(),
                     scopes: Scopes::All,
+                    expires_at: None,
                     actor: Actor::Owner(owner.clone()),
                 }),
                 None => Err(Problem::new(
@@ -62,6 +67,7 @@ impl FromRequestParts<Context> for Manager {
             Some(key) => Ok(Self {
                 owner: key.owner().clone(),
                 scopes: key.scopes().clone(),
+                expires_at: key.expires_at(),
                 actor: Actor::Key(key.id()),
             }),
             None => Err(Problem::new(
@@ -70,6 +76,39 @@ impl FromRequestParts<Context> for Manager {
             )),
         }
     }
+}
+
+/// Refuses a state-changing request sent by another site's page: with a
+/// session login (cookies) it would change keys in the signed-in user's
+/// name. Browsers say where a request comes from in `Sec-Fetch-Site`, or
+/// at least in `Origin`; clients that are not browsers send neither.
+fn refuse_cross_site(parts: &Parts) -> Result<(), Problem> {
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+    };
+    let cross = match (header("sec-fetch-site"), header("origin")) {
+        (Some(site), _) => !matches!(site, "same-origin" | "none"),
+        (None, Some(origin)) => {
+            let host = header("host").unwrap_or_default();
+            origin
+                .split_once("://")
+                .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host))
+        }
+        (None, None) => false,
+    };
+    if cross {
+        return Err(Problem::new(
+            ProblemKind::CrossSite,
+            "this request came from another site's page; keys are managed from this site or by clients that are not browsers",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a caller holding `held` may hand out `wanted`.
@@ -213,15 +252,26 @@ pub(super) async fn create_key(
     let scopes = requested_scopes(&manager, request.scopes)?;
     let now = context.keys.now();
     let mut new = NewKey::new(manager.owner.clone(), request.name).scopes(scopes);
-    if let Some(at) = request.expires_at {
-        if at <= now {
+    if request.expires_at.is_some_and(|at| at <= now) {
+        return Err(Problem::new(
+            ProblemKind::InvalidExpiry,
+            "expires_at must be in the future; omit it for a key that does not expire",
+        ));
+    }
+    // A key the caller makes expires no later than the caller.
+    new.expires_at = match (request.expires_at, manager.expires_at) {
+        (Some(at), Some(limit)) if at > limit => {
             return Err(Problem::new(
-                ProblemKind::InvalidExpiry,
-                "expires_at must be in the future; omit it for a key that does not expire",
+                ProblemKind::OutlivesCaller,
+                format!(
+                    "the calling key expires at {}; a key it creates cannot expire later",
+                    limit.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
             ));
         }
-        new = new.expires_at(at);
-    }
+        (Some(at), _) => Some(at),
+        (None, limit) => limit,
+    };
     let created = context.keys.create_as(new, manager.actor).await?;
     Ok((
         StatusCode::CREATED,
@@ -341,6 +391,14 @@ pub(super) async fn roll_key(
         ));
     }
     let old = context.keys.get(&manager.owner, &id).await?;
+    if let Some(limit) = manager.expires_at
+        && old.expires_at.is_none_or(|at| at > limit)
+    {
+        return Err(Problem::new(
+            ProblemKind::OutlivesCaller,
+            "the successor would keep this key's expiry, later than the calling key's",
+        ));
+    }
     if !grants(&manager.scopes, &old.scopes) {
         return Err(Problem::new(
             ProblemKind::ScopeEscalation,

@@ -19,7 +19,10 @@
 //! own authentication (a session login) says who is calling by putting an
 //! [`OwnerId`] in the request's extensions. Either way a caller never sees
 //! or touches another owner's keys (they answer 404), and a key never mints
-//! or rolls a key with scopes it does not hold itself.
+//! or rolls a key with scopes it does not hold itself, nor one that outlives
+//! it. A request that changes keys from another site's page (by
+//! `Sec-Fetch-Site`, else `Origin` against `Host`) is refused with 403, so a
+//! session login cannot be ridden across sites.
 //!
 //! **Errors** are RFC 9457 problem details (`application/problem+json`)
 //! whose `type` is `urn:tower-api-keys:problem:` followed by a

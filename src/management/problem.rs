@@ -43,6 +43,10 @@ pub enum ProblemKind {
     InvalidOverlap,
     /// The caller asked for a key with more power than its own (403).
     ScopeEscalation,
+    /// The caller asked for a key that outlives its own (403).
+    OutlivesCaller,
+    /// A state-changing request came from another site's page (403).
+    CrossSite,
     /// The request carries no owner to manage keys for (403).
     NoOwner,
     /// The caller has no key with that id (404).
@@ -72,6 +76,8 @@ impl ProblemKind {
             Self::InvalidScopes => "invalid-scopes",
             Self::InvalidOverlap => "invalid-overlap",
             Self::ScopeEscalation => "scope-escalation",
+            Self::OutlivesCaller => "outlives-caller",
+            Self::CrossSite => "cross-site",
             Self::NoOwner => "no-owner",
             Self::NotFound => "not-found",
             Self::NoSuchRoute => "no-such-route",
@@ -95,6 +101,8 @@ impl ProblemKind {
             Self::InvalidScopes => "The scopes are invalid",
             Self::InvalidOverlap => "The overlap is invalid",
             Self::ScopeEscalation => "A key cannot grant more than its own scopes",
+            Self::OutlivesCaller => "A key cannot make a key that outlives it",
+            Self::CrossSite => "Requests from other sites cannot change keys",
             Self::NoOwner => "The request is not signed in",
             Self::NotFound => "No such key",
             Self::NoSuchRoute => "No such route",
@@ -115,7 +123,9 @@ impl ProblemKind {
             | Self::InvalidOverlap => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::ScopeEscalation | Self::NoOwner => StatusCode::FORBIDDEN,
+            Self::ScopeEscalation | Self::OutlivesCaller | Self::CrossSite | Self::NoOwner => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound | Self::NoSuchRoute => StatusCode::NOT_FOUND,
             Self::KeyRevoked => StatusCode::CONFLICT,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -112,7 +112,8 @@ pub struct CreateKeyBody {
     )]
     pub name: String,
     /// When the key stops working (in the future); omitted or `null` for
-    /// never.
+    /// never, or for as long as the calling key works if it expires (a key
+    /// cannot make a key that outlives it).
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
     /// What the key may do; omitted or `null` for everything the caller may
