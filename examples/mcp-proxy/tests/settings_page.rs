@@ -5,6 +5,8 @@
 //!
 //! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` the browser tests
 //! say so on stderr and pass; with `REQUIRE_BROWSER=1` they fail instead.
+//! `BROWSER_TEST_CHROMIUM` and `BROWSER_TEST_CHROMEDRIVER` name other
+//! binaries. chromedriver's log goes to the target directory.
 //! `UPDATE_SCREENSHOTS=1` writes the page's screenshot to
 //! `docs/settings-api-keys.png`; otherwise it goes to the target directory.
 
@@ -28,7 +30,9 @@ use mcp_proxy::settings;
 use serde_json::{Value, json};
 use tower_api_keys::{KeyId, NewKey, OwnerId, Scopes};
 
+/// Debian's Chromium; `BROWSER_TEST_CHROMIUM` names another.
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's chromedriver; `BROWSER_TEST_CHROMEDRIVER` names another.
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Where the page keeps the managing key, in `sessionStorage`.
 const STORAGE_KEY: &str = "mcp-proxy.managing-key";
@@ -795,6 +799,35 @@ async fn hostile_names_and_pages(browser: Browser) {
     assert_eq!(browser.session_key().await, Value::Null);
     assert!(browser.text("#status").await.contains("signed out"));
     browser.expect_console_errors(&[]).await;
+
+    // A managing key revoked elsewhere: the next call is refused, the page
+    // says so and forgets the key.
+    let (second, record) = running.key("second admin").await;
+    browser.type_into("#signin-key", &second).await;
+    browser.click("#signin-button").await;
+    browser
+        .wait_for(
+            "the signed-in page",
+            "return !document.getElementById('app').hidden",
+        )
+        .await;
+    running
+        .keys
+        .revoke(&OwnerId::new("acct_1"), &record.id)
+        .await
+        .unwrap();
+    browser.click("#refresh-button").await;
+    let error = browser.error_text().await;
+    assert!(error.contains("refused"), "{error}");
+    browser
+        .wait_for(
+            "the sign-in box",
+            "return !document.getElementById('signin').hidden",
+        )
+        .await;
+    assert_eq!(browser.session_key().await, Value::Null);
+    assert_eq!(browser.row_count().await, 0);
+    browser.expect_console_errors(&["401"]).await;
 }
 
 /// The new key's secret is in no URL, no storage but the managing key's.
@@ -846,13 +879,15 @@ async fn assert_hostile_markup_inert(browser: &Browser) {
 
 /// The paths of Chromium and chromedriver, or `None` (after a banner on
 /// stderr) when either is missing; with `REQUIRE_BROWSER=1`, a panic then.
-fn browser_binaries(test: &str) -> Option<()> {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return Some(());
+fn browser_binaries(test: &str) -> Option<(String, String)> {
+    let chromium = std::env::var("BROWSER_TEST_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
+    let driver = std::env::var("BROWSER_TEST_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.into());
+    if Path::new(&chromium).exists() && Path::new(&driver).exists() {
+        return Some((chromium, driver));
     }
     if std::env::var("REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
         panic!(
-            "REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing \
+            "REQUIRE_BROWSER=1 but {chromium} or {driver} is missing \
              (apt-get install chromium chromium-driver)"
         );
     }
@@ -868,7 +903,7 @@ fn browser_binaries(test: &str) -> Option<()> {
     });
     let _ = writeln!(
         std::io::stderr(),
-        "SKIPPED: {test} did not run (no {CHROMIUM} or {CHROMEDRIVER})"
+        "SKIPPED: {test} did not run (no {chromium} or {driver})"
     );
     None
 }
@@ -884,17 +919,17 @@ where
     B: FnOnce(Browser) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    if browser_binaries(test).is_none() {
+    let Some((chromium, chromedriver)) = browser_binaries(test) else {
         return;
-    }
+    };
     let _one = ONE_BROWSER.lock().await;
-    let driver = Chromedriver::start(test);
+    let driver = Chromedriver::start(&chromedriver, test);
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("browserName".into(), json!("chrome"));
     capabilities.insert(
         "goog:chromeOptions".into(),
         json!({
-            "binary": CHROMIUM,
+            "binary": chromium,
             "args": [
                 "--headless=new",
                 "--no-sandbox",
@@ -946,7 +981,7 @@ struct Chromedriver {
 }
 
 impl Chromedriver {
-    fn start(test: &str) -> Self {
+    fn start(path: &str, test: &str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -954,7 +989,7 @@ impl Chromedriver {
             .port();
         let log =
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chromedriver-{test}.log"));
-        let child = Command::new(CHROMEDRIVER)
+        let child = Command::new(path)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
@@ -1086,7 +1121,7 @@ impl Browser {
     }
 
     /// Types `yyyy-mm-dd` into a date input as an en-US user does
-    /// (mm, dd, yyyy).
+    /// (mm, dd, yyyy); in another locale's order, sets it directly.
     async fn set_date(&self, css: &str, day: &str) {
         let (year, rest) = day.split_once('-').unwrap();
         let (month, date) = rest.split_once('-').unwrap();
@@ -1101,7 +1136,25 @@ impl Browser {
                 vec![json!(css)],
             )
             .await;
-        assert_eq!(value, json!(day), "the date input after typing");
+        if value != json!(day) {
+            // Another locale's field order: set it as a picker would.
+            eprintln!("the date field took {value} for {day}: setting it directly");
+            self.js_with(
+                "const input = document.querySelector(arguments[0]);
+                 input.value = arguments[1];
+                 input.dispatchEvent(new Event('input', { bubbles: true }));
+                 input.dispatchEvent(new Event('change', { bubbles: true }));",
+                vec![json!(css), json!(day)],
+            )
+            .await;
+        }
+        let value = self
+            .js_with(
+                "return document.querySelector(arguments[0]).value",
+                vec![json!(css)],
+            )
+            .await;
+        assert_eq!(value, json!(day), "the date input");
     }
 
     async fn text(&self, css: &str) -> String {

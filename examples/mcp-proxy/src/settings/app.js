@@ -458,6 +458,7 @@
       updateEmpty();
       ui.createName.value = '';
       ui.createExpires.value = '';
+      say('Created "' + String(created.key.name) + '".');
       showSecret(created.key, created.secret);
     } catch (error) {
       failed(error);
