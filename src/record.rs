@@ -101,16 +101,64 @@ impl From<String> for OwnerId {
     }
 }
 
-/// Whether `c` would change how text around it is shown: a control
-/// character (a newline, a terminal escape) or a bidirectional formatting
-/// character (U+202E and its kin, which reorder what follows). Names,
-/// owners and revocation reasons refuse them.
+/// Whether `c` would change how text around it is shown, or hide in it: a
+/// control character (a newline, a terminal escape), a line or paragraph
+/// separator, or an invisible formatting character (U+202E and the other
+/// bidirectional controls, which reorder what follows; zero-width spaces,
+/// word joiners, the byte-order mark, tag characters). The zero-width
+/// joiner and non-joiner stay allowed: emoji and several scripts need them.
+/// Names, owners and revocation reasons refuse these characters.
 pub fn is_unsafe_to_show(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{180E}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
         )
+}
+
+/// Whether `text` shows as something a reader can tell apart: not only
+/// whitespace and blank-looking characters (Hangul fillers, the blank
+/// Braille pattern), and no character carrying a pile of more than four
+/// combining marks, which draw over the text around them.
+pub fn is_visible_text(text: &str) -> bool {
+    let blank = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{3164}'
+                    | '\u{FFA0}'
+                    | '\u{2800}'
+                    | '\u{200C}'
+                    | '\u{200D}'
+            )
+    };
+    let combining = |c: char| matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}');
+    let mut run = 0;
+    for c in text.chars() {
+        run = if combining(c) { run + 1 } else { 0 };
+        if run > 4 {
+            return false;
+        }
+    }
+    text.chars().any(|c| !blank(c) && !combining(c))
 }
 
 /// The reason recorded on a key revoked because it was found in a URL (see
@@ -415,6 +463,38 @@ mod tests {
 
     fn record() -> KeyRecord {
         KeyRecord::sample()
+    }
+
+    #[test]
+    fn names_must_show_as_what_they_are() {
+        for ok in [
+            "Claude Desktop",
+            "Work Laptop",
+            "ci-deploy",
+            "👩‍💻 laptop",
+            "می‌خواهم",
+            "café",
+        ] {
+            assert!(
+                !ok.chars().any(is_unsafe_to_show) && is_visible_text(ok),
+                "{ok}"
+            );
+        }
+        for hidden in [
+            "admin\u{2060}key",
+            "a\u{2028}b",
+            "\u{FEFF}bom",
+            "a\u{AD}b",
+            "\u{E0041}tag",
+            "a\u{202E}b",
+        ] {
+            assert!(hidden.chars().any(is_unsafe_to_show), "{hidden:?}");
+        }
+        for blank in ["", " ", "\u{3164}\u{2800}", "\u{200D}"] {
+            assert!(!is_visible_text(blank), "{blank:?}");
+        }
+        assert!(is_visible_text(&format!("Z{}", "\u{301}".repeat(4))));
+        assert!(!is_visible_text(&format!("Z{}", "\u{301}".repeat(5))));
     }
 
     #[test]

@@ -9,17 +9,19 @@ use chrono::{DateTime, Utc};
 use super::Engine;
 use crate::event::{Actor, KeyEvent, KeyEventKind, NoticedBy};
 use crate::key::{RandomSourceError, SecretKey};
-use crate::record::{KeyId, KeyRecord, NewKey, OwnerId, is_unsafe_to_show};
+use crate::record::{KeyId, KeyRecord, NewKey, OwnerId, is_unsafe_to_show, is_visible_text};
 use crate::store::StoreError;
 
 /// Longest key name, owner and revocation reason accepted, in characters.
 const MAX_TEXT_LEN: usize = 200;
 
 /// Whether `text` is 1 to [`MAX_TEXT_LEN`] characters, none of which
-/// changes how text around it is shown.
+/// changes how text around it is shown or hides in it, and not blank.
 fn is_showable(text: &str) -> bool {
     let len = text.chars().count();
-    (1..=MAX_TEXT_LEN).contains(&len) && !text.chars().any(is_unsafe_to_show)
+    (1..=MAX_TEXT_LEN).contains(&len)
+        && !text.chars().any(is_unsafe_to_show)
+        && is_visible_text(text)
 }
 
 /// A key just created: the plaintext, to show its owner once, and the
@@ -50,19 +52,19 @@ pub enum ManageError {
     /// The name is empty, too long, or has control or bidirectional
     /// formatting characters.
     #[error(
-        "a key name must be 1 to {MAX_TEXT_LEN} characters without control or bidirectional formatting characters"
+        "a key name must be 1 to {MAX_TEXT_LEN} visible characters, without control, invisible or bidirectional formatting characters"
     )]
     InvalidName,
     /// The owner is empty, too long, or has control or bidirectional
     /// formatting characters.
     #[error(
-        "an owner must be 1 to {MAX_TEXT_LEN} characters without control or bidirectional formatting characters"
+        "an owner must be 1 to {MAX_TEXT_LEN} visible characters, without control, invisible or bidirectional formatting characters"
     )]
     InvalidOwner,
     /// The revocation reason is empty, too long, or has control or
     /// bidirectional formatting characters.
     #[error(
-        "a revocation reason must be 1 to {MAX_TEXT_LEN} characters without control or bidirectional formatting characters"
+        "a revocation reason must be 1 to {MAX_TEXT_LEN} visible characters, without control, invisible or bidirectional formatting characters"
     )]
     InvalidReason,
     /// The store failed.

@@ -4,12 +4,16 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::problem::{Problem, ProblemKind};
@@ -19,7 +23,7 @@ use super::wire::{
 };
 use crate::engine::AuthenticatedKey;
 use crate::event::Actor;
-use crate::record::{KeyId, NewKey, OwnerId, Scopes};
+use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, Scopes};
 use crate::store::KeyCursor;
 
 /// Keys on a page unless the caller asks otherwise.
@@ -133,14 +137,13 @@ fn requested_scopes(manager: &Manager, asked: Option<Vec<String>>) -> Result<Sco
         ));
     }
     let scope_char = |c: char| matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E');
-    if let Some(bad) = asked
-        .iter()
-        .find(|s| s.is_empty() || s.len() > MAX_SCOPE_LEN || !s.chars().all(scope_char))
-    {
+    if let Some(bad) = asked.iter().find(|s| {
+        s.is_empty() || s.len() > MAX_SCOPE_LEN || !s.chars().all(scope_char) || *s == "*"
+    }) {
         return Err(Problem::new(
             ProblemKind::InvalidScopes,
             format!(
-                "a scope is 1 to {MAX_SCOPE_LEN} printable ASCII characters without spaces, quotes or backslashes; {} is not",
+                "a scope is 1 to {MAX_SCOPE_LEN} printable ASCII characters without spaces, quotes or backslashes, and not \"*\" (which shows full access); {} is not",
                 serde_json::Value::from(bad.as_str())
             ),
         ));
@@ -202,9 +205,87 @@ fn list_params(query: Option<&str>) -> Result<(Option<KeyCursor>, usize), Proble
     Ok((cursor, limit))
 }
 
-/// The JSON body, or the problem with it.
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
-    body.map(|Json(body)| body).map_err(Problem::from)
+/// The body: a JSON object of `T`'s fields, sent as `application/json`
+/// (or `application/*+json`). With `optional`, an empty body or `null` is
+/// `None`. Duplicate and unknown fields are refused, and so is any JSON
+/// that is not an object (serde would read an array positionally).
+fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    optional: bool,
+) -> Result<Option<T>, Problem> {
+    let bytes = body.map_err(|rejection| {
+        let kind = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ProblemKind::BodyTooLarge
+        } else {
+            ProblemKind::MalformedBody
+        };
+        Problem::new(kind, rejection.body_text())
+    })?;
+    if optional && bytes.is_empty() {
+        return Ok(None);
+    }
+    let essence = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let is_json = essence.as_deref().is_some_and(|e| {
+        e == "application/json" || (e.starts_with("application/") && e.ends_with("+json"))
+    });
+    if !is_json {
+        return Err(Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    match first {
+        Some(b'{') => {}
+        Some(b'n') if optional && serde_json::from_slice::<()>(&bytes).is_ok() => return Ok(None),
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            return Err(Problem::new(
+                ProblemKind::InvalidBody,
+                "the body must be a JSON object",
+            ));
+        }
+        _ => {
+            return Err(Problem::new(
+                ProblemKind::MalformedBody,
+                "the body is not JSON",
+            ));
+        }
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+        let kind = match error.classify() {
+            serde_json::error::Category::Data => ProblemKind::InvalidBody,
+            _ => ProblemKind::MalformedBody,
+        };
+        Problem::new(kind, error.to_string())
+    })
+}
+
+/// A body that must be there.
+fn required_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
+    json_body(headers, body, false)?
+        .ok_or_else(|| Problem::new(ProblemKind::MalformedBody, "the body is empty"))
+}
+
+/// Refuses to let the caller change a key more powerful than itself.
+fn may_act_on(manager: &Manager, record: &KeyRecord, what: &str) -> Result<(), Problem> {
+    if grants(&manager.scopes, &record.scopes) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        ProblemKind::ScopeEscalation,
+        format!(
+            "the calling key has the scopes \"{}\" and cannot {what} a key with \"{}\"",
+            manager.scopes, record.scopes
+        ),
+    ))
 }
 
 /// The caller's keys, newest first, a page at a time.
@@ -246,9 +327,10 @@ pub(super) async fn list_keys(
 pub(super) async fn create_key(
     State(context): State<Context>,
     manager: Manager,
-    request: Result<Json<CreateKeyBody>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let request = body(request)?;
+    let request: CreateKeyBody = required_body(&headers, body)?;
     let scopes = requested_scopes(&manager, request.scopes)?;
     let now = context.keys.now();
     let mut new = NewKey::new(manager.owner.clone(), request.name).scopes(scopes);
@@ -319,10 +401,13 @@ pub(super) async fn rename_key(
     State(context): State<Context>,
     manager: Manager,
     path: Result<Path<String>, PathRejection>,
-    request: Result<Json<RenameKeyBody>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<KeyBody>, Problem> {
     let id = key_id(path)?;
-    let request = body(request)?;
+    let request: RenameKeyBody = required_body(&headers, body)?;
+    let old = context.keys.get(&manager.owner, &id).await?;
+    may_act_on(&manager, &old, "rename")?;
     let record = context
         .keys
         .rename_as(&manager.owner, &id, &request.name, manager.actor)
@@ -349,6 +434,8 @@ pub(super) async fn revoke_key(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KeyBody>, Problem> {
     let id = key_id(path)?;
+    let old = context.keys.get(&manager.owner, &id).await?;
+    may_act_on(&manager, &old, "revoke")?;
     let record = context
         .keys
         .revoke_as(&manager.owner, &id, None, manager.actor)
@@ -375,14 +462,12 @@ pub(super) async fn roll_key(
     State(context): State<Context>,
     manager: Manager,
     path: Result<Path<String>, PathRejection>,
-    request: Result<Option<Json<Option<RollKeyBody>>>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let id = key_id(path)?;
-    // No body (no Content-Type) or `null`: the defaults.
-    let request = match request.map_err(Problem::from)? {
-        Some(Json(Some(request))) => request,
-        _ => RollKeyBody::default(),
-    };
+    // No body, or `null`: the defaults.
+    let request: RollKeyBody = json_body(&headers, body, true)?.unwrap_or_default();
     let overlap = request.overlap.unwrap_or(0);
     if overlap > MAX_OVERLAP_SECS {
         return Err(Problem::new(
@@ -391,6 +476,12 @@ pub(super) async fn roll_key(
         ));
     }
     let old = context.keys.get(&manager.owner, &id).await?;
+    if old.status_at(context.keys.now()) == KeyStatus::Expired {
+        return Err(Problem::new(
+            ProblemKind::KeyExpired,
+            "the key has expired; create a new one instead",
+        ));
+    }
     if let Some(limit) = manager.expires_at
         && old.expires_at.is_none_or(|at| at > limit)
     {
@@ -399,15 +490,7 @@ pub(super) async fn roll_key(
             "the successor would keep this key's expiry, later than the calling key's",
         ));
     }
-    if !grants(&manager.scopes, &old.scopes) {
-        return Err(Problem::new(
-            ProblemKind::ScopeEscalation,
-            format!(
-                "the calling key has the scopes \"{}\" and cannot roll a key with \"{}\"",
-                manager.scopes, old.scopes
-            ),
-        ));
-    }
+    may_act_on(&manager, &old, "roll")?;
     let overlap = chrono::Duration::seconds(i64::try_from(overlap).unwrap_or(0));
     let created = context
         .keys
@@ -419,6 +502,14 @@ pub(super) async fn roll_key(
         Json(CreatedKeyBody::new(&created, now)),
     )
         .into_response())
+}
+
+/// A method a route does not take.
+pub(super) async fn method_not_allowed() -> Problem {
+    Problem::new(
+        ProblemKind::MethodNotAllowed,
+        "the route does not take this method; see the Allow header",
+    )
 }
 
 /// Any path the API does not serve.

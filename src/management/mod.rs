@@ -19,8 +19,9 @@
 //! own authentication (a session login) says who is calling by putting an
 //! [`OwnerId`] in the request's extensions. Either way a caller never sees
 //! or touches another owner's keys (they answer 404), and a key never mints
-//! or rolls a key with scopes it does not hold itself, nor one that outlives
-//! it. A request that changes keys from another site's page (by
+//! a key with scopes it does not hold itself, nor one that outlives it, and
+//! never renames, revokes or rolls a key with scopes it lacks (a leaked
+//! `keys:manage` key cannot lock its owner out of full-access keys). A request that changes keys from another site's page (by
 //! `Sec-Fetch-Site`, else `Origin` against `Host`) is refused with 403, so a
 //! session login cannot be ridden across sites.
 //!
@@ -198,6 +199,7 @@ impl ManagementApi {
             )
             .route("/keys/{id}/revoke", post(handlers::revoke_key))
             .route("/keys/{id}/roll", post(handlers::roll_key))
+            .method_not_allowed_fallback(handlers::method_not_allowed)
             .with_state(context);
         let routes = match (self.by_owner, &self.scope) {
             (true, _) => routes,

@@ -2,7 +2,6 @@
 //! stable `type` (`urn:tower-api-keys:problem:<kind>`), a fixed title and a
 //! status; the `detail` says what was wrong with this request.
 
-use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
@@ -55,6 +54,10 @@ pub enum ProblemKind {
     NoSuchRoute,
     /// The key is revoked, so it cannot be rolled (409).
     KeyRevoked,
+    /// The key has expired, so it cannot be rolled (409).
+    KeyExpired,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
     /// The key store did not answer; try again (503).
     StoreUnavailable,
     /// The store holds data this crate cannot read (500).
@@ -82,6 +85,8 @@ impl ProblemKind {
             Self::NotFound => "not-found",
             Self::NoSuchRoute => "no-such-route",
             Self::KeyRevoked => "key-revoked",
+            Self::KeyExpired => "key-expired",
+            Self::MethodNotAllowed => "method-not-allowed",
             Self::StoreUnavailable => "store-unavailable",
             Self::Internal => "internal",
         }
@@ -107,6 +112,8 @@ impl ProblemKind {
             Self::NotFound => "No such key",
             Self::NoSuchRoute => "No such route",
             Self::KeyRevoked => "The key is revoked",
+            Self::KeyExpired => "The key has expired",
+            Self::MethodNotAllowed => "The route does not take this method",
             Self::StoreUnavailable => "The key store is unavailable",
             Self::Internal => "Internal error",
         }
@@ -127,7 +134,8 @@ impl ProblemKind {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound | Self::NoSuchRoute => StatusCode::NOT_FOUND,
-            Self::KeyRevoked => StatusCode::CONFLICT,
+            Self::KeyRevoked | Self::KeyExpired => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -212,18 +220,5 @@ impl From<ManageError> for Problem {
             }
             _ => Self::new(kind, error.to_string()),
         }
-    }
-}
-
-impl From<JsonRejection> for Problem {
-    fn from(rejection: JsonRejection) -> Self {
-        let kind = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => ProblemKind::UnsupportedMediaType,
-            JsonRejection::JsonSyntaxError(_) => ProblemKind::MalformedBody,
-            JsonRejection::JsonDataError(_) => ProblemKind::InvalidBody,
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ProblemKind::BodyTooLarge,
-            _ => ProblemKind::MalformedBody,
-        };
-        Self::new(kind, rejection.body_text())
     }
 }

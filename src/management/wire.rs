@@ -104,11 +104,12 @@ impl CreatedKeyBody {
 #[schema(as = CreateKey)]
 pub struct CreateKeyBody {
     /// A name to tell the key by ("Claude Desktop"): 1 to 200 characters,
-    /// no control or bidirectional formatting characters.
+    /// not blank, without control, invisible or bidirectional formatting
+    /// characters.
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]+$"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u180E\u200B\u200E\u200F\u2028-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]+$"
     )]
     pub name: String,
     /// When the key stops working (in the future); omitted or `null` for
@@ -139,7 +140,7 @@ pub struct RenameKeyBody {
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]+$"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u180E\u200B\u200E\u200F\u2028-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]+$"
     )]
     pub name: String,
 }
