@@ -118,10 +118,29 @@ async fn list(keys: &ApiKeys, args: ListArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `value` as one line of JSON on stdout.
+/// `value` as one line of JSON on stdout, with the characters
+/// [`shown`] escapes written as `\u` escapes (JSON itself escapes only the
+/// C0 controls), so no text from a row or a server reaches the terminal raw.
 pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    println!("{}", json_line(value)?);
     Ok(())
+}
+
+/// What [`print_json`] prints.
+pub fn json_line(value: &impl serde::Serialize) -> Result<String> {
+    let text = serde_json::to_string(value)?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_unsafe_to_show(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// The active keys that expire after `now` and by `now + within`, soonest
@@ -322,4 +341,23 @@ fn status(record: &KeyRecord, now: DateTime<Utc>) -> String {
 
 pub(crate) fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_output_escapes_what_json_lets_through() {
+        let line = json_line(&serde_json::json!({"name": "a\u{9b}2J\u{202e}b\u{E0041}"})).unwrap();
+        assert!(
+            !line.contains(['\u{9b}', '\u{202e}', '\u{E0041}']),
+            "{line}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            back["name"], "a\u{9b}2J\u{202e}b\u{E0041}",
+            "the same value, escaped"
+        );
+    }
 }

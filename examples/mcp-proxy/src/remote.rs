@@ -18,6 +18,8 @@ use crate::server::MANAGEMENT_PATH;
 
 /// Keys asked for per page when listing.
 const PAGE: usize = 100;
+/// The largest answer read from the server.
+const MAX_ANSWER: usize = 1 << 20;
 
 /// A client of one server's management API.
 struct Client {
@@ -61,10 +63,23 @@ impl Client {
         if key.is_empty() {
             return Err(format!("{MANAGING_KEY_VAR} is empty").into());
         }
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        if !loopback {
+            eprintln!(
+                "warning: {} is not this machine, and plain HTTP carries the managing key in cleartext; prefer running this on the server's machine or through an SSH tunnel",
+                shown(url.host_str().unwrap_or_default())
+            );
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
-            // Redirects would carry the key elsewhere.
+            // Redirects and proxies would carry the key elsewhere.
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .build()?;
         let base = format!(
             "{}{MANAGEMENT_PATH}/keys",
@@ -87,15 +102,35 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("the server did not answer: {}", e.without_url()))?;
+        let mut response = request.send().await.map_err(|e| {
+            format!(
+                "the server did not answer: {}",
+                shown(&e.without_url().to_string())
+            )
+        })?;
         let status = response.status();
-        let text = response.text().await?;
+        let too_large = || format!("the server's answer is larger than {MAX_ANSWER} bytes");
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER as u64)
+        {
+            return Err(too_large().into());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(too_large().into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&body);
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|e| {
-                format!("the server answered {status} with an unexpected body: {e}").into()
+                format!(
+                    "the server answered {status} with an unexpected body: {}",
+                    shown(&e.to_string())
+                )
+                .into()
             });
         }
         Err(explain(status, &text).into())
@@ -105,6 +140,7 @@ impl Client {
     async fn all(&self) -> Result<Vec<KeyBody>> {
         let mut keys = Vec::new();
         let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let path = match &cursor {
                 Some(cursor) => format!("?limit={PAGE}&cursor={cursor}"),
@@ -113,11 +149,19 @@ impl Client {
             let page: KeyPageBody = self.call(Method::GET, &path, None).await?;
             keys.extend(page.keys);
             match page.next_cursor {
-                // A cursor is 32 hex digits; anything else is not followed.
+                None => return Ok(keys),
+                // A cursor is 32 hex digits, and a page comes once.
                 Some(next) if next.len() == 32 && next.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    if !seen.insert(next.clone()) {
+                        return Err(
+                            "the server sent the same page twice; the list would be wrong".into(),
+                        );
+                    }
                     cursor = Some(next);
                 }
-                _ => return Ok(keys),
+                Some(_) => {
+                    return Err("the server sent a page cursor this client does not follow".into());
+                }
             }
         }
     }
@@ -197,6 +241,7 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<()> {
 }
 
 fn print_created(created: &CreatedKeyBody, json: bool, what: &str) -> Result<()> {
+    check_secret(created)?;
     if json {
         return print_json(created);
     }
@@ -215,6 +260,21 @@ fn print_created(created: &CreatedKeyBody, json: bool, what: &str) -> Result<()>
     eprintln!("the key is shown once, on stdout:");
     println!("{}", created.secret);
     Ok(())
+}
+
+/// Refuses a "secret" that is not a key: a hostile server's text must not
+/// reach the terminal or the script reading stdout.
+fn check_secret(created: &CreatedKeyBody) -> Result<()> {
+    let secret = &created.secret;
+    let key_like = (8..=256).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if key_like {
+        Ok(())
+    } else {
+        Err("the server's answer holds no key (its secret is not made of key characters)".into())
+    }
 }
 
 fn scopes(key: &KeyBody) -> String {

@@ -743,6 +743,10 @@ async fn the_keys_commands_work_through_a_running_server() {
             .args(["--server", &server.url])
             .env("NO_COLOR", "1")
             .env_remove("MCP_PROXY_KEY")
+            // A proxy that is not there: the key must not go through it.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("http_proxy", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
             .kill_on_drop(true);
         if let Some(key) = key {
             command.env("MCP_PROXY_KEY", key);
@@ -857,4 +861,64 @@ async fn the_keys_commands_work_through_a_running_server() {
     .await;
     assert!(!ok && stderr.contains("owner"), "{stderr}");
     server.terminate().await;
+}
+
+/// `keys --server` against a hostile server: terminal escapes posing as a
+/// secret, a cursor that never ends, an endless answer. Each is refused
+/// with an error, and nothing raw reaches the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_client_refuses_what_a_hostile_server_sends() {
+    use axum::routing::get;
+    let record = serde_json::json!({
+        "id": "01a23414-45ea-71a6-bff6-f28a16e8d94b", "name": "x\u{1b}]0;TITLE\u{7}\u{9b}2J\u{202e}",
+        "display_prefix": "bmc_AAAAAAAA", "created_at": "2026-12-01T00:00:00Z", "expires_at": null,
+        "last_used_at": null, "revoked_at": null, "status": "active", "scopes": null
+    });
+    let created =
+        serde_json::json!({"key": record.clone(), "secret": "bmc_x\u{1b}[2J\r\nINJECTED"});
+    let page = serde_json::json!({"keys": [record], "next_cursor": "0".repeat(32)});
+    let app = axum::Router::new()
+        .route(
+            "/api/v2/keys",
+            get(move || async move { axum::Json(page) })
+                .post(move || async move { (http::StatusCode::CREATED, axum::Json(created)) }),
+        )
+        .route("/api/v2/keys/{id}", get(|| async { "x".repeat(3 << 20) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let run = |args: Vec<&'static str>| {
+        let url = url.clone();
+        async move {
+            let output = tokio::process::Command::new(BINARY)
+                .arg("keys")
+                .args(&args)
+                .args(["--server", &url])
+                .env("MCP_PROXY_KEY", "bmc_managing")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            let stderr = String::from_utf8(output.stderr).unwrap();
+            for text in [&stdout, &stderr] {
+                assert!(
+                    !text.contains(['\u{1b}', '\u{9b}', '\u{202e}', '\u{7}']),
+                    "raw control text from the server reached the terminal: {text:?}"
+                );
+            }
+            (output.status.success(), stdout, stderr)
+        }
+    };
+    let (ok, stdout, stderr) = run(vec!["create", "x"]).await;
+    assert!(
+        !ok && stdout.is_empty() && stderr.contains("holds no key"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = tokio::time::timeout(Duration::from_secs(20), run(vec!["list"]))
+        .await
+        .expect("the client stops paging");
+    assert!(!ok && stderr.contains("same page twice"), "{stderr}");
+    let (ok, _, stderr) = run(vec!["revoke", "01a23414-45ea-71a6-bff6-f28a16e8d94b"]).await;
+    assert!(!ok && stderr.contains("larger than"), "{stderr}");
 }
