@@ -711,3 +711,60 @@ async fn the_openapi_document_is_served_without_a_key() {
     }
     assert!(document.to_string().len() < 64 * 1024);
 }
+
+/// The log of a management session: each action one event naming the
+/// calling key, each refused reach past its power one line; no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_names_actions_and_refusals_and_holds_no_secret() {
+    let capture = common::Capture::default();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .init();
+    let api = Api::start(MemoryStore::new()).await;
+    let (manager, manager_id) = api
+        .key(NewKey::new("acct_a", "admin").scopes(Scopes::only(["keys:manage"])))
+        .await;
+    let (status, created) = api.post("/keys", &manager, json!({"name": "laptop"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = api
+        .post("/keys", &manager, json!({"name": "x", "scopes": ["admin"]}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api
+        .post(&format!("/keys/{id}/revoke"), &manager, Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let log = capture.text();
+    let created_line = log
+        .lines()
+        .find(|l| l.contains("API key created") && l.contains(&id))
+        .unwrap_or_else(|| panic!("no created event in {log}"));
+    assert!(
+        created_line.contains(&manager_id),
+        "the actor is named: {created_line}"
+    );
+    assert!(
+        created_line.contains(
+            &created["key"]["display_prefix"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        )
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("API key revoked") && l.contains(&id))
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("refused") && l.contains("scope-escalation"))
+    );
+    assert!(
+        !log.contains(&secret) && !log.contains(&manager),
+        "no secret in the log"
+    );
+}

@@ -185,6 +185,15 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
+        // A caller reaching past its power is worth a line in the log.
+        if self.kind.status() == StatusCode::FORBIDDEN {
+            tracing::info!(
+                target: "tower_api_keys::management",
+                problem = self.kind.slug(),
+                detail = %self.detail,
+                "key management call refused"
+            );
+        }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (self.kind.status(), body).into_response();
         let headers = response.headers_mut();
