@@ -274,10 +274,18 @@ fn required_body<T: DeserializeOwned>(
         .ok_or_else(|| Problem::new(ProblemKind::MalformedBody, "the body is empty"))
 }
 
-/// Refuses to let the caller change a key more powerful than itself.
-fn may_act_on(manager: &Manager, record: &KeyRecord, what: &str) -> Result<(), Problem> {
+/// The caller's key named in the path, which it may `what`: not one with
+/// scopes the caller lacks.
+async fn key_to_change(
+    context: &Context,
+    manager: &Manager,
+    path: Result<Path<String>, PathRejection>,
+    what: &str,
+) -> Result<KeyRecord, Problem> {
+    let id = key_id(path)?;
+    let record = context.keys.get(&manager.owner, &id).await?;
     if grants(&manager.scopes, &record.scopes) {
-        return Ok(());
+        return Ok(record);
     }
     Err(Problem::new(
         ProblemKind::ScopeEscalation,
@@ -404,13 +412,11 @@ pub(super) async fn rename_key(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<KeyBody>, Problem> {
-    let id = key_id(path)?;
     let request: RenameKeyBody = required_body(&headers, body)?;
-    let old = context.keys.get(&manager.owner, &id).await?;
-    may_act_on(&manager, &old, "rename")?;
+    let old = key_to_change(&context, &manager, path, "rename").await?;
     let record = context
         .keys
-        .rename_as(&manager.owner, &id, &request.name, manager.actor)
+        .rename_as(&manager.owner, &old.id, &request.name, manager.actor)
         .await?;
     Ok(Json(KeyBody::new(&record, context.keys.now())))
 }
@@ -433,12 +439,10 @@ pub(super) async fn revoke_key(
     manager: Manager,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KeyBody>, Problem> {
-    let id = key_id(path)?;
-    let old = context.keys.get(&manager.owner, &id).await?;
-    may_act_on(&manager, &old, "revoke")?;
+    let old = key_to_change(&context, &manager, path, "revoke").await?;
     let record = context
         .keys
-        .revoke_as(&manager.owner, &id, None, manager.actor)
+        .revoke_as(&manager.owner, &old.id, None, manager.actor)
         .await?;
     Ok(Json(KeyBody::new(&record, context.keys.now())))
 }
@@ -465,7 +469,6 @@ pub(super) async fn roll_key(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let id = key_id(path)?;
     // No body, or `null`: the defaults.
     let request: RollKeyBody = json_body(&headers, body, true)?.unwrap_or_default();
     let overlap = request.overlap.unwrap_or(0);
@@ -475,7 +478,7 @@ pub(super) async fn roll_key(
             format!("overlap is 0 to {MAX_OVERLAP_SECS} seconds"),
         ));
     }
-    let old = context.keys.get(&manager.owner, &id).await?;
+    let old = key_to_change(&context, &manager, path, "roll").await?;
     if old.status_at(context.keys.now()) == KeyStatus::Expired {
         return Err(Problem::new(
             ProblemKind::KeyExpired,
@@ -490,11 +493,10 @@ pub(super) async fn roll_key(
             "the successor would keep this key's expiry, later than the calling key's",
         ));
     }
-    may_act_on(&manager, &old, "roll")?;
     let overlap = chrono::Duration::seconds(i64::try_from(overlap).unwrap_or(0));
     let created = context
         .keys
-        .roll_as(&manager.owner, &id, overlap, manager.actor)
+        .roll_as(&manager.owner, &old.id, overlap, manager.actor)
         .await?;
     let now = context.keys.now();
     Ok((
