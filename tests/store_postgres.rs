@@ -365,3 +365,64 @@ async fn dropping_the_store_ends_its_listener_and_connections() {
     })
     .await;
 }
+
+/// An idle instance reads the change log only when PostgreSQL announces a
+/// change while its listener is up (with a poll interval of 50 ms it would
+/// otherwise read it 20 times a second), and a key revoked elsewhere while
+/// the listener is cut is still refused once it is back.
+#[tokio::test]
+async fn an_idle_instance_reads_the_log_only_when_told_and_loses_no_revocation() {
+    use tower_api_keys::store::{CountingStore, StoreMethod};
+    PgSchema::run(|schema| async move {
+        let app = backends::unique("tak_idle");
+        let counting = Arc::new(CountingStore::new(
+            schema
+                .store_with(
+                    PostgresStore::pool_options(),
+                    schema.connect_options().application_name(&app),
+                )
+                .await,
+        ));
+        let keys = ApiKeys::builder(Arc::clone(&counting))
+            .change_poll_interval(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let elsewhere = ApiKeys::builder(schema.store().await).build().unwrap();
+        let created = elsewhere
+            .create(NewKey::new("acct", "laptop"))
+            .await
+            .unwrap();
+        let secret = created.secret.expose_secret().to_owned();
+        keys.authenticate(&secret).await.expect("the key is valid");
+
+        // Idle: the listener is up, nothing changes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = counting.calls();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let reads = counting.calls().since(&before).get(StoreMethod::Changes);
+        assert!(
+            reads <= 1,
+            "{reads} reads of the change log in 2 s while idle"
+        );
+
+        // The listener is cut; the key is revoked meanwhile, elsewhere.
+        assert!(schema.terminate(&app).await >= 1);
+        elsewhere
+            .revoke(&"acct".into(), &created.record.id)
+            .await
+            .unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(10), async {
+            while keys.authenticate(&secret).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            refused.is_ok(),
+            "the revocation made while the listener was cut was lost"
+        );
+        keys.shutdown().await;
+        elsewhere.shutdown().await;
+    })
+    .await;
+}

@@ -275,7 +275,12 @@ impl ApiKeysBuilder {
     }
 
     /// How often the store's change log is read (default 500 ms), on top of
-    /// the store's own push signal where it has one.
+    /// the store's own push signal where it has one. While that signal
+    /// announces every change (PostgreSQL with its `LISTEN` connection
+    /// up), the log is read on each announcement and polled only every
+    /// 30 s as a safety check, so an idle instance costs the database about
+    /// 0.03 queries a second; once the connection is lost, polling at this
+    /// interval resumes until it is back.
     pub fn change_poll_interval(mut self, interval: Duration) -> Self {
         self.change_poll_interval = interval;
         self

@@ -57,17 +57,25 @@ pub struct ChangeBatch {
 /// a change (or when a change made elsewhere is announced to the store, as
 /// PostgreSQL's `NOTIFY` is). Clones notify the same followers.
 #[derive(Debug, Clone)]
-pub struct ChangeNotifier(Arc<watch::Sender<()>>);
+pub struct ChangeNotifier(Arc<watch::Sender<bool>>);
 
 impl ChangeNotifier {
-    /// A notifier without followers yet.
+    /// A notifier without followers yet, announcing only some changes.
     pub fn new() -> Self {
-        Self(Arc::new(watch::Sender::new(())))
+        Self(Arc::new(watch::Sender::new(false)))
     }
 
     /// Wakes every follower.
     pub fn notify(&self) {
-        self.0.send_replace(());
+        self.0.send_modify(|_| {});
+    }
+
+    /// Says whether every change, by any process, is announced from now on
+    /// (a live `LISTEN` connection) or not (it was lost), and wakes every
+    /// follower. While every change is announced, followers poll the change
+    /// log only rarely, as a safety check.
+    pub fn set_complete(&self, complete: bool) {
+        self.0.send_modify(|value| *value = complete);
     }
 
     /// A new follower's end.
@@ -85,9 +93,15 @@ impl Default for ChangeNotifier {
 /// A follower's end of the change signal, from
 /// [`KeyStore::change_signal`](super::KeyStore::change_signal).
 #[derive(Debug, Clone)]
-pub struct ChangeSignal(watch::Receiver<()>);
+pub struct ChangeSignal(watch::Receiver<bool>);
 
 impl ChangeSignal {
+    /// Whether every change, by any process, is announced now (see
+    /// [`ChangeNotifier::set_complete`]).
+    pub fn is_complete(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Waits until the store announces changes; several announcements made
     /// meanwhile wake once. Returns `false` when the store has dropped its
     /// notifier and nothing will be announced again.

@@ -645,8 +645,9 @@ async fn listen_for_changes(
         }
         failing = false;
         backoff = MIN_BACKOFF;
-        // Listening from here on; what happened before is in the log.
-        notifier.notify();
+        // Listening from here on, for every change; what happened before is
+        // in the log.
+        notifier.set_complete(true);
         loop {
             let received = tokio::select! {
                 _ = &mut stopped => {
@@ -666,10 +667,13 @@ async fn listen_for_changes(
                 }
                 Ok(None) => {
                     tracing::debug!(target: "tower_api_keys", "the key change listener lost its connection");
+                    // Until it listens again, the caches poll.
+                    notifier.set_complete(false);
                     break;
                 }
                 Err(error) => {
                     tracing::debug!(target: "tower_api_keys", %error, "the key change listener failed");
+                    notifier.set_complete(false);
                     break;
                 }
             }
