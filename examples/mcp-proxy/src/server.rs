@@ -122,12 +122,16 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
 }
 
 /// `GET /api/v2/projects`: the calling key's projects (a fixed demo list).
-async fn projects(key: AuthenticatedKey) -> Json<serde_json::Value> {
+/// One owner's data: not for shared caches.
+async fn projects(key: AuthenticatedKey) -> impl axum::response::IntoResponse {
     let owner = key.owner().as_str();
-    Json(json!([
-        { "id": "prj_1", "name": "website", "owner": owner },
-        { "id": "prj_2", "name": "mobile-app", "owner": owner },
-    ]))
+    (
+        [(http::header::CACHE_CONTROL, "no-store")],
+        Json(json!([
+            { "id": "prj_1", "name": "website", "owner": owner },
+            { "id": "prj_2", "name": "mobile-app", "owner": owner },
+        ])),
+    )
 }
 
 /// The optional abuse controls of `serve`.

@@ -208,15 +208,13 @@ async fn projects_need_a_key_and_healthz_does_not() {
         http.get(&projects).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    let listed: serde_json::Value = http
-        .get(&projects)
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = http.get(&projects).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(
+        response.headers()["cache-control"],
+        "no-store",
+        "one owner's data"
+    );
+    let listed: serde_json::Value = response.json().await.unwrap();
     assert_eq!(listed[0]["owner"], "acct_1");
     assert_eq!(listed.as_array().unwrap().len(), 2);
     let health = http
