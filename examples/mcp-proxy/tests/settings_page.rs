@@ -273,8 +273,11 @@ async fn create_use_and_revoke(browser: Browser) {
     browser.click("#secret-done").await;
     browser
         .wait_for(
-            "the dialog to close",
-            "return !document.getElementById('secret-dialog').open",
+            // The dialog's `close` event, which clears the secret, is
+            // dispatched a moment after it closes.
+            "the dialog to close and its close event to run",
+            "return !document.getElementById('secret-dialog').open \
+             && document.getElementById('secret-value').value === ''",
         )
         .await;
     assert_eq!(
@@ -663,8 +666,9 @@ async fn hostile_names_and_pages(browser: Browser) {
         .unwrap();
     browser
         .wait_for(
-            "Escape to close the dialog",
-            "return !document.getElementById('secret-dialog').open",
+            "Escape to close the dialog and its close event to run",
+            "return !document.getElementById('secret-dialog').open \
+             && document.getElementById('secret-value').value === ''",
         )
         .await;
     assert_eq!(
