@@ -260,8 +260,10 @@ pub async fn forward(
     Response::from_parts(parts, Body::new(StreamBody::new(frames)))
 }
 
-/// Rewrites the caller's headers for the upstream.
-fn prepare_request_headers(
+/// Rewrites the caller's headers for the upstream. Public for the fuzz
+/// target alone (`fuzz/fuzz_targets/proxy_headers.rs`): not a stable API.
+#[doc(hidden)]
+pub fn prepare_request_headers(
     headers: &mut HeaderMap,
     authority: &HeaderValue,
     key: &AuthenticatedKey,
@@ -269,11 +271,13 @@ fn prepare_request_headers(
     // The key goes nowhere: not in `Authorization`, nor in any other header
     // that repeats it (`X-Api-Key`, a cookie, ...). It is read before the
     // hop-by-hop headers go, since `Connection: authorization` would take
-    // `Authorization` with them and leave the copies unrecognised.
+    // `Authorization` with them and leave the copies unrecognised. Like the
+    // layer, it ignores whitespace around the value (`Bearer <key> ` would
+    // otherwise hide every copy of `<key>`).
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
+        .and_then(|value| value.trim_ascii().split_once(' '))
         .map(|(_, token)| token.trim_start().as_bytes().to_vec())
         .filter(|token| !token.is_empty());
     strip_hop_by_hop(headers);
@@ -334,14 +338,13 @@ pub fn identity_headers(key: &AuthenticatedKey) -> HeaderMap {
 }
 
 /// Removes the connection-specific headers of RFC 9110 §7.6.1, and those
-/// named in `Connection`.
+/// named in `Connection` (even in a value that also holds non-ASCII bytes).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
         .collect();
     for name in listed {
         headers.remove(name);
