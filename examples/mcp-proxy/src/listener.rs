@@ -1,6 +1,8 @@
 //! Serving connections with bounds a hostile client cannot stretch: a
 //! header-read timeout (a client that sends half a request line is cut
-//! off), an idle keep-alive timeout, and a cap on open connections past
+//! off), the same bound on each wait for more of a request's body (a
+//! client that announces a body and sends none is cut off too), an idle
+//! keep-alive timeout, and a cap on open connections past
 //! which new ones wait in the kernel's accept queue instead of using up the
 //! process's file descriptors.
 
@@ -18,13 +20,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+use tower_http::timeout::TimeoutBody;
 
 /// The bounds of [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// How long a client may take to send a request's headers, also the
-    /// next request's on a kept-alive connection: an idle connection is
-    /// closed after it.
+    /// next request's on a kept-alive connection (an idle connection is
+    /// closed after it), and the longest wait for more of a request's body.
     pub header_read_timeout: Duration,
     /// Most connections open at once; further ones wait to be accepted.
     pub max_connections: usize,
@@ -84,7 +87,8 @@ pub async fn serve(
             .clone()
             .map_request(move |mut request: http::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
-                request
+                // Each wait for the next piece of the body is bounded.
+                request.map(|body| TimeoutBody::new(limits.header_read_timeout, body))
             })
             .map_err(|never: Infallible| match never {});
         let connection = hyper::server::conn::http1::Builder::new()

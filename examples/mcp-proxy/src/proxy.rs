@@ -206,6 +206,15 @@ pub async fn forward(
     };
     let response = match response {
         Ok(response) => response,
+        Err(error) if client_body_timed_out(&error) => {
+            // The client stopped sending its body: its fault, not the
+            // upstream's.
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body stopped coming; send it whole",
+            );
+        }
         Err(error) => {
             let reason = error_chain(&error);
             tracing::warn!(upstream = %proxy.upstream, %reason, "the upstream could not be reached");
@@ -258,6 +267,19 @@ pub async fn forward(
     };
     let frames = BodyStream::new(body).take_until(stop);
     Response::from_parts(parts, Body::new(StreamBody::new(frames)))
+}
+
+/// Whether forwarding failed because the client's body stopped coming
+/// (the listener bounds each wait for more of it).
+fn client_body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Rewrites the caller's headers for the upstream. Public for the fuzz

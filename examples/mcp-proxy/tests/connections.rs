@@ -93,3 +93,39 @@ async fn an_idle_kept_alive_connection_is_closed() {
         .expect("the idle connection was closed");
     assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
 }
+
+/// A client that announces a body and stops sending it is cut off after
+/// the same bound, on the management API and on `/mcp` alike, instead of
+/// holding its connection (and a slot of the cap) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_coming_is_cut_off() {
+    let running = Running::with(common::Options {
+        limits: Some(ConnectionLimits {
+            header_read_timeout: Duration::from_secs(1),
+            ..ConnectionLimits::default()
+        }),
+        ..common::Options::default()
+    })
+    .await;
+    let (key, _) = running.key("laptop").await;
+    let addr = running.url.trim_start_matches("http://").to_owned();
+    for path in ["/api/v2/keys", "/mcp"] {
+        let mut socket = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Content-Length: 100\r\n\r\n{{"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(HANG, socket.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the connection is still held"))
+            .ok();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{path}: cut off or refused as the client's fault, not served: {answer}"
+        );
+    }
+}
