@@ -99,7 +99,8 @@ pub struct ServeArgs {
     pub max_sessions_per_key: u64,
     /// Seconds a client may take to send a request's headers (and, on a
     /// kept-alive connection, to start its next request) before the
-    /// connection is closed.
+    /// connection is closed; also the longest wait for more of a request's
+    /// body (408 past it).
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_read_timeout_secs: u64,
