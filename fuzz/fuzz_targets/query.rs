@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tower_api_keys::KeyFormat;
-use tower_api_keys::query::QueryGuard;
+use tower_api_keys::fuzzing::QueryGuard;
 
 fuzz_target!(|query: &str| {
     let guard = QueryGuard::new("bmc_");
