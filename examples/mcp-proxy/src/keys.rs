@@ -238,18 +238,31 @@ async fn find(keys: &ApiKeys, id_or_prefix: &str) -> Result<KeyRecord> {
             .await?
             .ok_or_else(|| format!("no key has the id {id}").into());
     }
-    let mut found = keys
+    let found = keys
         .store()
         .list(&ListKeys::new().display_prefix(id_or_prefix).limit(10))
         .await?
         .records;
+    the_one(found, id_or_prefix, |r| (r.id, &r.display_prefix, &r.name))
+}
+
+/// The one key among those whose prefix starts with `id_or_prefix`; none,
+/// or several (listed, escaped, by id, prefix and name), is an error.
+pub(crate) fn the_one<T>(
+    mut found: Vec<T>,
+    id_or_prefix: &str,
+    describe: impl Fn(&T) -> (KeyId, &str, &str),
+) -> Result<T> {
     match found.len() {
         0 => Err(format!("no key has the id or prefix {id_or_prefix:?}").into()),
         1 => Ok(found.remove(0)),
         _ => {
             let candidates: Vec<String> = found
                 .iter()
-                .map(|r| format!("  {} {} {:?}", r.id, r.display_prefix, r.name))
+                .map(|key| {
+                    let (id, prefix, name) = describe(key);
+                    format!("  {id} {} {:?}", shown(prefix), shown(name))
+                })
                 .collect();
             Err(format!(
                 "the prefix {id_or_prefix:?} matches several keys; give more of it, or the id:\n{}",

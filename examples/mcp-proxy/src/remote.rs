@@ -13,7 +13,7 @@ use tower_api_keys::management::{CreatedKeyBody, KeyBody, KeyPageBody};
 use crate::cli::{
     CreateArgs, KeysCommand, ListArgs, MANAGING_KEY_VAR, RenameArgs, RevokeArgs, RollArgs,
 };
-use crate::keys::{Result, print_json, render, shown, soonest_expiring, when};
+use crate::keys::{Result, print_json, render, shown, soonest_expiring, the_one, when};
 use crate::server::MANAGEMENT_PATH;
 
 /// Keys asked for per page when listing.
@@ -173,30 +173,13 @@ impl Client {
                 .call(Method::GET, &format!("/{id_or_prefix}"), None)
                 .await;
         }
-        let mut found: Vec<KeyBody> = self
+        let found: Vec<KeyBody> = self
             .all()
             .await?
             .into_iter()
             .filter(|k| k.display_prefix.starts_with(id_or_prefix))
             .collect();
-        match found.len() {
-            0 => Err(format!("no key has the id or prefix {id_or_prefix:?}").into()),
-            1 => Ok(found.remove(0)),
-            _ => Err(format!(
-                "the prefix {id_or_prefix:?} matches several keys; give more of it, or the id:\n{}",
-                found
-                    .iter()
-                    .map(|k| format!(
-                        "  {} {} {:?}",
-                        k.id,
-                        shown(&k.display_prefix),
-                        shown(&k.name)
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-            .into()),
-        }
+        the_one(found, id_or_prefix, |k| (k.id, &k.display_prefix, &k.name))
     }
 }
 
@@ -321,7 +304,7 @@ async fn list(client: &Client, args: ListArgs, json: bool) -> Result<()> {
             when(key.created_at),
             key.last_used_at.map_or_else(|| "never".to_owned(), when),
             key.expires_at.map_or_else(|| "never".to_owned(), when),
-            format!("{:?}", key.status).to_lowercase(),
+            key.status.to_string(),
         ]
     });
     print!("{}", render(&header, rows));
