@@ -7,7 +7,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
@@ -337,7 +336,7 @@ pub(super) async fn create_key(
     manager: Manager,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
+) -> Result<(StatusCode, Json<CreatedKeyBody>), Problem> {
     let request: CreateKeyBody = required_body(&headers, body)?;
     let scopes = requested_scopes(&manager, request.scopes)?;
     let now = context.keys.now();
@@ -366,8 +365,7 @@ pub(super) async fn create_key(
     Ok((
         StatusCode::CREATED,
         Json(CreatedKeyBody::new(&created, now)),
-    )
-        .into_response())
+    ))
 }
 
 /// One of the caller's keys.
@@ -468,7 +466,7 @@ pub(super) async fn roll_key(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
+) -> Result<(StatusCode, Json<CreatedKeyBody>), Problem> {
     // No body, or `null`: the defaults.
     let request: RollKeyBody = json_body(&headers, body, true)?.unwrap_or_default();
     let overlap = request.overlap.unwrap_or(0);
@@ -502,8 +500,7 @@ pub(super) async fn roll_key(
     Ok((
         StatusCode::CREATED,
         Json(CreatedKeyBody::new(&created, now)),
-    )
-        .into_response())
+    ))
 }
 
 /// A method a route does not take.
