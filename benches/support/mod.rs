@@ -79,7 +79,7 @@ pub struct Subjects {
     pub hasher: KeyHasher,
     /// A moka cache configured like the layer's cache of known keys,
     /// holding the key: the floor's one read.
-    pub floor_cache: moka::future::Cache<KeyHash, Arc<String>>,
+    pub floor_cache: moka::future::Cache<KeyHash, Arc<String>, foldhash::fast::RandomState>,
     /// The quickstart's route in an axum `Router`, without the layer.
     pub router_bare: axum::Router,
     /// The same route behind the layer (`route_layer`), as the quickstart has it.
@@ -129,7 +129,7 @@ impl Subjects {
         let floor_cache = moka::future::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(CACHE_TTL)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         runtime.block_on(floor_cache.insert(hasher.hash(&secret), Arc::new("bench".to_owned())));
 
         let router_bare = axum::Router::new().route(
