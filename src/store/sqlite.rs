@@ -605,14 +605,17 @@ impl KeyStore for SqliteStore {
             file.check()?;
         }
         // One statement, so the head and the changes are of one snapshot.
+        // The head and the tail are a subquery each: SQLite reads a lone
+        // min() or max() off the key's b-tree, but both in one SELECT scan
+        // the whole log (100 ms a poll with a million rows).
         let (after, limit) = match after {
             Some(after) => (after.position(), sql_limit(limit)),
             None => (0, 0),
         };
         let rows = sqlx::query(
             "SELECT h.head, h.tail, c.seq, c.key_id, c.key_hash \
-             FROM (SELECT coalesce(max(seq), 0) AS head, coalesce(min(seq) - 1, 0) AS tail \
-                   FROM api_key_changes) AS h \
+             FROM (SELECT coalesce((SELECT max(seq) FROM api_key_changes), 0) AS head, \
+                          coalesce((SELECT min(seq) FROM api_key_changes) - 1, 0) AS tail) AS h \
              LEFT JOIN (SELECT seq, key_id, key_hash FROM api_key_changes \
                         WHERE seq > ?1 ORDER BY seq LIMIT ?2) AS c ON 1 \
              ORDER BY c.seq",
