@@ -30,6 +30,8 @@ step layer cargo bench --bench layer
 step report python3 bench/report.py
 step instructions bash bench/instructions.sh
 step load bash bench/load.sh
+step wire bash bench/wire_instructions.sh
+step scale bash bench/scale.sh
 step lookups cargo bench --bench lookups
 if [ "${SKIP_PG:-0}" != 1 ]; then
     step pg bash bench/pg_compare.sh

@@ -30,8 +30,12 @@ fi
 
 FEATURES="${FEATURES:-}"
 echo "features: ${FEATURES:-(none)}"
-cargo build --release --example hot_path --quiet ${FEATURES:+--features "$FEATURES"}
-bin="$TARGET_DIR/release/examples/hot_path"
+# BIN=path counts another build of hot_path (an earlier commit's, for a
+# before/after pair).
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --example hot_path --quiet ${FEATURES:+--features "$FEATURES"}
+fi
+bin="${BIN:-$TARGET_DIR/release/examples/hot_path}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

@@ -124,11 +124,16 @@ load off "$WARMUP" >/dev/null
 printf '%-6s %-8s %12s %10s %12s\n' round variant "requests/s" "p99 ms" "CPU us/req"
 ratios="$work/ratios"
 : >"$ratios"
+# Per-round figures for bench/plot.py.
+mkdir -p bench/figures
+figures=bench/figures/load.txt
+: >"$figures"
 for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then order="off on"; else order="on off"; fi
     for variant in $order; do
         read -r rps p99 cpu < <(load "$variant" "$DURATION")
         printf '%-6s %-8s %12s %10s %12s\n' "$round" "$variant" "$rps" "$p99" "$cpu"
+        echo "$round $variant $rps $p99 $cpu" >>"$figures"
         eval "${variant}_rps=$rps ${variant}_p99=$p99 ${variant}_cpu=$cpu"
     done
     # shellcheck disable=SC2154
