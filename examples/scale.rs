@@ -372,16 +372,13 @@ async fn sql(which: Sql) -> Result<(), Box<dyn std::error::Error>> {
     let store: Box<dyn AnyStore> = match &which {
         Sql::Sqlite(path) => Box::new(sqlite(path).await?),
         Sql::Postgres(url) => {
-            let admin = PostgresStore::connect(url).await?;
+            // Everything in a schema of its own, dropped at the end:
+            // nothing lands in the database's default schema.
+            let pool = PostgresStore::pool_options().connect(url).await?;
             sqlx::query("DROP SCHEMA IF EXISTS scale_bench CASCADE")
-                .execute(admin.pool())
+                .execute(&pool)
                 .await?;
-            sqlx::query("CREATE SCHEMA scale_bench")
-                .execute(admin.pool())
-                .await?;
-            let store = PostgresStore::connect(url)
-                .await?
-                .in_schema("scale_bench")?;
+            let store = PostgresStore::from_pool(pool).in_schema("scale_bench")?;
             store.migrate().await?;
             Box::new(store)
         }
@@ -489,10 +486,9 @@ async fn sql(which: Sql) -> Result<(), Box<dyn std::error::Error>> {
          after pruning {pruned} rows in {prune_secs:.1} s (tail now at {}): {poll_after:.1} µs",
         tail.position()
     );
-    if let Sql::Postgres(url) = &which {
-        let admin = PostgresStore::connect(url).await?;
+    if let Some(pool) = store.pg() {
         sqlx::query("DROP SCHEMA scale_bench CASCADE")
-            .execute(admin.pool())
+            .execute(pool)
             .await?;
     }
     Ok(())
