@@ -16,17 +16,14 @@
 #           metrics on and a recorder installed; off by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 N1="${N1:-10000}"
 N2="${N2:-50000}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 started=$(date +%s)
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "installing valgrind"
-    (apt-get install -y -qq valgrind >/dev/null 2>&1) ||
-        (apt-get update -qq && apt-get install -y -qq valgrind >/dev/null)
-fi
+need_tools valgrind
 
 FEATURES="${FEATURES:-}"
 echo "features: ${FEATURES:-(none)}"

@@ -12,6 +12,7 @@
 # Knobs: ROUNDS=3 DURATION=5 WARMUP=2 CONNECTIONS=32 PIN=1 REDIS_PORT=16399
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-5}"
@@ -21,14 +22,7 @@ PIN="${PIN:-1}"
 REDIS_PORT="${REDIS_PORT:-16399}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 
-for tool in wrk redis-server; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        package=$tool
-        echo "installing $package"
-        (apt-get install -y -qq "$package" >/dev/null 2>&1) ||
-            (apt-get update -qq && apt-get install -y -qq "$package" >/dev/null)
-    fi
-done
+need_tools wrk redis-server
 
 cargo build --release --example rate_limits --quiet
 bin="$TARGET_DIR/release/examples/rate_limits"

@@ -14,6 +14,7 @@
 # Knobs: ROUNDS=5 DURATION=6 WARMUP=3 CONNECTIONS=32 PIN=1 (PIN=0: no taskset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-6}"
@@ -25,11 +26,7 @@ PORT_OFF="${PORT_OFF:-18081}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 started=$(date +%s)
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk"
-    (apt-get install -y -qq wrk >/dev/null 2>&1) ||
-        (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
-fi
+need_tools wrk
 
 cargo build --release --example quickstart --quiet
 bin="$TARGET_DIR/release/examples/quickstart"

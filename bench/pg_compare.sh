@@ -13,6 +13,7 @@
 # Knobs: PG=postgres://postgres@127.0.0.1:5432 ROUNDS=3 DURATION=10 WARMUP=3 CONNECTIONS=32
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 PG="${PG:-postgres://postgres@127.0.0.1:5432}"
 ROUNDS="${ROUNDS:-3}"
@@ -29,11 +30,7 @@ case "$PG" in
     *://*@127.0.0.1:* | *://*@localhost:* | *://127.0.0.1:* | *://localhost:*) ;;
     *) echo "PG must point at a loopback server, not $PG" >&2; exit 1 ;;
 esac
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk"
-    (apt-get install -y -qq wrk >/dev/null 2>&1) ||
-        (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
-fi
+need_tools wrk
 if ! psql "$PG/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
     echo "PostgreSQL does not answer at $PG (see .ci/run for how CI starts it)" >&2
     exit 1

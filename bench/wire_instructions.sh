@@ -10,6 +10,7 @@
 # Run with: bash bench/wire_instructions.sh      (N=5000 TOP=25 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 N="${N:-5000}"
 WARMUP="${WARMUP:-300}"
@@ -18,11 +19,7 @@ PORT="${PORT:-18090}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 started=$(date +%s)
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "installing valgrind"
-    (apt-get install -y -qq valgrind >/dev/null 2>&1) ||
-        (apt-get update -qq && apt-get install -y -qq valgrind >/dev/null)
-fi
+need_tools valgrind
 
 # BIN=path measures another build of the quickstart (an earlier commit's,
 # for a before/after pair).
