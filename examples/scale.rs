@@ -10,6 +10,8 @@
 //! Each measurement prints one line starting `row:` with its figures, and
 //! one starting `figure:` (name, x, y) for `bench/plot.py`.
 
+#[path = "../benches/support/lookups.rs"]
+mod lookups;
 #[path = "../benches/support/mod.rs"]
 mod support;
 
@@ -42,12 +44,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let sizes: Vec<usize> = sizes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
             hits(&runtime, &sizes)
         }
-        ["sqlite", path] => runtime.block_on(sql(Sql::Sqlite((*path).to_owned()))),
-        ["postgres", url] => runtime.block_on(sql(Sql::Postgres((*url).to_owned()))),
+        ["sqlite", path] => runtime.block_on(async { sql(SqlStore::sqlite(path).await?).await }),
+        ["postgres", url] => runtime.block_on(async { sql(SqlStore::postgres(url).await?).await }),
         ["fill-sqlite", path, n] => runtime.block_on(async {
-            let store = sqlite(path).await?;
+            let store = SqlStore::sqlite(path).await?;
             let started = Instant::now();
-            fill(&store, &Sql::Sqlite((*path).to_owned()), 0, n.parse()?).await?;
+            store.fill(0, n.parse()?).await?;
             println!(
                 "filled {n} keys in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -56,17 +58,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
         _ => Err("use: hits [N ...] | sqlite PATH | postgres URL | fill-sqlite PATH N".into()),
     }
-}
-
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 /// A small xorshift: the order of keys, the same every run.
@@ -119,7 +110,7 @@ fn hits(
         let created_in = started.elapsed();
         let mut ours = keys.layer().layer(Ok200);
         let mut bare = Ok200;
-        let before = rss();
+        let before = lookups::rss_kb().unwrap_or(0);
         // Twice: the first pass loads every key, the second lets the cache
         // finish its bookkeeping; both must answer 200.
         for _ in 0..2 {
@@ -128,7 +119,8 @@ fn hits(
                 assert_eq!(status, 200, "every key is valid");
             }
         }
-        let per_key = (rss().saturating_sub(before)) as f64 / n as f64;
+        let per_key =
+            (lookups::rss_kb().unwrap_or(0).saturating_sub(before) * 1024) as f64 / n as f64;
         let order: Vec<usize> = {
             let mut order = Order(0x9E37_79B9_7F4A_7C15);
             (0..REQUESTS).map(|_| order.next(n)).collect()
@@ -180,18 +172,20 @@ fn hits(
 fn floor_cost(runtime: &tokio::runtime::Runtime, headers: &[HeaderValue], order: &[usize]) -> f64 {
     use futures_util::FutureExt as _;
     let hasher = KeyHasher::sha256();
-    let token = |header: &HeaderValue| header.as_bytes()["Bearer ".len()..].to_vec();
+    // The key a request carries, hashed: the floor's work on each request.
+    let hash_of = |header: &HeaderValue| {
+        let token = &header.as_bytes()["Bearer ".len()..];
+        hasher.hash(std::str::from_utf8(token).unwrap_or(""))
+    };
     let cache = moka::future::Cache::builder()
         .max_capacity(headers.len() as u64 + 1024)
         .time_to_live(Duration::from_secs(3600))
         .build_with_hasher(foldhash::fast::RandomState::default());
     for header in headers {
-        let key = String::from_utf8(token(header)).unwrap_or_default();
-        runtime.block_on(cache.insert(hasher.hash(&key), Arc::new(key.len())));
+        runtime.block_on(cache.insert(hash_of(header), Arc::new(())));
     }
     for header in headers {
-        let key = String::from_utf8(token(header)).unwrap_or_default();
-        assert!(runtime.block_on(cache.get(&hasher.hash(&key))).is_some());
+        assert!(runtime.block_on(cache.get(&hash_of(header))).is_some());
     }
     let mut costs = Vec::new();
     for _ in 0..5 {
@@ -202,9 +196,7 @@ fn floor_cost(runtime: &tokio::runtime::Runtime, headers: &[HeaderValue], order:
         let bare = started.elapsed().as_nanos() as f64;
         let started = Instant::now();
         for &i in order {
-            let header = &headers[i];
-            let hash = hasher
-                .hash(std::str::from_utf8(&header.as_bytes()["Bearer ".len()..]).unwrap_or(""));
+            let hash = hash_of(&headers[i]);
             let mut read = std::pin::pin!(cache.get(&hash));
             let found = match read.as_mut().now_or_never() {
                 Some(found) => found,
@@ -217,59 +209,87 @@ fn floor_cost(runtime: &tokio::runtime::Runtime, headers: &[HeaderValue], order:
     median(costs)
 }
 
-enum Sql {
-    Sqlite(String),
-    Postgres(String),
-}
-
-impl Sql {
-    fn name(&self) -> &'static str {
-        match self {
-            Sql::Sqlite(_) => "SQLite",
-            Sql::Postgres(_) => "PostgreSQL",
-        }
-    }
-}
-
-async fn sqlite(path: &str) -> Result<SqliteStore, Box<dyn std::error::Error>> {
-    let _ = std::fs::remove_file(path);
-    let store = SqliteStore::connect(&format!("sqlite:{path}")).await?;
-    store.migrate().await?;
-    Ok(store)
-}
-
 /// The secret of the i-th generated key; its SHA-256 is what is stored.
 fn secret(i: usize) -> String {
     format!("bmc_scale_{i:012}")
 }
 
-/// Stores keys FROM..TO in batches, each batch one statement in one
-/// transaction, through the stores' own triggers (so the change log grows
-/// by one row per key, as it does in service).
-async fn fill(
-    store: &dyn AnyStore,
-    sql: &Sql,
-    from: usize,
-    to: usize,
-) -> Result<Vec<KeyId>, Box<dyn std::error::Error>> {
-    let hasher = KeyHasher::sha256();
-    let now = Utc::now();
-    let mut ids = Vec::with_capacity(to - from);
-    const BATCH: usize = 5_000;
-    let mut start = from;
-    while start < to {
-        let end = (start + BATCH).min(to);
-        let batch: Vec<(KeyId, KeyHash)> = (start..end)
-            .map(|i| (KeyId::new(), hasher.hash(&secret(i))))
-            .collect();
-        match sql {
-            Sql::Postgres(_) => {
-                let pool = store.pg().ok_or("not PostgreSQL")?;
-                let ids: Vec<uuid::Uuid> = batch.iter().map(|(id, _)| *id.as_uuid()).collect();
-                let hashes: Vec<Vec<u8>> =
-                    batch.iter().map(|(_, h)| h.as_bytes().to_vec()).collect();
-                // The store qualifies its tables with its schema; so does this.
-                sqlx::query(
+/// A SQL store under measurement.
+enum SqlStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl SqlStore {
+    /// A store on a new SQLite file at `path`.
+    async fn sqlite(path: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let _ = std::fs::remove_file(path);
+        let store = SqliteStore::connect(&format!("sqlite:{path}")).await?;
+        store.migrate().await?;
+        Ok(Self::Sqlite(store))
+    }
+
+    /// A store in a fresh schema of its own, dropped at the end of the run:
+    /// nothing lands in the database's default schema.
+    async fn postgres(url: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let pool = PostgresStore::pool_options().connect(url).await?;
+        sqlx::query("DROP SCHEMA IF EXISTS scale_bench CASCADE")
+            .execute(&pool)
+            .await?;
+        let store = PostgresStore::from_pool(pool).in_schema("scale_bench")?;
+        store.migrate().await?;
+        Ok(Self::Postgres(store))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "SQLite",
+            Self::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    fn store(&self) -> &dyn KeyStore {
+        match self {
+            Self::Sqlite(store) => store,
+            Self::Postgres(store) => store,
+        }
+    }
+
+    /// Fresh planner statistics.
+    async fn analyze(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(store) => {
+                sqlx::query("ANALYZE").execute(store.pool()).await?;
+            }
+            Self::Postgres(store) => {
+                sqlx::query("ANALYZE").execute(store.pool()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores keys FROM..TO in batches, each batch one statement in one
+    /// transaction, through the stores' own triggers (so the change log
+    /// grows by one row per key, as it does in service).
+    async fn fill(&self, from: usize, to: usize) -> Result<Vec<KeyId>, Box<dyn std::error::Error>> {
+        let hasher = KeyHasher::sha256();
+        let now = Utc::now();
+        let mut ids = Vec::with_capacity(to - from);
+        const BATCH: usize = 5_000;
+        let mut start = from;
+        while start < to {
+            let end = (start + BATCH).min(to);
+            let batch: Vec<(KeyId, KeyHash)> = (start..end)
+                .map(|i| (KeyId::new(), hasher.hash(&secret(i))))
+                .collect();
+            match self {
+                Self::Postgres(store) => {
+                    let pool = store.pool();
+                    let ids: Vec<uuid::Uuid> = batch.iter().map(|(id, _)| *id.as_uuid()).collect();
+                    let hashes: Vec<Vec<u8>> =
+                        batch.iter().map(|(_, h)| h.as_bytes().to_vec()).collect();
+                    // The store qualifies its tables with its schema; so does this.
+                    sqlx::query(
                     "INSERT INTO scale_bench.api_keys (id, owner, name, display_prefix, key_hash, created_at) \
                      SELECT id, 'owner-' || (ord % 1000), 'scale', 'bmc_scale', hash, $3 \
                      FROM unnest($1::uuid[], $2::bytea[]) WITH ORDINALITY AS t(id, hash, ord)",
@@ -279,48 +299,27 @@ async fn fill(
                 .bind(now)
                 .execute(pool)
                 .await?;
+                }
+                Self::Sqlite(store) => {
+                    let pool = store.pool();
+                    let mut query = sqlx::QueryBuilder::new(
+                        "INSERT INTO api_keys (id, owner, name, display_prefix, key_hash, created_at) ",
+                    );
+                    query.push_values(batch.iter().enumerate(), |mut row, (ord, (id, hash))| {
+                        row.push_bind(id.to_string())
+                            .push_bind(format!("owner-{}", ord % 1000))
+                            .push_bind("scale")
+                            .push_bind("bmc_scale")
+                            .push_bind(hash.as_bytes().to_vec())
+                            .push_bind(now.timestamp_micros());
+                    });
+                    query.build().execute(pool).await?;
+                }
             }
-            Sql::Sqlite(_) => {
-                let pool = store.sqlite().ok_or("not SQLite")?;
-                let mut query = sqlx::QueryBuilder::new(
-                    "INSERT INTO api_keys (id, owner, name, display_prefix, key_hash, created_at) ",
-                );
-                query.push_values(batch.iter().enumerate(), |mut row, (ord, (id, hash))| {
-                    row.push_bind(id.to_string())
-                        .push_bind(format!("owner-{}", ord % 1000))
-                        .push_bind("scale")
-                        .push_bind("bmc_scale")
-                        .push_bind(hash.as_bytes().to_vec())
-                        .push_bind(now.timestamp_micros());
-                });
-                query.build().execute(pool).await?;
-            }
+            ids.extend(batch.into_iter().map(|(id, _)| id));
+            start = end;
         }
-        ids.extend(batch.into_iter().map(|(id, _)| id));
-        start = end;
-    }
-    Ok(ids)
-}
-
-/// The two SQL stores, with their pools for the bulk fill.
-trait AnyStore: KeyStore {
-    fn pg(&self) -> Option<&sqlx::PgPool> {
-        None
-    }
-    fn sqlite(&self) -> Option<&sqlx::SqlitePool> {
-        None
-    }
-}
-
-impl AnyStore for PostgresStore {
-    fn pg(&self) -> Option<&sqlx::PgPool> {
-        Some(self.pool())
-    }
-}
-
-impl AnyStore for SqliteStore {
-    fn sqlite(&self) -> Option<&sqlx::SqlitePool> {
-        Some(self.pool())
+        Ok(ids)
     }
 }
 
@@ -367,51 +366,25 @@ async fn follower_poll(store: &dyn KeyStore) -> Result<(f64, i64), Box<dyn std::
     ))
 }
 
-async fn sql(which: Sql) -> Result<(), Box<dyn std::error::Error>> {
+async fn sql(which: SqlStore) -> Result<(), Box<dyn std::error::Error>> {
     let name = which.name();
-    let store: Box<dyn AnyStore> = match &which {
-        Sql::Sqlite(path) => Box::new(sqlite(path).await?),
-        Sql::Postgres(url) => {
-            // Everything in a schema of its own, dropped at the end:
-            // nothing lands in the database's default schema.
-            let pool = PostgresStore::pool_options().connect(url).await?;
-            sqlx::query("DROP SCHEMA IF EXISTS scale_bench CASCADE")
-                .execute(&pool)
-                .await?;
-            let store = PostgresStore::from_pool(pool).in_schema("scale_bench")?;
-            store.migrate().await?;
-            Box::new(store)
-        }
-    };
-    let analyze = |store: &dyn AnyStore| {
-        let pg = store.pg().cloned();
-        let lite = store.sqlite().cloned();
-        async move {
-            if let Some(pool) = pg {
-                sqlx::query("ANALYZE").execute(&pool).await?;
-            }
-            if let Some(pool) = lite {
-                sqlx::query("ANALYZE").execute(&pool).await?;
-            }
-            Ok::<_, sqlx::Error>(())
-        }
-    };
+    let store = which.store();
 
     let small = 1_000;
     let large = 1_000_000;
-    let mut ids = fill(store.as_ref(), &which, 0, small).await?;
-    analyze(store.as_ref()).await?;
-    let (small_mean, small_p99) = miss_cost(store.as_ref(), small).await?;
+    let mut ids = which.fill(0, small).await?;
+    which.analyze().await?;
+    let (small_mean, small_p99) = miss_cost(store, small).await?;
 
     let started = Instant::now();
-    ids.extend(fill(store.as_ref(), &which, small, large).await?);
+    ids.extend(which.fill(small, large).await?);
     let fill_secs = started.elapsed().as_secs_f64();
-    analyze(store.as_ref()).await?;
+    which.analyze().await?;
     println!(
         "row: {name}: {} keys stored in {fill_secs:.1} s (batches of 5,000, triggers on)",
         large - small
     );
-    let (large_mean, large_p99) = miss_cost(store.as_ref(), large).await?;
+    let (large_mean, large_p99) = miss_cost(store, large).await?;
     println!(
         "row: {name}: cache miss (find_by_hash) with {small} keys {small_mean:.1} µs mean, \
          {small_p99:.1} µs p99; with {large} keys {large_mean:.1} µs mean, {large_p99:.1} µs p99; \
@@ -451,7 +424,7 @@ async fn sql(which: Sql) -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("a key of the batch is stored")?;
     assert!(sample.last_used_at.is_some(), "the batch was written");
 
-    let (poll_before, head) = follower_poll(store.as_ref()).await?;
+    let (poll_before, head) = follower_poll(store).await?;
     let started = Instant::now();
     let mut pruned = 0;
     loop {
@@ -464,19 +437,19 @@ async fn sql(which: Sql) -> Result<(), Box<dyn std::error::Error>> {
         pruned += gone;
     }
     let prune_secs = started.elapsed().as_secs_f64();
-    analyze(store.as_ref()).await?;
-    let (poll_after, _) = follower_poll(store.as_ref()).await?;
+    which.analyze().await?;
+    let (poll_after, _) = follower_poll(store).await?;
     let tail = store
         .changes(Some(ChangeCursor::from_position(0)), 1)
         .await?
         .tail;
     // PostgreSQL keeps the deleted rows' index entries until a vacuum, and
     // min(seq) steps over them; autovacuum comes by on its own schedule.
-    if let Some(pool) = store.pg() {
+    if let SqlStore::Postgres(pg) = &which {
         sqlx::query("VACUUM scale_bench.api_key_changes")
-            .execute(pool)
+            .execute(pg.pool())
             .await?;
-        let (vacuumed, _) = follower_poll(store.as_ref()).await?;
+        let (vacuumed, _) = follower_poll(store).await?;
         println!(
             "row: {name}: change follower's read after pruning and a VACUUM: {vacuumed:.1} µs"
         );
@@ -486,9 +459,9 @@ async fn sql(which: Sql) -> Result<(), Box<dyn std::error::Error>> {
          after pruning {pruned} rows in {prune_secs:.1} s (tail now at {}): {poll_after:.1} µs",
         tail.position()
     );
-    if let Some(pool) = store.pg() {
+    if let SqlStore::Postgres(pg) = &which {
         sqlx::query("DROP SCHEMA scale_bench CASCADE")
-            .execute(pool)
+            .execute(pg.pool())
             .await?;
     }
     Ok(())
