@@ -14,12 +14,6 @@ use super::metrics::Metrics;
 use super::tasks::{StopSignal, until_stopped};
 use super::unusable::Watchers;
 use crate::clock::Clock;
-
-/// How often the change log is read while the store announces every change
-/// anyway: a safety check against an announcement lost on a connection that
-/// died without saying so. One read per 30 s is 0.03 queries a second per
-/// idle instance.
-pub(crate) const SAFETY_POLL: Duration = Duration::from_secs(30);
 use crate::event::{EventSink, KeyEvent, KeyEventKind, NoticedBy};
 use crate::key::KeyHash;
 use crate::record::KeyStatus;
@@ -29,6 +23,11 @@ use crate::store::{ChangeCursor, KeyStore, StoreError};
 const PAGE: usize = 500;
 /// Changes pruned per statement: a bounded delete, repeated next round.
 const PRUNE_BATCH: usize = 10_000;
+/// How often the change log is read while the store announces every change
+/// anyway: a safety check against an announcement lost on a connection that
+/// died without saying so. One read per 30 s is 0.03 queries a second per
+/// idle instance.
+const SAFETY_POLL: Duration = Duration::from_secs(30);
 
 pub(crate) struct ChangeFollower {
     cache: KeyCache,

@@ -667,17 +667,16 @@ async fn listen_for_changes(
                 }
                 Ok(None) => {
                     tracing::debug!(target: "tower_api_keys", "the key change listener lost its connection");
-                    // Until it listens again, the caches poll.
-                    notifier.set_complete(false);
                     break;
                 }
                 Err(error) => {
                     tracing::debug!(target: "tower_api_keys", %error, "the key change listener failed");
-                    notifier.set_complete(false);
                     break;
                 }
             }
         }
+        // Until it listens again, the caches poll.
+        notifier.set_complete(false);
     }
     pool.close().await;
 }
