@@ -16,19 +16,34 @@ use tokio::net::TcpStream;
 /// Far above what the bounds need: a hang fails instead of stalling.
 const HANG: Duration = Duration::from_secs(20);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_thousand_half_open_connections_do_not_shut_out_real_clients() {
+/// The default bounds, but a client gets one second to send its headers or
+/// the next piece of its body.
+fn one_second_limits() -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
+    }
+}
+
+/// The proxy serving with `limits`, and its `host:port`.
+async fn start(limits: ConnectionLimits) -> (Running, String) {
     let running = Running::with(common::Options {
-        limits: Some(ConnectionLimits {
-            header_read_timeout: Duration::from_secs(1),
-            max_connections: 256,
-            ..ConnectionLimits::default()
-        }),
+        limits: Some(limits),
         ..common::Options::default()
     })
     .await;
-    let (key, _) = running.key("laptop").await;
     let addr = running.url.trim_start_matches("http://").to_owned();
+    (running, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_half_open_connections_do_not_shut_out_real_clients() {
+    let (running, addr) = start(ConnectionLimits {
+        max_connections: 256,
+        ..one_second_limits()
+    })
+    .await;
+    let (key, _) = running.key("laptop").await;
     let mut hostile = Vec::new();
     for _ in 0..2_000 {
         let mut socket = TcpStream::connect(&addr).await.unwrap();
@@ -70,15 +85,7 @@ async fn two_thousand_half_open_connections_do_not_shut_out_real_clients() {
 
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed() {
-    let running = Running::with(common::Options {
-        limits: Some(ConnectionLimits {
-            header_read_timeout: Duration::from_secs(1),
-            ..ConnectionLimits::default()
-        }),
-        ..common::Options::default()
-    })
-    .await;
-    let addr = running.url.trim_start_matches("http://").to_owned();
+    let (_running, addr) = start(one_second_limits()).await;
     let mut socket = TcpStream::connect(&addr).await.unwrap();
     socket
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -99,16 +106,8 @@ async fn an_idle_kept_alive_connection_is_closed() {
 /// holding its connection (and a slot of the cap) for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_coming_is_cut_off() {
-    let running = Running::with(common::Options {
-        limits: Some(ConnectionLimits {
-            header_read_timeout: Duration::from_secs(1),
-            ..ConnectionLimits::default()
-        }),
-        ..common::Options::default()
-    })
-    .await;
+    let (running, addr) = start(one_second_limits()).await;
     let (key, _) = running.key("laptop").await;
-    let addr = running.url.trim_start_matches("http://").to_owned();
     for path in ["/api/v2/keys", "/mcp"] {
         let mut socket = TcpStream::connect(&addr).await.unwrap();
         let head = format!(
