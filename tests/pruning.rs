@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_api_keys::store::{ListKeys, ScriptedStore, StoreMethod};
+use tower_api_keys::store::{ChangeFeed, ListKeys, ScriptedStore, StoreMethod};
 use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey, OwnerId};
 
 const HANG: Duration = Duration::from_secs(10);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use backends::PgSchema;
 use backends::conformance::{Harness, Setup, at, record};
 use sqlx::Row as _;
-use tower_api_keys::store::PostgresStore;
+use tower_api_keys::store::{ChangeFeed, PostgresStore};
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
 async fn postgres() -> Option<Setup> {
@@ -21,11 +21,29 @@ async fn postgres() -> Option<Setup> {
     let store = schema.store().await;
     let other = schema.store().await;
     let handles = (store.clone(), other.clone());
+    let (pool, name) = (store.pool().clone(), schema.name.clone());
     Some(Setup {
         harness: Harness {
             store: Arc::new(store),
             other: Arc::new(other),
             pushes_across_handles: true,
+            // Every row of the schema's tables, as text.
+            dump: Arc::new(move || {
+                let (pool, name) = (pool.clone(), name.clone());
+                Box::pin(async move {
+                    let mut dump = Vec::new();
+                    for table in ["api_keys", "api_key_changes", "api_keys_migrations"] {
+                        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "SELECT t::text FROM \"{name}\".{table} t"
+                        )))
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                        dump.extend(rows.join("\n").into_bytes());
+                    }
+                    dump
+                })
+            }),
         },
         cleanup: Box::pin(async move {
             handles.0.pool().close().await;
@@ -105,46 +123,6 @@ async fn the_schema_has_a_hash_and_no_column_for_the_key_itself() {
         .await
         .unwrap();
         assert_eq!(elsewhere, 0);
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn the_database_never_holds_a_plaintext_key() {
-    PgSchema::run(|schema| async move {
-        let store = schema.store().await;
-        let pool = store.pool().clone();
-        let keys = ApiKeys::builder(store).build().unwrap();
-        let mut secrets = Vec::new();
-        for i in 0..3 {
-            let created = keys
-                .create(NewKey::new("acct", format!("key {i}")))
-                .await
-                .unwrap();
-            secrets.push(created.secret.expose_secret().to_owned());
-        }
-        let first = keys.list(&"acct".into(), None, 100).await.unwrap().records[0].id;
-        keys.revoke(&"acct".into(), &first).await.unwrap();
-        keys.shutdown().await;
-        let mut dump: Vec<String> = Vec::new();
-        for table in ["api_keys", "api_key_changes", "api_keys_migrations"] {
-            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT t::text FROM \"{}\".{table} t",
-                schema.name
-            )))
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-            dump.extend(rows);
-        }
-        let dump = dump.join("\n");
-        assert!(dump.contains("key 0"), "the dump reads the rows");
-        for secret in &secrets {
-            assert!(
-                !dump.contains(&secret[4..]),
-                "a key's secret part is in the database"
-            );
-        }
     })
     .await;
 }

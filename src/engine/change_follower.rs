@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::event::{EventSink, KeyEvent, KeyEventKind, NoticedBy};
 use crate::key::KeyHash;
 use crate::record::KeyStatus;
-use crate::store::{ChangeCursor, KeyStore, StoreError};
+use crate::store::{ChangeCursor, ChangeFeed, KeyStore, StoreError};
 
 /// Changes read per query.
 const PAGE: usize = 500;
@@ -32,7 +32,10 @@ const SAFETY_POLL: Duration = Duration::from_secs(30);
 pub(crate) struct ChangeFollower {
     cache: KeyCache,
     watchers: Arc<Watchers>,
-    store: Arc<dyn KeyStore>,
+    /// The log it follows.
+    feed: Arc<dyn ChangeFeed>,
+    /// Where the records of watched keys that changed are read again.
+    records: Arc<dyn KeyStore>,
     /// Where this process is in the log; `None` until the store answered.
     cursor: Option<ChangeCursor>,
     /// Watched keys that changed and whose record is still to be read.
@@ -73,7 +76,8 @@ impl ChangeFollower {
         let mut follower = Self {
             cache,
             watchers,
-            store,
+            feed: Arc::clone(&store) as Arc<dyn ChangeFeed>,
+            records: store,
             cursor: None,
             to_recheck: HashSet::new(),
             failing: false,
@@ -118,7 +122,7 @@ impl ChangeFollower {
     /// Reads every change after the cursor and drops the changed keys.
     async fn catch_up(&mut self) {
         loop {
-            match self.store.changes(self.cursor, PAGE).await {
+            match self.feed.changes(self.cursor, PAGE).await {
                 Ok(batch) => {
                     let Some(mut cursor) = self.cursor else {
                         // Whatever was cached before the cursor was known
@@ -196,7 +200,7 @@ impl ChangeFollower {
             return;
         };
         let before = chrono::Utc::now() - retention;
-        match self.store.prune_changes(before, PRUNE_BATCH).await {
+        match self.feed.prune_changes(before, PRUNE_BATCH).await {
             Ok(0) => {}
             Ok(pruned) => {
                 tracing::debug!(target: "tower_api_keys", pruned, "pruned the change log")
@@ -213,7 +217,7 @@ impl ChangeFollower {
         self.to_recheck.retain(|hash| watched.contains(hash));
         let pending: Vec<KeyHash> = self.to_recheck.iter().copied().collect();
         for hash in pending {
-            match self.store.find_by_hash(&hash).await {
+            match self.records.find_by_hash(&hash).await {
                 Ok(record) => {
                     if let Some(record) = &record {
                         let now = self.clock.now();

@@ -10,7 +10,7 @@ use super::Engine;
 use crate::event::{Actor, KeyEvent, KeyEventKind, NoticedBy};
 use crate::key::{RandomSourceError, SecretKey};
 use crate::record::{KeyId, KeyRecord, NewKey, OwnerId, is_unsafe_to_show, is_visible_text};
-use crate::store::StoreError;
+use crate::store::{KeyUpdate, StoreError};
 
 /// Longest key name, owner and revocation reason accepted, in characters.
 const MAX_TEXT_LEN: usize = 200;
@@ -133,7 +133,14 @@ impl Engine {
         let now = truncate_to_micros(self.clock.now());
         let record = self
             .store
-            .revoke(owner, id, now, reason)
+            .update(
+                owner,
+                id,
+                &KeyUpdate::Revoke {
+                    at: now,
+                    reason: reason.map(str::to_owned),
+                },
+            )
             .await?
             .ok_or(ManageError::NotFound)?;
         self.changed(&record).await;
@@ -168,7 +175,13 @@ impl Engine {
         };
         let record = self
             .store
-            .rename(owner, id, name)
+            .update(
+                owner,
+                id,
+                &KeyUpdate::Rename {
+                    name: name.to_owned(),
+                },
+            )
             .await?
             .ok_or(ManageError::NotFound)?;
         self.cache.invalidate(&record.hash).await;
@@ -194,7 +207,7 @@ impl Engine {
     ) -> Result<KeyRecord, ManageError> {
         let record = self
             .store
-            .expire(owner, id, at)
+            .update(owner, id, &KeyUpdate::ExpireBy { at })
             .await?
             .ok_or(ManageError::NotFound)?;
         self.changed(&record).await;

@@ -1,13 +1,62 @@
 //! The change feed: a numbered log of the keys whose stored record changed
-//! (created, revoked, or given an earlier expiry), which every cache follows
-//! so that a change made anywhere reaches every process.
+//! (created, revoked, renamed, or given an earlier expiry), which every
+//! cache follows so that a change made anywhere reaches every process.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::StoreError;
 use crate::key::KeyHash;
 use crate::record::KeyId;
+
+/// A store's log of changed keys, which the caches of every process follow
+/// so that a revocation made anywhere takes effect everywhere. Every
+/// [`KeyStore`](super::KeyStore) has one (it is the store trait's
+/// supertrait): a backend implements [`changes`](Self::changes) and may
+/// keep the defaults of the other two.
+///
+/// Requirements an implementation must meet:
+///
+/// 1. Every insert and every [`update`](super::KeyStore::update) that
+///    changes a record appends one [`KeyChange`]; a call that changes
+///    nothing appends nothing.
+/// 2. Once a change at position N can be read, no change below N appears
+///    later, so a follower that has read up to N has missed nothing.
+/// 3. Positions are never reused, also after
+///    [`prune_changes`](Self::prune_changes).
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// The change log's head and, after `after`, up to `limit` changes,
+    /// oldest first. `after: None` asks for the head alone: where a new
+    /// follower starts.
+    async fn changes(
+        &self,
+        after: Option<ChangeCursor>,
+        limit: usize,
+    ) -> Result<ChangeBatch, StoreError>;
+
+    /// Deletes up to `limit` changes recorded before `before`, oldest
+    /// first, but never the newest one (it keeps the head); returns how many
+    /// went. Followers that had not read them notice from
+    /// [`ChangeBatch::tail`] and start afresh, so pruning loses no
+    /// revocation. Stores that keep no log may leave the default, which
+    /// prunes nothing.
+    async fn prune_changes(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let _ = (before, limit);
+        Ok(0)
+    }
+
+    /// A signal that changes may be waiting, for backends that can push
+    /// (PostgreSQL `LISTEN/NOTIFY`, the in-memory store). Followers read
+    /// [`changes`](Self::changes) whenever it fires, and on a timer in any
+    /// case. `None` (the default) means polling only.
+    fn change_signal(&self) -> Option<ChangeSignal> {
+        None
+    }
+}
 
 /// A position in a store's change log. Positions grow with every change;
 /// only the store that made one knows what it means.
@@ -91,7 +140,7 @@ impl Default for ChangeNotifier {
 }
 
 /// A follower's end of the change signal, from
-/// [`KeyStore::change_signal`](super::KeyStore::change_signal).
+/// [`ChangeFeed::change_signal`].
 #[derive(Debug, Clone)]
 pub struct ChangeSignal(watch::Receiver<bool>);
 

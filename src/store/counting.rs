@@ -48,19 +48,16 @@ pub struct StoreCalls {
     pub find_by_id: u64,
     /// [`KeyStore::list`](super::KeyStore::list).
     pub list: u64,
-    /// [`KeyStore::revoke`](super::KeyStore::revoke).
-    pub revoke: u64,
-    /// [`KeyStore::expire`](super::KeyStore::expire).
-    pub expire: u64,
-    /// [`KeyStore::rename`](super::KeyStore::rename).
-    pub rename: u64,
+    /// [`KeyStore::update`](super::KeyStore::update): revocations,
+    /// renames and expiry changes.
+    pub update: u64,
     /// [`KeyStore::record_last_used`](super::KeyStore::record_last_used):
     /// one per last-used batch.
     pub record_last_used: u64,
-    /// [`KeyStore::changes`](super::KeyStore::changes): the change-feed
-    /// reads of cache followers.
+    /// [`ChangeFeed::changes`](super::ChangeFeed::changes): the
+    /// change-feed reads of cache followers.
     pub changes: u64,
-    /// [`KeyStore::prune_changes`](super::KeyStore::prune_changes).
+    /// [`ChangeFeed::prune_changes`](super::ChangeFeed::prune_changes).
     pub prune_changes: u64,
 }
 
@@ -71,9 +68,7 @@ impl StoreCalls {
             find_by_hash: count(StoreMethod::FindByHash),
             find_by_id: count(StoreMethod::FindById),
             list: count(StoreMethod::List),
-            revoke: count(StoreMethod::Revoke),
-            expire: count(StoreMethod::Expire),
-            rename: count(StoreMethod::Rename),
+            update: count(StoreMethod::Update),
             record_last_used: count(StoreMethod::RecordLastUsed),
             changes: count(StoreMethod::Changes),
             prune_changes: count(StoreMethod::PruneChanges),
@@ -87,9 +82,7 @@ impl StoreCalls {
             StoreMethod::FindByHash => self.find_by_hash,
             StoreMethod::FindById => self.find_by_id,
             StoreMethod::List => self.list,
-            StoreMethod::Revoke => self.revoke,
-            StoreMethod::Expire => self.expire,
-            StoreMethod::Rename => self.rename,
+            StoreMethod::Update => self.update,
             StoreMethod::RecordLastUsed => self.record_last_used,
             StoreMethod::Changes => self.changes,
             StoreMethod::PruneChanges => self.prune_changes,

@@ -1,8 +1,9 @@
-//! The one place that spells out every [`KeyStore`](super::KeyStore) method
-//! for a store that forwards to another: `Arc<S>`, the counting decorator
+//! The one place that spells out every [`KeyStore`](super::KeyStore) and
+//! [`ChangeFeed`](super::ChangeFeed) method for a store that forwards to another: `Arc<S>`, the counting decorator
 //! and the scripted test store differ only in what they do before a call.
 
-/// A [`KeyStore`](super::KeyStore) method, as decorators name them.
+/// A method of [`KeyStore`](super::KeyStore) or its
+/// [`ChangeFeed`](super::ChangeFeed), as decorators name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StoreMethod {
@@ -14,30 +15,24 @@ pub enum StoreMethod {
     FindById,
     /// [`KeyStore::list`](super::KeyStore::list).
     List,
-    /// [`KeyStore::revoke`](super::KeyStore::revoke).
-    Revoke,
-    /// [`KeyStore::expire`](super::KeyStore::expire).
-    Expire,
-    /// [`KeyStore::rename`](super::KeyStore::rename).
-    Rename,
+    /// [`KeyStore::update`](super::KeyStore::update).
+    Update,
     /// [`KeyStore::record_last_used`](super::KeyStore::record_last_used).
     RecordLastUsed,
-    /// [`KeyStore::changes`](super::KeyStore::changes).
+    /// [`ChangeFeed::changes`](super::ChangeFeed::changes).
     Changes,
-    /// [`KeyStore::prune_changes`](super::KeyStore::prune_changes).
+    /// [`ChangeFeed::prune_changes`](super::ChangeFeed::prune_changes).
     PruneChanges,
 }
 
 impl StoreMethod {
     /// Every method, in declaration order.
-    pub const ALL: [StoreMethod; 10] = [
+    pub const ALL: [StoreMethod; 8] = [
         Self::Insert,
         Self::FindByHash,
         Self::FindById,
         Self::List,
-        Self::Revoke,
-        Self::Expire,
-        Self::Rename,
+        Self::Update,
         Self::RecordLastUsed,
         Self::Changes,
         Self::PruneChanges,
@@ -49,7 +44,7 @@ impl StoreMethod {
     }
 }
 
-/// Implements `KeyStore` for `$ty` by forwarding every call to the store
+/// Implements `KeyStore` and `ChangeFeed` for `$ty` by forwarding every call to the store
 /// `$inner` (an expression over `$this`, the receiver), after running the
 /// optional `before` hook: an expression over `$this` and `$method` (the
 /// [`StoreMethod`]) that may `.await` and yields `Result<(), StoreError>`;
@@ -109,47 +104,18 @@ macro_rules! forward_key_store {
                 ($inner).list(query).await
             }
 
-            async fn revoke(
+            async fn update(
                 &self,
                 owner: &$crate::record::OwnerId,
                 id: &$crate::record::KeyId,
-                at: ::chrono::DateTime<::chrono::Utc>,
-                reason: ::std::option::Option<&str>,
+                update: &$crate::store::KeyUpdate,
             ) -> ::std::result::Result<
                 ::std::option::Option<$crate::record::KeyRecord>,
                 $crate::store::StoreError,
             > {
-                $crate::store::forward::forward_key_store!(@hook self, Revoke $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, Update $(, $hook_this, $method, $before)?);
                 let $this = self;
-                ($inner).revoke(owner, id, at, reason).await
-            }
-
-            async fn expire(
-                &self,
-                owner: &$crate::record::OwnerId,
-                id: &$crate::record::KeyId,
-                at: ::chrono::DateTime<::chrono::Utc>,
-            ) -> ::std::result::Result<
-                ::std::option::Option<$crate::record::KeyRecord>,
-                $crate::store::StoreError,
-            > {
-                $crate::store::forward::forward_key_store!(@hook self, Expire $(, $hook_this, $method, $before)?);
-                let $this = self;
-                ($inner).expire(owner, id, at).await
-            }
-
-            async fn rename(
-                &self,
-                owner: &$crate::record::OwnerId,
-                id: &$crate::record::KeyId,
-                name: &str,
-            ) -> ::std::result::Result<
-                ::std::option::Option<$crate::record::KeyRecord>,
-                $crate::store::StoreError,
-            > {
-                $crate::store::forward::forward_key_store!(@hook self, Rename $(, $hook_this, $method, $before)?);
-                let $this = self;
-                ($inner).rename(owner, id, name).await
+                ($inner).update(owner, id, update).await
             }
 
             async fn record_last_used(
@@ -160,7 +126,10 @@ macro_rules! forward_key_store {
                 let $this = self;
                 ($inner).record_last_used(batch).await
             }
+        }
 
+        #[::async_trait::async_trait]
+        impl<$($generics)*> $crate::store::ChangeFeed for $ty {
             async fn changes(
                 &self,
                 after: ::std::option::Option<$crate::store::ChangeCursor>,

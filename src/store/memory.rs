@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{PoisonError, RwLock};
 
 use super::{
-    ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange, KeyPage, KeyStore,
-    LastUsed, ListKeys, StoreError,
+    ChangeBatch, ChangeCursor, ChangeFeed, ChangeNotifier, ChangeSignal, KeyChange, KeyPage,
+    KeyStore, KeyUpdate, LastUsed, ListKeys, StoreError,
 };
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
@@ -86,17 +86,12 @@ impl MemoryStore {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `change` to the owner's key `id` and logs it when it changed
+    /// Applies `update` to the owner's key `id` and logs it when it changed
     /// something.
-    fn update_owned(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        change: impl FnOnce(&mut KeyRecord) -> bool,
-    ) -> Option<KeyRecord> {
+    fn update_owned(&self, owner: &OwnerId, id: &KeyId, update: &KeyUpdate) -> Option<KeyRecord> {
         let mut state = self.write();
         let record = state.owned_mut(owner, id)?;
-        let changed = change(record);
+        let changed = update.apply_to(record);
         let record = record.clone();
         if changed {
             state.log_change(record.id, record.hash);
@@ -157,51 +152,13 @@ impl KeyStore for MemoryStore {
         Ok(KeyPage::from_overfetch(records, query.limit))
     }
 
-    async fn revoke(
+    async fn update(
         &self,
         owner: &OwnerId,
         id: &KeyId,
-        at: DateTime<Utc>,
-        reason: Option<&str>,
+        update: &KeyUpdate,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.update_owned(owner, id, |record| {
-            if record.revoked_at.is_some() {
-                return false;
-            }
-            record.revoked_at = Some(at);
-            record.revoked_reason = reason.map(str::to_owned);
-            true
-        }))
-    }
-
-    async fn expire(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.update_owned(owner, id, |record| {
-            if record.expires_at.is_some_and(|current| current <= at) {
-                return false;
-            }
-            record.expires_at = Some(at);
-            true
-        }))
-    }
-
-    async fn rename(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        name: &str,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.update_owned(owner, id, |record| {
-            if record.name == name {
-                return false;
-            }
-            record.name = name.to_owned();
-            true
-        }))
+        Ok(self.update_owned(owner, id, update))
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
@@ -215,7 +172,10 @@ impl KeyStore for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl ChangeFeed for MemoryStore {
     async fn changes(
         &self,
         after: Option<ChangeCursor>,

@@ -1,4 +1,5 @@
-//! The [`KeyStore`] trait that every backend implements, and its error type.
+//! The [`KeyStore`] trait that every backend implements, its
+//! [`ChangeFeed`] supertrait, and their error type.
 //!
 //! A store is small on purpose: the cache, the last-used recorder and the
 //! management calls are built on top of it, once, for every backend.
@@ -34,8 +35,11 @@ mod scripted;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod update;
 
-pub use change_feed::{ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange};
+pub use change_feed::{
+    ChangeBatch, ChangeCursor, ChangeFeed, ChangeNotifier, ChangeSignal, KeyChange,
+};
 pub use counting::{CountingStore, StoreCalls};
 pub use forward::StoreMethod;
 pub use list::{InvalidCursor, KeyCursor, KeyPage, ListKeys};
@@ -50,6 +54,7 @@ pub use sqlite::SqliteStore;
 /// options and errors.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sqlx;
+pub use update::KeyUpdate;
 
 /// A boxed error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -95,26 +100,27 @@ pub struct LastUsed {
 /// Where API keys live.
 ///
 /// Implementations are `Send + Sync + 'static` and are used as
-/// `Arc<dyn KeyStore>`. Every method is one query (the SQL stores' `revoke`
-/// and `expire` read the row again when they changed nothing); none is
-/// called on a cache hit. The same conformance suite runs against every
-/// backend this crate ships.
+/// `Arc<dyn KeyStore>`. Every method is one query (the SQL stores'
+/// [`update`](Self::update) reads the row again when it changed nothing);
+/// none is called on a cache hit. The same conformance suite runs against
+/// every backend this crate ships.
+///
+/// A backend writes six methods here and
+/// [`ChangeFeed::changes`] (the supertrait's other two have defaults).
 ///
 /// Requirements an implementation must meet:
 ///
 /// 1. [`insert`](Self::insert) refuses a duplicate id or hash with
 ///    [`StoreError::Conflict`].
-/// 2. [`revoke`](Self::revoke) is irreversible and idempotent: the first
-///    `revoked_at` (and reason) is kept.
+/// 2. [`update`](Self::update) applies a [`KeyUpdate`] as
+///    [`KeyUpdate::apply_to`] does, atomically: a revocation is
+///    irreversible and idempotent (the first `revoked_at` and reason are
+///    kept), an expiry only ever moves earlier.
 /// 3. [`record_last_used`](Self::record_last_used) only moves a timestamp
 ///    forward, also when batches race, and writes a whole batch in one
 ///    statement where the backend allows.
-/// 4. Every insert, revoke and expiry change appends one [`KeyChange`] to a
-///    change log that [`changes`](Self::changes) reads in order; a call that
-///    changes nothing appends nothing. Once a change at position N can be
-///    read, no change below N appears later, so a follower that has read up
-///    to N has missed nothing. Positions are never reused, also after
-///    [`prune_changes`](Self::prune_changes).
+/// 4. Every insert, and every update that changed a record, appends one
+///    [`KeyChange`] to the [`ChangeFeed`] (whose own requirements say how).
 /// 5. [`list`](Self::list) pages through keys newest first (by id, which is
 ///    time-ordered), filtered as the [`ListKeys`] says.
 /// 6. Times are kept to the microsecond at least; finer digits may be
@@ -123,7 +129,7 @@ pub struct LastUsed {
 ///    [`StoreError::Unavailable`] (or [`StoreError::Timeout`]) promptly, so
 ///    requests get a 503 rather than hang.
 #[async_trait]
-pub trait KeyStore: Send + Sync + 'static {
+pub trait KeyStore: ChangeFeed {
     /// Stores a new key.
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError>;
 
@@ -138,69 +144,19 @@ pub trait KeyStore: Send + Sync + 'static {
     /// one owner's, or those whose display prefix starts with some text).
     async fn list(&self, query: &ListKeys) -> Result<KeyPage, StoreError>;
 
-    /// Revokes the owner's key `id` at `at`. Returns the record as stored
-    /// afterwards, or `None` when the owner has no such key. Revoking a
-    /// revoked key changes nothing and is not an error.
-    async fn revoke(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-        reason: Option<&str>,
-    ) -> Result<Option<KeyRecord>, StoreError>;
-
-    /// Renames the owner's key `id`. Returns the record as stored
-    /// afterwards, or `None` when the owner has no such key. A new name
-    /// appends one change to the log (so other processes reload the key);
-    /// the same name appends none.
-    async fn rename(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        name: &str,
-    ) -> Result<Option<KeyRecord>, StoreError>;
-
-    /// Brings the owner's key `id` to expire at `at`, unless it already
-    /// expires earlier. Returns the record as stored afterwards, or `None`
+    /// Applies `update` to the owner's key `id`. Returns the record as
+    /// stored afterwards (also when the update changed nothing), or `None`
     /// when the owner has no such key.
-    async fn expire(
+    async fn update(
         &self,
         owner: &OwnerId,
         id: &KeyId,
-        at: DateTime<Utc>,
+        update: &KeyUpdate,
     ) -> Result<Option<KeyRecord>, StoreError>;
 
     /// Writes a batch of last-used times; a time earlier than the stored one
     /// is ignored. Unknown ids are ignored.
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
-
-    /// The change log's head and, after `after`, up to `limit` changes,
-    /// oldest first. `after: None` asks for the head alone: where a new
-    /// follower starts.
-    async fn changes(
-        &self,
-        after: Option<ChangeCursor>,
-        limit: usize,
-    ) -> Result<ChangeBatch, StoreError>;
-
-    /// Deletes up to `limit` changes recorded before `before`, oldest
-    /// first, but never the newest one (it keeps the head); returns how many
-    /// went. Followers that had not read them notice from
-    /// [`ChangeBatch::tail`] and start afresh, so pruning loses no
-    /// revocation. Stores that keep no log may leave the default, which
-    /// prunes nothing.
-    async fn prune_changes(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        let _ = (before, limit);
-        Ok(0)
-    }
-
-    /// A signal that changes may be waiting, for backends that can push
-    /// (PostgreSQL `LISTEN/NOTIFY`, the in-memory store). Followers read
-    /// [`changes`](Self::changes) whenever it fires, and on a timer in any
-    /// case. `None` (the default) means polling only.
-    fn change_signal(&self) -> Option<ChangeSignal> {
-        None
-    }
 }
 
 forward::forward_key_store! {

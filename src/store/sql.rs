@@ -35,7 +35,69 @@ macro_rules! migrations {
         ]
     };
 }
-pub(super) use migrations;
+/// The SQLite schema, oldest first.
+#[cfg(feature = "sqlite")]
+pub(super) const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite");
+/// The PostgreSQL schema, oldest first (run with `search_path` set to the
+/// store's schema).
+#[cfg(feature = "postgres")]
+pub(super) const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres");
+
+/// How one backend keeps the record of applied migrations: the table, and
+/// the statement that records one (binding its version, then its
+/// description).
+#[derive(Debug)]
+pub(super) struct MigrationLedger {
+    pub(super) backend: &'static str,
+    pub(super) create_table: &'static str,
+    pub(super) record: &'static str,
+}
+
+/// Applies each of `migrations` that the ledger does not list yet, oldest
+/// first, and records it, on `conn`: a transaction the backend opened and
+/// locked against concurrent migrators, and commits afterwards. `schema`
+/// is for the log line.
+pub(super) async fn apply_migrations<DB>(
+    conn: &mut DB::Connection,
+    migrations: &[Migration],
+    ledger: &MigrationLedger,
+    schema: &str,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
+    &'static str: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+{
+    sqlx::raw_sql(ledger.create_table)
+        .execute(&mut *conn)
+        .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM api_keys_migrations")
+        .fetch_all(&mut *conn)
+        .await?;
+    for migration in migrations {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        sqlx::raw_sql(migration.sql).execute(&mut *conn).await?;
+        sqlx::query(ledger.record)
+            .bind(migration.version)
+            .bind(migration.description)
+            .execute(&mut *conn)
+            .await?;
+        tracing::info!(
+            target: "tower_api_keys",
+            backend = ledger.backend,
+            version = migration.version,
+            description = migration.description,
+            schema,
+            "applied a key store migration"
+        );
+    }
+    Ok(())
+}
 
 /// Maps a driver error onto the store's error: a unique violation is a
 /// conflict, unreadable data is corruption, and everything else (no

@@ -15,12 +15,13 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::sql::{
-    Migration, fetch_records, hash_from_sql, map_err, metadata_from_sql, metadata_to_sql,
-    migrations, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql, scopes_to_sql, sql_limit,
+    MigrationLedger, SQLITE_MIGRATIONS, apply_migrations, fetch_records, hash_from_sql, map_err,
+    metadata_from_sql, metadata_to_sql, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql,
+    scopes_to_sql, sql_limit,
 };
 use super::{
-    ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange, KeyPage, KeyStore,
-    LastUsed, ListKeys, StoreError,
+    ChangeBatch, ChangeCursor, ChangeFeed, ChangeNotifier, ChangeSignal, KeyChange, KeyPage,
+    KeyStore, KeyUpdate, LastUsed, ListKeys, StoreError,
 };
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
@@ -28,9 +29,18 @@ use crate::record::{KeyId, KeyRecord, OwnerId};
 /// A query of this backend, with its arguments bound.
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>;
 
-/// The schema, oldest first. Each runs once, in the transaction of
-/// [`SqliteStore::migrate`].
-const MIGRATIONS: &[Migration] = migrations!("sqlite");
+/// Where [`SqliteStore::migrate`] records what it applied.
+const LEDGER: MigrationLedger = MigrationLedger {
+    backend: "sqlite",
+    create_table: "CREATE TABLE IF NOT EXISTS api_keys_migrations (
+                       version     INTEGER NOT NULL PRIMARY KEY,
+                       description TEXT    NOT NULL,
+                       applied_at  INTEGER NOT NULL
+                   ) STRICT",
+    // applied_at in microseconds since the Unix epoch, as every time here.
+    record: "INSERT INTO api_keys_migrations (version, description, applied_at) \
+             VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000000 AS INTEGER))",
+};
 
 /// The columns of `api_keys`, in the order [`decode`] reads them by name.
 macro_rules! columns {
@@ -226,39 +236,7 @@ impl SqliteStore {
     /// `api_keys_migrations`, so each runs once.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS api_keys_migrations (
-                 version     INTEGER NOT NULL PRIMARY KEY,
-                 description TEXT    NOT NULL,
-                 applied_at  INTEGER NOT NULL
-             ) STRICT",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM api_keys_migrations")
-            .fetch_all(&mut *tx)
-            .await?;
-        for migration in MIGRATIONS {
-            if applied.contains(&migration.version) {
-                continue;
-            }
-            sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
-            sqlx::query(
-                "INSERT INTO api_keys_migrations (version, description, applied_at)
-                 VALUES (?1, ?2, ?3)",
-            )
-            .bind(migration.version)
-            .bind(migration.description)
-            .bind(Utc::now().timestamp_micros())
-            .execute(&mut *tx)
-            .await?;
-            tracing::info!(
-                target: "tower_api_keys",
-                version = migration.version,
-                description = migration.description,
-                "applied a SQLite key store migration"
-            );
-        }
+        apply_migrations::<sqlx::Sqlite>(&mut tx, SQLITE_MIGRATIONS, &LEDGER, "main").await?;
         tx.commit().await
     }
 
@@ -501,69 +479,46 @@ impl KeyStore for SqliteStore {
         Ok(KeyPage::from_overfetch(records, query.limit))
     }
 
-    async fn revoke(
+    async fn update(
         &self,
         owner: &OwnerId,
         id: &KeyId,
-        at: DateTime<Utc>,
-        reason: Option<&str>,
+        update: &KeyUpdate,
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.usable()?;
-        let updated = sqlx::query(concat!(
-            "UPDATE api_keys SET revoked_at = ?3, revoked_reason = ?4 \
-             WHERE id = ?1 AND owner = ?2 AND revoked_at IS NULL RETURNING ",
-            columns!()
-        ))
-        .bind(id.to_string())
-        .bind(owner.as_str())
-        .bind(micros(at))
-        .bind(reason)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        // Revoked already (the first revocation stands), or not the owner's
-        // key: the record as it stands.
-        self.updated_or_current(updated, owner, id).await
-    }
-
-    async fn expire(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.usable()?;
-        let updated = sqlx::query(concat!(
-            "UPDATE api_keys SET expires_at = ?3 \
-             WHERE id = ?1 AND owner = ?2 AND (expires_at IS NULL OR expires_at > ?3) RETURNING ",
-            columns!()
-        ))
-        .bind(id.to_string())
-        .bind(owner.as_str())
-        .bind(micros(at))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        self.updated_or_current(updated, owner, id).await
-    }
-
-    async fn rename(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        name: &str,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.usable()?;
-        self.one(
-            sqlx::query(concat!(
-                "UPDATE api_keys SET name = ?3 WHERE id = ?1 AND owner = ?2 RETURNING ",
+        let query = match update {
+            // Revoked already (the first revocation stands) changes nothing.
+            KeyUpdate::Revoke { at, reason } => sqlx::query(concat!(
+                "UPDATE api_keys SET revoked_at = ?3, revoked_reason = ?4 \
+                 WHERE id = ?1 AND owner = ?2 AND revoked_at IS NULL RETURNING ",
                 columns!()
             ))
             .bind(id.to_string())
             .bind(owner.as_str())
-            .bind(name),
-        )
-        .await
+            .bind(micros(*at))
+            .bind(reason.as_deref()),
+            KeyUpdate::Rename { name } => sqlx::query(concat!(
+                "UPDATE api_keys SET name = ?3 WHERE id = ?1 AND owner = ?2 AND name != ?3 \
+                 RETURNING ",
+                columns!()
+            ))
+            .bind(id.to_string())
+            .bind(owner.as_str())
+            .bind(name.as_str()),
+            KeyUpdate::ExpireBy { at } => sqlx::query(concat!(
+                "UPDATE api_keys SET expires_at = ?3 \
+                 WHERE id = ?1 AND owner = ?2 AND (expires_at IS NULL OR expires_at > ?3) \
+                 RETURNING ",
+                columns!()
+            ))
+            .bind(id.to_string())
+            .bind(owner.as_str())
+            .bind(micros(*at)),
+        };
+        let updated = query.fetch_optional(&self.pool).await.map_err(map_err)?;
+        // Where it changed nothing (or the key is not the owner's): the
+        // record as it stands.
+        self.updated_or_current(updated, owner, id).await
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
@@ -593,7 +548,10 @@ impl KeyStore for SqliteStore {
         .map_err(map_err)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl ChangeFeed for SqliteStore {
     async fn changes(
         &self,
         after: Option<ChangeCursor>,

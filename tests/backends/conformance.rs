@@ -15,8 +15,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use tower_api_keys::key::KeyHash;
-use tower_api_keys::store::{ChangeCursor, ChangeSignal, KeyChange, KeyCursor, LastUsed, ListKeys};
-use tower_api_keys::{KeyId, KeyRecord, KeyStatus, KeyStore, OwnerId, Scopes, StoreError};
+use tower_api_keys::store::{
+    ChangeCursor, ChangeSignal, KeyChange, KeyCursor, KeyUpdate, LastUsed, ListKeys,
+};
+use tower_api_keys::{
+    ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes, StoreError,
+};
 use uuid::Uuid;
 
 /// Two handles on one backend's data.
@@ -30,7 +34,13 @@ pub struct Harness {
     /// Whether `store`'s change signal fires for changes made through
     /// `other` (PostgreSQL's NOTIFY does; SQLite's caches poll instead).
     pub pushes_across_handles: bool,
+    /// Everything the backend holds, as bytes: its files, its tables as
+    /// text, its memory as `Debug` prints it.
+    pub dump: Dump,
 }
+
+/// Reads everything a backend holds (see [`Harness::dump`]).
+pub type Dump = Arc<dyn Fn() -> BoxFuture<'static, Vec<u8>> + Send + Sync>;
 
 /// A harness, and what to do once the case is over (drop a schema, close
 /// pools).
@@ -70,7 +80,8 @@ macro_rules! conformance_suite {
             change_log_records_every_change_in_order,
             pruning_keeps_the_newest_change_and_moves_the_tail,
             rename_changes_only_the_owners_key_and_logs_one_change,
-            revocation_feed_reaches_another_handle
+            revocation_feed_reaches_another_handle,
+            the_backend_never_holds_a_plaintext_key
         );
     };
     (@cases $setup:path; $($case:ident),* $(,)?) => {
@@ -175,6 +186,39 @@ async fn prefixed(store: &dyn KeyStore, prefix: &str, limit: usize) -> Vec<KeyRe
         .await
         .expect("list")
         .records
+}
+
+/// The updates the cases make, each through [`KeyStore::update`].
+async fn revoke(
+    store: &dyn KeyStore,
+    owner: &OwnerId,
+    id: &KeyId,
+    at: DateTime<Utc>,
+    reason: Option<&str>,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let reason = reason.map(str::to_owned);
+    store
+        .update(owner, id, &KeyUpdate::Revoke { at, reason })
+        .await
+}
+
+async fn expire(
+    store: &dyn KeyStore,
+    owner: &OwnerId,
+    id: &KeyId,
+    at: DateTime<Utc>,
+) -> Result<Option<KeyRecord>, StoreError> {
+    store.update(owner, id, &KeyUpdate::ExpireBy { at }).await
+}
+
+async fn rename(
+    store: &dyn KeyStore,
+    owner: &OwnerId,
+    id: &KeyId,
+    name: &str,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let name = name.to_owned();
+    store.update(owner, id, &KeyUpdate::Rename { name }).await
 }
 
 fn owner(name: &str) -> OwnerId {
@@ -378,14 +422,13 @@ pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
     let intruder = owner("acct_b");
 
     assert_eq!(
-        store
-            .revoke(&intruder, &mine.id, at(1), Some("nope"))
+        revoke(&*store, &intruder, &mine.id, at(1), Some("nope"))
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        store.expire(&intruder, &mine.id, at(1)).await.unwrap(),
+        expire(&*store, &intruder, &mine.id, at(1)).await.unwrap(),
         None
     );
     assert!(owned(store, &intruder).await.is_empty());
@@ -400,8 +443,7 @@ pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
         "nothing may be logged"
     );
     assert_eq!(
-        store
-            .revoke(&owner("acct_a"), &KeyId::new(), at(1), None)
+        revoke(&*store, &owner("acct_a"), &KeyId::new(), at(1), None)
             .await
             .unwrap(),
         None
@@ -415,8 +457,7 @@ pub async fn revoke_keeps_the_first_revocation(h: Harness) {
     let cursor = head(store).await;
     let acct = owner("acct");
 
-    let first = store
-        .revoke(&acct, &key.id, at(50), Some("first"))
+    let first = revoke(&*store, &acct, &key.id, at(50), Some("first"))
         .await
         .unwrap()
         .unwrap();
@@ -425,15 +466,12 @@ pub async fn revoke_keeps_the_first_revocation(h: Harness) {
     assert_eq!(first.status_at(at(0)), KeyStatus::Revoked);
     assert_eq!(stored(store, &key.id).await, first);
 
-    let second = h
-        .other
-        .revoke(&acct, &key.id, at(60), Some("second"))
+    let second = revoke(&*h.other, &acct, &key.id, at(60), Some("second"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(second, first, "revoking twice changes nothing");
-    let third = store
-        .revoke(&acct, &key.id, at(70), None)
+    let third = revoke(&*store, &acct, &key.id, at(70), None)
         .await
         .unwrap()
         .unwrap();
@@ -459,8 +497,7 @@ pub async fn concurrent_revokes_log_one_change(h: Harness) {
         let id = key.id;
         tasks.push(tokio::spawn(async move {
             let reason = format!("revoker {i}");
-            store
-                .revoke(&owner("acct"), &id, at(100 + i), Some(&reason))
+            revoke(&*store, &owner("acct"), &id, at(100 + i), Some(&reason))
                 .await
                 .expect("revoke")
                 .expect("the key exists")
@@ -487,17 +524,14 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
     let cursor = head(store).await;
     let acct = owner("acct");
 
-    let set = store
-        .expire(&acct, &key.id, at(3600))
+    let set = expire(&*store, &acct, &key.id, at(3600))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(set.expires_at, Some(at(3600)));
     assert_eq!(stored(store, &key.id).await.expires_at, Some(at(3600)));
 
-    let later = h
-        .other
-        .expire(&acct, &key.id, at(7200))
+    let later = expire(&*h.other, &acct, &key.id, at(7200))
         .await
         .unwrap()
         .unwrap();
@@ -506,16 +540,14 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
         Some(at(3600)),
         "a later expiry is ignored"
     );
-    let same = store
-        .expire(&acct, &key.id, at(3600))
+    let same = expire(&*store, &acct, &key.id, at(3600))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(same.expires_at, Some(at(3600)));
     assert_eq!(changes(store, cursor).await.len(), 1);
 
-    let earlier = store
-        .expire(&acct, &key.id, at(1800))
+    let earlier = expire(&*store, &acct, &key.id, at(1800))
         .await
         .unwrap()
         .unwrap();
@@ -527,7 +559,7 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
     assert_eq!(back.status_at(at(1799)), KeyStatus::Active);
     assert_eq!(back.status_at(at(1800)), KeyStatus::Expired);
     assert_eq!(
-        store.expire(&acct, &KeyId::new(), at(1)).await.unwrap(),
+        expire(&*store, &acct, &KeyId::new(), at(1)).await.unwrap(),
         None
     );
 }
@@ -675,10 +707,10 @@ pub async fn change_log_records_every_change_in_order(h: Harness) {
 
     let a = inserted(store, "acct").await;
     let b = inserted(&*h.other, "acct").await;
-    store.revoke(&acct, &a.id, at(1), None).await.unwrap();
-    store.revoke(&acct, &a.id, at(2), None).await.unwrap(); // no change
-    store.expire(&acct, &b.id, at(100)).await.unwrap();
-    store.expire(&acct, &b.id, at(200)).await.unwrap(); // no change
+    revoke(&*store, &acct, &a.id, at(1), None).await.unwrap();
+    revoke(&*store, &acct, &a.id, at(2), None).await.unwrap(); // no change
+    expire(&*store, &acct, &b.id, at(100)).await.unwrap();
+    expire(&*store, &acct, &b.id, at(200)).await.unwrap(); // no change
     store
         .record_last_used(&[LastUsed {
             id: b.id,
@@ -764,8 +796,7 @@ pub async fn rename_changes_only_the_owners_key_and_logs_one_change(h: Harness) 
     let key = inserted(store, "acct").await;
     let bystander = inserted(store, "acct").await;
     let start = head(store).await;
-    let renamed = store
-        .rename(&owner("acct"), &key.id, "renamed ✓")
+    let renamed = rename(&*store, &owner("acct"), &key.id, "renamed ✓")
         .await
         .unwrap()
         .expect("the owner's key");
@@ -773,15 +804,13 @@ pub async fn rename_changes_only_the_owners_key_and_logs_one_change(h: Harness) 
     assert_eq!(renamed.id, key.id);
     assert_eq!(stored(&*h.other, &key.id).await, renamed);
     assert_eq!(
-        store
-            .rename(&owner("intruder"), &key.id, "x")
+        rename(&*store, &owner("intruder"), &key.id, "x")
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        store
-            .rename(&owner("acct"), &KeyId::new(), "x")
+        rename(&*store, &owner("acct"), &KeyId::new(), "x")
             .await
             .unwrap(),
         None
@@ -793,8 +822,7 @@ pub async fn rename_changes_only_the_owners_key_and_logs_one_change(h: Harness) 
     assert_eq!((logged[0].id, logged[0].hash), (key.id, key.hash));
     // The same name again changes nothing and logs nothing.
     let again = head(store).await;
-    store
-        .rename(&owner("acct"), &key.id, "renamed ✓")
+    rename(&*store, &owner("acct"), &key.id, "renamed ✓")
         .await
         .unwrap();
     assert!(changes(store, again).await.is_empty());
@@ -826,8 +854,7 @@ pub async fn revocation_feed_reaches_another_handle(h: Harness) {
     }
 
     let cursor = head(&*h.store).await;
-    h.other
-        .revoke(&acct, &key.id, at(1), Some("feed"))
+    revoke(&*h.other, &acct, &key.id, at(1), Some("feed"))
         .await
         .unwrap()
         .unwrap();
@@ -850,6 +877,36 @@ pub async fn revocation_feed_reaches_another_handle(h: Harness) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(stored(&*h.store, &key.id).await.revoked_at.is_some());
+}
+
+pub async fn the_backend_never_holds_a_plaintext_key(h: Harness) {
+    let keys = ApiKeys::builder(Arc::clone(&h.store)).build().unwrap();
+    let owner = owner("acct");
+    let mut created = Vec::new();
+    for i in 0..3 {
+        let new = NewKey::new(owner.clone(), format!("key {i}")).metadata(json!({"n": i}));
+        created.push(keys.create(new).await.unwrap());
+    }
+    keys.revoke(&owner, &created[0].record.id).await.unwrap();
+    keys.rename(&owner, &created[1].record.id, "renamed")
+        .await
+        .unwrap();
+    keys.shutdown().await;
+    drop(keys);
+
+    let dump = (h.dump)().await;
+    for key in &created {
+        let prefix = key.record.display_prefix.as_bytes();
+        assert!(
+            dump.windows(prefix.len()).any(|w| w == prefix),
+            "the dump holds each key's record (its display prefix)"
+        );
+        let secret = &key.secret.expose_secret().as_bytes()[4..];
+        assert!(
+            !dump.windows(secret.len()).any(|w| w == secret),
+            "a key's secret part is in what the backend holds"
+        );
+    }
 }
 
 async fn wait_changed(rx: &mut ChangeSignal, limit: Duration) {

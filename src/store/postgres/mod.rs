@@ -1,48 +1,48 @@
 //! The PostgreSQL store (feature `postgres`), through sqlx.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::sql::{
-    Migration, fetch_records, floor_micros, hash_from_sql, map_err, metadata_from_sql,
-    metadata_to_sql, migrations, rate_limit_from_sql, rate_limit_to_sql, scopes_from_sql,
-    scopes_to_sql, sql_limit,
+    MigrationLedger, POSTGRES_MIGRATIONS, apply_migrations, fetch_records, floor_micros,
+    hash_from_sql, map_err, metadata_from_sql, metadata_to_sql, rate_limit_from_sql,
+    rate_limit_to_sql, scopes_from_sql, scopes_to_sql, sql_limit,
 };
 use super::{
-    ChangeBatch, ChangeCursor, ChangeNotifier, ChangeSignal, KeyChange, KeyPage, KeyStore,
+    ChangeBatch, ChangeCursor, ChangeFeed, ChangeSignal, KeyChange, KeyPage, KeyStore, KeyUpdate,
     LastUsed, ListKeys, StoreError,
 };
 use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
+use listen::Feed;
+
+mod listen;
 
 /// A query of this backend, with its arguments bound.
 type Query<'q> =
     sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>;
 
-/// The schema, oldest first. Each runs once, in the transaction of
-/// [`PostgresStore::migrate`], with `search_path` set to the store's schema.
-const MIGRATIONS: &[Migration] = migrations!("postgres");
-
-/// The `NOTIFY` channel of the change log. One for the database: the payload
-/// is `<schema> <seq>`, and stores ignore other schemas' changes.
-const CHANNEL: &str = "api_key_changes";
+/// Where [`PostgresStore::migrate`] records what it applied.
+const LEDGER: MigrationLedger = MigrationLedger {
+    backend: "postgres",
+    create_table: "CREATE TABLE IF NOT EXISTS api_keys_migrations (
+                       version     bigint      PRIMARY KEY,
+                       description text        NOT NULL,
+                       applied_at  timestamptz NOT NULL DEFAULT now()
+                   )",
+    record: "INSERT INTO api_keys_migrations (version, description) VALUES ($1, $2)",
+};
 
 /// Advisory lock key that serializes concurrent [`PostgresStore::migrate`]
 /// calls (`tak_migr` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7461_6b5f_6d69_6772;
-
-/// First wait before the listener reconnects after a failed attempt; it
-/// doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Keeps keys in PostgreSQL, which any number of processes may share.
 ///
@@ -58,7 +58,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 ///   deadlock.
 /// - Revocations (and every other change) are announced with `NOTIFY` in
 ///   the writing transaction. The store's [change
-///   signal](KeyStore::change_signal) is fed by a task that `LISTEN`s on a
+///   signal](ChangeFeed::change_signal) is fed by a task that `LISTEN`s on a
 ///   connection of its own, reconnects with backoff when it drops, and then
 ///   wakes the caches, which read what they missed from the change log. The
 ///   task starts with the first signal asked for and ends when the last
@@ -174,36 +174,13 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS api_keys_migrations (
-                 version     bigint      PRIMARY KEY,
-                 description text        NOT NULL,
-                 applied_at  timestamptz NOT NULL DEFAULT now()
-             )",
+        apply_migrations::<sqlx::Postgres>(
+            &mut tx,
+            POSTGRES_MIGRATIONS,
+            &LEDGER,
+            self.schema.as_deref().unwrap_or("(default)"),
         )
-        .execute(&mut *tx)
         .await?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM api_keys_migrations")
-            .fetch_all(&mut *tx)
-            .await?;
-        for migration in MIGRATIONS {
-            if applied.contains(&migration.version) {
-                continue;
-            }
-            sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO api_keys_migrations (version, description) VALUES ($1, $2)")
-                .bind(migration.version)
-                .bind(migration.description)
-                .execute(&mut *tx)
-                .await?;
-            tracing::info!(
-                target: "tower_api_keys",
-                version = migration.version,
-                description = migration.description,
-                schema = self.schema.as_deref().unwrap_or("(default)"),
-                "applied a PostgreSQL key store migration"
-            );
-        }
         tx.commit().await
     }
 
@@ -246,7 +223,7 @@ struct Statements {
     list_all: SqlStr,
     list_owned: SqlStr,
     revoke: SqlStr,
-    expire: SqlStr,
+    expire_by: SqlStr,
     rename: SqlStr,
     record_last_used: SqlStr,
     changes: SqlStr,
@@ -295,13 +272,14 @@ impl Statements {
                 "UPDATE {keys} SET revoked_at = $3, revoked_reason = $4 \
                  WHERE id = $1 AND owner = $2 AND revoked_at IS NULL RETURNING {columns}"
             )),
-            expire: sql(format!(
+            expire_by: sql(format!(
                 "UPDATE {keys} SET expires_at = $3 \
                  WHERE id = $1 AND owner = $2 AND (expires_at IS NULL OR expires_at > $3) \
                  RETURNING {columns}"
             )),
             rename: sql(format!(
-                "UPDATE {keys} SET name = $3 WHERE id = $1 AND owner = $2 RETURNING {columns}"
+                "UPDATE {keys} SET name = $3 WHERE id = $1 AND owner = $2 AND name <> $3 \
+                 RETURNING {columns}"
             )),
             // Rows are locked in key order (the ORDER BY ... FOR UPDATE),
             // so two batches that share keys wait for each other instead of
@@ -431,62 +409,36 @@ impl KeyStore for PostgresStore {
         Ok(KeyPage::from_overfetch(records, query.limit))
     }
 
-    async fn revoke(
+    async fn update(
         &self,
         owner: &OwnerId,
         id: &KeyId,
-        at: DateTime<Utc>,
-        reason: Option<&str>,
+        update: &KeyUpdate,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let updated = sqlx::query(self.sql.revoke.clone())
-            .bind(id.as_uuid())
-            .bind(owner.as_str())
-            .bind(floor_micros(at))
-            .bind(reason)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        match updated {
-            Some(row) => decode(&row).map(Some),
-            // Revoked already (the first revocation stands), or not the
-            // owner's key. A statement of its own, so it sees a revocation
-            // that committed while the update waited for the row.
-            None => self.fetch_owned(owner, id).await,
-        }
-    }
-
-    async fn expire(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        at: DateTime<Utc>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let updated = sqlx::query(self.sql.expire.clone())
-            .bind(id.as_uuid())
-            .bind(owner.as_str())
-            .bind(floor_micros(at))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        match updated {
-            Some(row) => decode(&row).map(Some),
-            None => self.fetch_owned(owner, id).await,
-        }
-    }
-
-    async fn rename(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        name: &str,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.one(
-            sqlx::query(self.sql.rename.clone())
+        let query = match update {
+            KeyUpdate::Revoke { at, reason } => sqlx::query(self.sql.revoke.clone())
                 .bind(id.as_uuid())
                 .bind(owner.as_str())
-                .bind(name),
-        )
-        .await
+                .bind(floor_micros(*at))
+                .bind(reason.as_deref()),
+            KeyUpdate::Rename { name } => sqlx::query(self.sql.rename.clone())
+                .bind(id.as_uuid())
+                .bind(owner.as_str())
+                .bind(name.as_str()),
+            KeyUpdate::ExpireBy { at } => sqlx::query(self.sql.expire_by.clone())
+                .bind(id.as_uuid())
+                .bind(owner.as_str())
+                .bind(floor_micros(*at)),
+        };
+        let updated = query.fetch_optional(&self.pool).await.map_err(map_err)?;
+        match updated {
+            Some(row) => decode(&row).map(Some),
+            // It changed nothing (revoked already: the first revocation
+            // stands), or the key is not the owner's. A statement of its
+            // own, so it sees an update that committed while this one
+            // waited for the row.
+            None => self.fetch_owned(owner, id).await,
+        }
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
@@ -503,7 +455,10 @@ impl KeyStore for PostgresStore {
             .map_err(map_err)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl ChangeFeed for PostgresStore {
     async fn changes(
         &self,
         after: Option<ChangeCursor>,
@@ -552,161 +507,5 @@ impl KeyStore for PostgresStore {
             (*self.pool.connect_options()).clone(),
             self.sql.changes_table.clone(),
         )
-    }
-}
-
-/// The push side of the change log: a signal fed by a `LISTEN` task.
-struct Feed {
-    notifier: ChangeNotifier,
-    /// What the task needs, until it is started.
-    idle: Mutex<Option<oneshot::Receiver<()>>>,
-    /// Dropped with the last clone of the store, which ends the task.
-    _stop: oneshot::Sender<()>,
-}
-
-impl Feed {
-    fn new() -> Self {
-        let (stop, stopped) = oneshot::channel();
-        Self {
-            notifier: ChangeNotifier::new(),
-            idle: Mutex::new(Some(stopped)),
-            _stop: stop,
-        }
-    }
-
-    /// Starts the listener task if it is not running, and returns a receiver
-    /// of its signal. `None` outside a Tokio runtime.
-    fn start(&self, connect: PgConnectOptions, changes_table: String) -> Option<ChangeSignal> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(stopped) = idle.take() {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                *idle = Some(stopped);
-                return None;
-            };
-            let notifier = self.notifier.clone();
-            runtime.spawn(listen_for_changes(
-                connect,
-                changes_table,
-                notifier,
-                stopped,
-            ));
-        }
-        Some(self.notifier.subscribe())
-    }
-}
-
-/// Holds a `LISTEN` connection, reconnecting with backoff, and wakes the
-/// caches on every notification for this store's schema and after every
-/// (re)connection, so they read whatever was missed while no connection
-/// listened. Ends when `stopped` resolves (the store was dropped).
-async fn listen_for_changes(
-    connect: PgConnectOptions,
-    changes_table: String,
-    notifier: ChangeNotifier,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    // A pool of its own, so the listening connection takes no slot from the
-    // query pool.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_lazy_with(connect);
-    let mut backoff = MIN_BACKOFF;
-    let mut failing = false;
-    loop {
-        let attempt = tokio::select! {
-            _ = &mut stopped => break,
-            attempt = subscribe(&pool, &changes_table) => attempt,
-        };
-        let (mut listener, schema) = match attempt {
-            Ok(subscribed) => subscribed,
-            Err(error) => {
-                if !failing {
-                    tracing::warn!(
-                        target: "tower_api_keys",
-                        %error,
-                        "cannot listen for key changes; caches poll the change log until it recovers"
-                    );
-                }
-                failing = true;
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        if failing {
-            tracing::info!(target: "tower_api_keys", "listening for key changes again");
-        }
-        failing = false;
-        backoff = MIN_BACKOFF;
-        // Listening from here on, for every change; what happened before is
-        // in the log.
-        notifier.set_complete(true);
-        loop {
-            let received = tokio::select! {
-                _ = &mut stopped => {
-                    // The listener's connection goes back to the pool first:
-                    // closing waits for it.
-                    drop(listener);
-                    pool.close().await;
-                    return;
-                }
-                received = listener.try_recv() => received,
-            };
-            match received {
-                Ok(Some(notification)) => {
-                    if concerns(&notification, schema.as_deref()) {
-                        notifier.notify();
-                    }
-                }
-                Ok(None) => {
-                    tracing::debug!(target: "tower_api_keys", "the key change listener lost its connection");
-                    break;
-                }
-                Err(error) => {
-                    tracing::debug!(target: "tower_api_keys", %error, "the key change listener failed");
-                    break;
-                }
-            }
-        }
-        // Until it listens again, the caches poll.
-        notifier.set_complete(false);
-    }
-    pool.close().await;
-}
-
-/// A new listening connection, and the schema its change table resolves to
-/// (`None` when the table does not exist yet).
-async fn subscribe(
-    pool: &PgPool,
-    changes_table: &str,
-) -> Result<(PgListener, Option<String>), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    // Reconnection is done here, with a catch-up after it.
-    listener.eager_reconnect(false);
-    listener.ignore_pool_close_event(true);
-    let schema: Option<String> = sqlx::query_scalar(
-        "SELECT n.nspname::text FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.oid = to_regclass($1)",
-    )
-    .bind(changes_table)
-    .fetch_optional(&mut listener)
-    .await?;
-    listener.listen(CHANNEL).await?;
-    Ok((listener, schema))
-}
-
-/// Whether a notification (`<schema> <seq>`) is about this store's schema.
-fn concerns(notification: &PgNotification, schema: Option<&str>) -> bool {
-    match (notification.payload().rsplit_once(' '), schema) {
-        (Some((from, _)), Some(ours)) => from == ours,
-        _ => true,
     }
 }
