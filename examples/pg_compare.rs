@@ -36,9 +36,11 @@ use axum::{Extension, Json, Router};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use tower::util::MapRequestLayer;
+use tower_api_keys::key::KeyHasher;
+use tower_api_keys::store::PostgresStore;
 use tower_api_keys::store::sqlx::{self, PgPool, Row as _};
-use tower_api_keys::store::{CountingStore, PostgresStore};
-use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyHasher, NewKey};
+use tower_api_keys::test_util::CountingStore;
+use tower_api_keys::{ApiKeys, AuthenticatedKey, NewKey};
 
 #[derive(Parser)]
 #[command(about = "Naive per-request key lookups against tower-api-keys, on PostgreSQL")]
@@ -123,8 +125,8 @@ async fn naive_auth(State(naive): State<Naive>, mut request: Request, next: Next
 
 fn project_list(owner: &str) -> Json<serde_json::Value> {
     Json(json!([
-        { "id": "prj_1", "name": "website", "owner": owner },
-        { "id": "prj_2", "name": "mobile-app", "owner": owner },
+        {"id": "prj_1", "name": "website", "owner": owner },
+        {"id": "prj_2", "name": "mobile-app", "owner": owner },
     ]))
 }
 

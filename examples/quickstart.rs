@@ -48,8 +48,8 @@ async fn unprotected_projects() -> Json<serde_json::Value> {
 
 fn project_list(owner: &str) -> Json<serde_json::Value> {
     Json(json!([
-        { "id": "prj_1", "name": "website", "owner": owner },
-        { "id": "prj_2", "name": "mobile-app", "owner": owner },
+        {"id": "prj_1", "name": "website", "owner": owner },
+        {"id": "prj_2", "name": "mobile-app", "owner": owner },
     ]))
 }
 

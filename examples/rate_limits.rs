@@ -16,8 +16,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
-use tower_api_keys::rate_limit::RedisLimits;
-use tower_api_keys::{ApiKeys, AuthenticatedKey, MemoryStore, NewKey, RateLimit};
+use tower_api_keys::limit::{RateLimit, RedisLimits};
+use tower_api_keys::{ApiKeys, AuthenticatedKey, MemoryStore, NewKey};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Limiter {
@@ -43,8 +43,8 @@ struct Args {
 async fn projects(key: AuthenticatedKey) -> Json<serde_json::Value> {
     let owner = key.owner().as_str();
     Json(json!([
-        { "id": "prj_1", "name": "website", "owner": owner },
-        { "id": "prj_2", "name": "mobile-app", "owner": owner },
+        {"id": "prj_1", "name": "website", "owner": owner },
+        {"id": "prj_2", "name": "mobile-app", "owner": owner },
     ]))
 }
 

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use http::HeaderValue;
 use tower::{Layer, Service};
-use tower_api_keys::key::KeyHash;
-use tower_api_keys::store::sqlx;
-use tower_api_keys::store::{ChangeCursor, KeyStore, LastUsed};
-use tower_api_keys::{ApiKeys, KeyHasher, KeyId, MemoryStore, NewKey, PostgresStore, SqliteStore};
+use tower_api_keys::key::{KeyHash, KeyHasher};
+use tower_api_keys::record::KeyId;
+use tower_api_keys::store::{ChangeCursor, KeyStore, LastUsed, PostgresStore, SqliteStore, sqlx};
+use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
 
 use support::{Ok200, request};
 

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use tower_api_keys::event::{Actor, KeyEvent, KeyEventKind};
-//! use tower_api_keys::{KeyId, OwnerId};
+//! use tower_api_keys::record::{KeyId, OwnerId};
 //!
 //! let event = KeyEvent {
 //!     at: chrono::DateTime::UNIX_EPOCH,

@@ -26,7 +26,7 @@ pub(crate) const MAX_PREFIX_LEN: usize = 32;
 /// The shape of the keys this crate issues and accepts: `<prefix>_<body>`.
 ///
 /// ```
-/// use tower_api_keys::KeyFormat;
+/// use tower_api_keys::key::KeyFormat;
 ///
 /// let format = KeyFormat::default();
 /// let key = format.generate().expect("the OS random source is available");
@@ -75,7 +75,7 @@ impl KeyFormat {
     /// and secret scanners can match keys with few false positives.
     ///
     /// ```
-    /// use tower_api_keys::KeyFormat;
+    /// use tower_api_keys::key::KeyFormat;
     ///
     /// let format = KeyFormat::default().with_checksum();
     /// let key = format.generate().unwrap();
@@ -132,7 +132,7 @@ impl KeyFormat {
     /// longer base64url string is not matched.
     ///
     /// ```
-    /// use tower_api_keys::KeyFormat;
+    /// use tower_api_keys::key::KeyFormat;
     ///
     /// let format = KeyFormat::default().with_checksum();
     /// assert_eq!(
@@ -316,7 +316,7 @@ impl fmt::Debug for ParsedKey<'_> {
 /// on drop. Use [`SecretKey::expose_secret`] to hand the key to its owner.
 ///
 /// ```
-/// let key = tower_api_keys::KeyFormat::default().generate().unwrap();
+/// let key = tower_api_keys::key::KeyFormat::default().generate().unwrap();
 /// let shown = format!("{key} {key:?}");
 /// assert!(!shown.contains(key.expose_secret()));
 /// ```

@@ -14,7 +14,7 @@
 //! println!("{}", created.secret.expose_secret()); // shown once
 //!
 //! let app: Router = Router::new()
-//!     .route("/whoami", get(|key: AuthenticatedKey| async move { key.name().to_owned() }))
+//!     .route("/whoami", get(|key: AuthenticatedKey| async move {key.name().to_owned() }))
 //!     .layer(keys.layer());
 //! // axum::serve(listener, app).with_graceful_shutdown(...).await?;
 //! keys.shutdown().await; // writes pending last-used times
@@ -34,12 +34,13 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` (default) | the [`AuthenticatedKey`] extractor, [`Rejection`] as a response |
-//! | `sqlite` | [`SqliteStore`], on sqlx with a bundled SQLite |
-//! | `postgres` | [`PostgresStore`], on sqlx |
+//! | `sqlite` | `store::SqliteStore`, on sqlx with a bundled SQLite |
+//! | `postgres` | `store::PostgresStore`, on sqlx |
+//! | `redis` | `limit::RedisLimits`: rate limits shared by every instance through Redis |
 //! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) |
 //! | `secret-scanning` | [`secret_scanning`]: an endpoint for GitHub's secret-scanning partner program that verifies reports and revokes leaked keys |
 //! | `management` | [`management`]: a JSON API for the caller's keys (list, create, rename, roll, revoke) as an axum router, with its OpenAPI 3.1 document |
-//! | `test-util` | [`store::ScriptedStore`], a store that fails or waits on demand |
+//! | `test-util` | `test_util`: stores that count, fail, wait or hold their calls, and a clock moved by hand |
 //!
 //! # Metrics
 //!
@@ -71,10 +72,17 @@
 //! # Layout
 //!
 //! The modules stand in layers, each using only those below it: the leaves
-//! ([`key`], [`record`], [`event`], [`clock`], [`rejection`]), then [`store`], then the
-//! crate-private engine (cache, change follower, last-used recorder,
-//! limiters, throttle), then the tower [`layer`], then [`ApiKeys`], and
-//! on it the secret-scanning endpoint and the management API.
+//! ([`key`], [`limit`], [`record`], [`event`], [`clock`], [`rejection`],
+//! [`stats`], the identity), then [`store`] and the management error, then
+//! the crate-private engine (cache, change follower, last-used recorder,
+//! limiters, throttle), then the tower [`layer`], then [`ApiKeys`], and on
+//! it the secret-scanning endpoint, the management API and the test
+//! helpers.
+//!
+//! The root names what most applications use; everything else is in its
+//! module: records and ids in [`record`], store errors and backends in
+//! [`store`], limits in [`limit`], counters in [`stats`], events in
+//! [`event`], the wire contract in [`rejection`].
 //!
 //! [tower]: https://docs.rs/tower
 //! [hyper]: https://docs.rs/hyper
@@ -95,38 +103,40 @@ pub mod secret_scanning;
 #[cfg(feature = "management")]
 #[cfg_attr(docsrs, doc(cfg(feature = "management")))]
 pub mod management;
+// Beside it: stores and a clock for the tests of code built on the crate.
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 // The shared state and its parts.
 mod engine;
-// The store trait and the backends.
+// What a management call can fail with.
+mod error;
+// The store traits and the backends.
 pub mod store;
 // Leaves.
-#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
+#[cfg_attr(
+    not(any(fuzzing, feature = "test-util")),
+    allow(unreachable_pub, dead_code)
+)]
 mod bearer;
 pub mod clock;
 pub mod event;
+mod identity;
 pub mod key;
-#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
+pub mod limit;
+#[cfg_attr(
+    not(any(fuzzing, feature = "test-util")),
+    allow(unreachable_pub, dead_code)
+)]
 mod query;
 pub mod record;
 pub mod rejection;
+pub mod stats;
 
-/// The failed-attempt throttle's settings (see
-/// [`ApiKeysBuilder::failed_attempt_limit`]).
-pub mod throttle {
-    pub use crate::engine::throttle::{ClientAddress, FailedAttemptLimit, FindClient};
-}
-
-/// Rate limits counted in Redis, shared by every instance (see
-/// [`ApiKeysBuilder::redis_rate_limits`]).
-#[cfg(feature = "redis")]
-pub mod rate_limit {
-    pub use crate::engine::rate_limit::{
-        RedisLimits, RedisLimitsError, SharedLimitStats, WhenUnavailable,
-    };
-}
-
-/// The parsers the fuzz targets drive, for them alone: not a stable API.
-#[cfg(feature = "fuzzing")]
+/// The parsers that the fuzz targets (built with `--cfg fuzzing`, as
+/// cargo-fuzz does) and the property tests (feature `test-util`) drive,
+/// for them alone: not a stable API.
+#[cfg(any(fuzzing, feature = "test-util"))]
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::bearer::{Credentials, credentials, parse};
@@ -138,27 +148,16 @@ pub mod fuzzing {
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;
 
-pub use crate::api_keys::{ApiKeys, ApiKeysBuilder, BuildError};
-/// Refusal counts, from [`ApiKeys::refusal_stats`].
-pub use crate::engine::RefusalStats;
-pub use crate::engine::{AuthenticatedKey, CreatedKey, LastUsedStats, ManageError};
-#[doc(no_inline)]
-pub use crate::event::{Actor, KeyEvent, KeyEventKind};
+pub use crate::api_keys::{ActingAs, ApiKeys, ApiKeysBuilder, BuildError};
+pub use crate::error::ManageError;
+pub use crate::identity::AuthenticatedKey;
 // Items of the public modules, named here for convenience; their pages are
 // under their modules, so the docs show one path for each.
 #[doc(no_inline)]
-pub use crate::key::{KeyFormat, KeyHasher};
-#[doc(no_inline)]
 pub use crate::layer::ApiKeyLayer;
 #[doc(no_inline)]
-pub use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, RateLimit, Scopes};
+pub use crate::record::{CreatedKey, NewKey};
 #[doc(no_inline)]
 pub use crate::rejection::Rejection;
-#[cfg(feature = "postgres")]
 #[doc(no_inline)]
-pub use crate::store::PostgresStore;
-#[cfg(feature = "sqlite")]
-#[doc(no_inline)]
-pub use crate::store::SqliteStore;
-#[doc(no_inline)]
-pub use crate::store::{KeyStore, MemoryStore, StoreError};
+pub use crate::store::{KeyStore, MemoryStore};

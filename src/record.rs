@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::key::KeyHash;
+use crate::key::{KeyHash, SecretKey};
+use crate::limit::RateLimit;
 
 /// A key's identifier: a UUIDv7, so ids sort by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -108,7 +108,7 @@ impl From<String> for OwnerId {
 /// word joiners, the byte-order mark, tag characters). The zero-width
 /// joiner and non-joiner stay allowed: emoji and several scripts need them.
 /// Names, owners and revocation reasons refuse these characters.
-pub fn is_unsafe_to_show(c: char) -> bool {
+pub(crate) fn is_unsafe_to_show(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -136,7 +136,7 @@ pub fn is_unsafe_to_show(c: char) -> bool {
 /// whitespace and blank-looking characters (Hangul fillers, the blank
 /// Braille pattern), and no character carrying a pile of more than four
 /// combining marks, which draw over the text around them.
-pub fn is_visible_text(text: &str) -> bool {
+pub(crate) fn is_visible_text(text: &str) -> bool {
     let blank = |c: char| {
         c.is_whitespace()
             || matches!(
@@ -191,7 +191,7 @@ impl fmt::Display for KeyStatus {
 /// scopes.
 ///
 /// ```
-/// use tower_api_keys::Scopes;
+/// use tower_api_keys::record::Scopes;
 ///
 /// assert!(Scopes::All.allows("projects:read"));
 /// let limited = Scopes::only(["projects:read"]);
@@ -254,71 +254,6 @@ impl fmt::Display for Scopes {
     }
 }
 
-/// A request allowance: `requests` per `window`.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_api_keys::RateLimit;
-///
-/// assert_eq!(RateLimit::per_minute(600), RateLimit::new(600, Duration::from_secs(60)));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RateLimit {
-    /// Requests allowed per window (at least 1).
-    pub requests: u32,
-    /// The window.
-    #[serde(with = "millis")]
-    pub window: Duration,
-}
-
-impl RateLimit {
-    /// `requests` per `window`.
-    pub fn new(requests: u32, window: Duration) -> Self {
-        Self {
-            requests: requests.max(1),
-            window: window.max(Duration::from_millis(1)),
-        }
-    }
-
-    /// `requests` per second.
-    pub fn per_second(requests: u32) -> Self {
-        Self::new(requests, Duration::from_secs(1))
-    }
-
-    /// `requests` per minute.
-    pub fn per_minute(requests: u32) -> Self {
-        Self::new(requests, Duration::from_secs(60))
-    }
-
-    /// `requests` per hour.
-    pub fn per_hour(requests: u32) -> Self {
-        Self::new(requests, Duration::from_secs(3600))
-    }
-
-    pub(crate) fn window_micros(&self) -> i64 {
-        i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX)
-    }
-
-    /// Microseconds between two requests at the sustained rate.
-    pub(crate) fn interval_micros(&self) -> i64 {
-        (self.window_micros() / i64::from(self.requests.max(1))).max(1)
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
 /// Everything a store keeps about one key. It never holds the plaintext key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -368,7 +303,8 @@ impl KeyRecord {
 /// expiry, scopes and metadata.
 ///
 /// ```
-/// use tower_api_keys::{NewKey, Scopes};
+/// use tower_api_keys::NewKey;
+/// use tower_api_keys::record::Scopes;
 /// use chrono::{Duration, Utc};
 ///
 /// let new = NewKey::new("acct_42", "ci-deploy")
@@ -453,6 +389,36 @@ impl KeyRecord {
             metadata: serde_json::Value::Null,
             rate_limit: None,
         }
+    }
+}
+
+/// Longest key name, owner and revocation reason accepted, in characters.
+pub(crate) const MAX_TEXT_LEN: usize = 200;
+
+/// Whether `text` is 1 to [`MAX_TEXT_LEN`] characters, none of which
+/// changes how text around it is shown or hides in it, and not blank.
+pub(crate) fn is_showable(text: &str) -> bool {
+    let len = text.chars().count();
+    (1..=MAX_TEXT_LEN).contains(&len)
+        && !text.chars().any(is_unsafe_to_show)
+        && is_visible_text(text)
+}
+
+/// A key just created: the plaintext, to show its owner once, and the
+/// record as stored. `Debug` shows only the display prefix of the secret.
+pub struct CreatedKey {
+    /// The plaintext key. It cannot be recovered later.
+    pub secret: SecretKey,
+    /// The stored record.
+    pub record: KeyRecord,
+}
+
+impl fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("secret", &self.secret)
+            .field("record", &self.record)
+            .finish()
     }
 }
 

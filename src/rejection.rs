@@ -208,7 +208,7 @@ impl RejectionReason {
     }
 
     /// Position in [`Self::ALL`], which lists the variants in declaration order.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -399,7 +399,7 @@ impl fmt::Debug for Rejection {
 }
 
 /// A replacement for the default response builder.
-pub type RejectionHandler = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
+pub(crate) type RejectionHandler = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 
 /// The challenge settings and the responses rendered from them once.
 pub(crate) struct Challenge {

@@ -43,7 +43,7 @@
 //! [`min_refresh_interval`](SecretScanning::min_refresh_interval) (a
 //! minute). They are fetched with `reqwest` as the application configures
 //! it: an `https` URL, such as GitHub's, needs one of reqwest's TLS
-//! features enabled by the application (`reqwest = { version = "0.13",
+//! features enabled by the application (`reqwest = {version = "0.13",
 //! features = ["rustls"] }`).
 
 use std::collections::HashMap;
@@ -314,12 +314,8 @@ impl SecretScanning {
         };
         let revoked = self
             .keys
-            .revoke_as(
-                &record.owner,
-                &record.id,
-                Some(&reason),
-                Actor::System(SystemCause::GithubSecretScanning),
-            )
+            .acting_as(Actor::System(SystemCause::GithubSecretScanning))
+            .revoke(&record.owner, &record.id, Some(&reason))
             .await;
         let revoked = match revoked {
             Ok(revoked) => revoked,

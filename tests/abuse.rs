@@ -10,10 +10,11 @@ use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use tower_api_keys::key::KeyFormat;
+use tower_api_keys::limit::{ClientAddress, FailedAttemptLimit, RateLimit};
 use tower_api_keys::record::EXPOSED_IN_URL;
-use tower_api_keys::store::{ScriptedStore, StoreMethod};
-use tower_api_keys::throttle::{ClientAddress, FailedAttemptLimit};
-use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyFormat, KeyStore, NewKey, RateLimit};
+use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
+use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyStore, NewKey};
 
 use common::{client, serve, serve_with_peer_addresses};
 

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
-use tower_api_keys::store::ScriptedStore;
+use tower_api_keys::test_util::ScriptedStore;
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
 use common::{client, serve};

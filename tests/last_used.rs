@@ -11,7 +11,7 @@ use axum::routing::get;
 use chrono::Utc;
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
-use tower_api_keys::store::{ScriptedStore, StoreMethod};
+use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
 use common::{client, serve};

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::{Router, routing::get};
 use tower_api_keys::event::{Actor, KeyEvent, KeyEventKind, NoticedBy, SystemCause};
-use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyStatus, MemoryStore, NewKey, OwnerId};
+use tower_api_keys::record::{KeyStatus, OwnerId};
+use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
 /// A builder whose events land in the returned list.
 fn recording(store: Arc<MemoryStore>) -> (ApiKeysBuilder, Arc<Mutex<Vec<KeyEvent>>>) {
@@ -57,12 +58,14 @@ async fn management_calls_emit_one_event_each_with_the_actor() {
         .roll(&owner, &old.record.id, chrono::Duration::hours(1))
         .await
         .unwrap();
-    keys.revoke_with_reason(&owner, &new.record.id, Some("lost laptop"))
+    keys.acting_as(Actor::Owner(owner.clone()))
+        .revoke(&owner, &new.record.id, Some("lost laptop"))
         .await
         .unwrap();
     // Revoking again changes nothing and announces nothing.
     keys.revoke(&owner, &new.record.id).await.unwrap();
-    keys.revoke_as(&owner, &old.record.id, None, Actor::Key(new.record.id))
+    keys.acting_as(Actor::Key(new.record.id))
+        .revoke(&owner, &old.record.id, None)
         .await
         .unwrap();
 

@@ -7,8 +7,9 @@ mod common;
 use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
+use tower_api_keys::key::KeyFormat;
 use tower_api_keys::rejection::RejectionReason;
-use tower_api_keys::{ApiKeys, KeyFormat, MemoryStore};
+use tower_api_keys::{ApiKeys, MemoryStore};
 
 use common::{Capture, client, serve};
 

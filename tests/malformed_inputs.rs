@@ -9,8 +9,9 @@ use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
-use tower_api_keys::store::ScriptedStore;
-use tower_api_keys::{ApiKeys, KeyFormat, NewKey};
+use tower_api_keys::key::KeyFormat;
+use tower_api_keys::test_util::ScriptedStore;
+use tower_api_keys::{ApiKeys, NewKey};
 
 use common::{client, serve};
 

@@ -20,8 +20,9 @@ use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tower_api_keys::event::{Actor, KeyEvent, KeyEventKind};
+use tower_api_keys::record::{OwnerId, Scopes};
 use tower_api_keys::store::ListKeys;
-use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey, OwnerId, Scopes};
+use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey};
 
 /// The API nested at `/api` on a loopback port, beside a route of the
 /// application's behind the same keys.
@@ -95,7 +96,7 @@ impl Api {
     }
 
     /// Every key the owner has, straight from the store.
-    async fn stored(&self, owner: &str) -> Vec<tower_api_keys::KeyRecord> {
+    async fn stored(&self, owner: &str) -> Vec<tower_api_keys::record::KeyRecord> {
         let query = ListKeys::new().owner(owner).limit(ListKeys::MAX_LIMIT);
         self.keys.store().list(&query).await.unwrap().records
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::{Router, routing::get};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use tower_api_keys::store::{ScriptedStore, StoreMethod};
-use tower_api_keys::throttle::FailedAttemptLimit;
-use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey, RateLimit};
+use tower_api_keys::limit::{FailedAttemptLimit, RateLimit};
+use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
+use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
 /// Builds the engine with a recorder of its own: its handles are
 /// registered with it, whatever the global recorder is.

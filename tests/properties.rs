@@ -15,9 +15,10 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use proptest::prelude::*;
 use tower::{Layer, Service};
 use tower_api_keys::fuzzing::{self as bearer, Credentials, QueryGuard};
+use tower_api_keys::key::KeyFormat;
 use tower_api_keys::layer::ApiKeyService;
-use tower_api_keys::store::ScriptedStore;
-use tower_api_keys::{ApiKeys, KeyFormat, NewKey};
+use tower_api_keys::test_util::ScriptedStore;
+use tower_api_keys::{ApiKeys, NewKey};
 
 /// Cases per property: `PROPTEST_CASES` when set (for a longer search),
 /// else the given default.
@@ -145,7 +146,7 @@ proptest! {
     ) {
         let key = format!("bmc_{body}");
         let encoded = percent_encode_some(&key, &mask);
-        let carrier = if in_name { format!("{encoded}=1") } else { format!("q={encoded}") };
+        let carrier = if in_name {format!("{encoded}=1") } else {format!("q={encoded}") };
         let pairs: Vec<String> = before
             .iter()
             .map(|(n, v)| format!("{n}={v}"))
@@ -239,7 +240,7 @@ proptest! {
         shape in 0u8..4,
     ) {
         thread_local! {
-            static HARNESS: std::cell::RefCell<Option<Harness>> = const { std::cell::RefCell::new(None) };
+            static HARNESS: std::cell::RefCell<Option<Harness>> = const {std::cell::RefCell::new(None) };
         }
         HARNESS.with(|cell| {
             let mut cell = cell.borrow_mut();

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_api_keys::store::{ChangeFeed, ListKeys, ScriptedStore, StoreMethod};
-use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey, OwnerId};
+use tower_api_keys::record::OwnerId;
+use tower_api_keys::store::{ChangeFeed, ListKeys};
+use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
+use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey};
 
 const HANG: Duration = Duration::from_secs(10);
 

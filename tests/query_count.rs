@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backends::{PgSchema, Server, TempDir, unknown_key};
-use tower_api_keys::store::{CountingStore, ListKeys, StoreCalls};
+use tower_api_keys::store::ListKeys;
+use tower_api_keys::test_util::{CountingStore, StoreCalls};
 use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey};
 
 /// Longer than the test: nothing runs on a timer while counting.

@@ -14,9 +14,9 @@ use axum::routing::get;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
-use tower_api_keys::rate_limit::{RedisLimits, WhenUnavailable};
+use tower_api_keys::limit::{RateLimit, RedisLimits, WhenUnavailable};
 use tower_api_keys::rejection::RejectionReason;
-use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey, RateLimit};
+use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
 use common::{client, serve};
 use redis_server::{OwnRedis, command_calls, redis_url, reset_stats, unique_prefix};

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backends::{PgSchema, Proxy, Server, TempDir, pg_socket};
-use tower_api_keys::store::{CountingStore, PostgresStore, SqliteStore};
-use tower_api_keys::{ApiKeys, KeyId, NewKey};
+use tower_api_keys::record::KeyId;
+use tower_api_keys::store::{PostgresStore, SqliteStore};
+use tower_api_keys::test_util::CountingStore;
+use tower_api_keys::{ApiKeys, NewKey};
 
 /// Far longer than any test: a replica configured with it learns of
 /// changes only through the store's push signal.

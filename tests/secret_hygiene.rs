@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use chrono::Utc;
 use reqwest::header::AUTHORIZATION;
-use tower_api_keys::store::ScriptedStore;
+use tower_api_keys::test_util::ScriptedStore;
 use tower_api_keys::{ApiKeys, NewKey};
 
 use common::{Capture, client, serve};

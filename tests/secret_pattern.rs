@@ -4,7 +4,7 @@
 //! without the checksum, and none of the near misses.
 
 use regex::Regex;
-use tower_api_keys::KeyFormat;
+use tower_api_keys::key::KeyFormat;
 
 /// The pattern as registered: a boundary (or the text's edge) on each side.
 fn scanner(format: &KeyFormat) -> Regex {

@@ -17,8 +17,9 @@ use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::{EncodePublicKey as _, LineEnding};
 use serde_json::{Value, json};
 use tower_api_keys::event::{Actor, KeyEvent, KeyEventKind, SystemCause};
+use tower_api_keys::record::KeyRecord;
 use tower_api_keys::secret_scanning::{PublicKeySource, REVOKED_REASON, SecretScanning};
-use tower_api_keys::{ApiKeys, KeyRecord, MemoryStore, NewKey};
+use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
 
 const KEY_ID: &str = "bd5ba2b7f8a1c5e20b4f5e2c3f7f3d3e1e0f0c9b8a7d6c5b4a3f2e1d0c9b8a7a";
 
@@ -36,9 +37,9 @@ fn pem(key: &SigningKey) -> String {
 fn document(keys: &[(&str, &SigningKey)]) -> String {
     let keys: Vec<Value> = keys
         .iter()
-        .map(|(id, key)| json!({ "key_identifier": id, "key": pem(key), "is_current": true }))
+        .map(|(id, key)| json!({"key_identifier": id, "key": pem(key), "is_current": true }))
         .collect();
-    json!({ "public_keys": keys }).to_string()
+    json!({"public_keys": keys }).to_string()
 }
 
 /// base64 of the DER signature over SHA-256 of `body`, as GitHub sends it.
@@ -197,7 +198,7 @@ async fn a_valid_report_revokes_the_key_and_the_layer_then_refuses_it() {
     let answer: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
         answer,
-        json!([{ "token_hash": sha256_hex(&s.key), "token_type": "bmc_api_key", "label": "true_positive" }])
+        json!([{"token_hash": sha256_hex(&s.key), "token_type": "bmc_api_key", "label": "true_positive" }])
     );
     assert!(
         !answer.to_string().contains(&s.key),
@@ -223,7 +224,7 @@ async fn a_valid_report_revokes_the_key_and_the_layer_then_refuses_it() {
     assert_eq!(kinds.len(), 3, "{kinds:?}");
     assert!(matches!(
         &kinds[1],
-        KeyEventKind::Revoked { reason: Some(reason), actor: Actor::System(SystemCause::GithubSecretScanning) }
+        KeyEventKind::Revoked {reason: Some(reason), actor: Actor::System(SystemCause::GithubSecretScanning) }
             if reason.starts_with(REVOKED_REASON)
     ));
     assert_eq!(
@@ -308,14 +309,14 @@ async fn hostile_requests_are_refused_and_change_nothing() {
 async fn unknown_and_malformed_tokens_are_false_positives() {
     let s = setup().await;
     let unknown = s.keys.format().generate().unwrap();
-    let other_format = tower_api_keys::KeyFormat::new("ghp")
+    let other_format = tower_api_keys::key::KeyFormat::new("ghp")
         .unwrap()
         .generate()
         .unwrap();
     let body = json!([
-        { "token": unknown.expose_secret(), "type": "bmc_api_key", "url": "https://github.com/a/b", "source": "content" },
-        { "token": other_format.expose_secret(), "type": "bmc_api_key", "url": "https://github.com/a/b", "source": "content" },
-        { "token": "bmc_short", "type": "bmc_api_key" },
+        {"token": unknown.expose_secret(), "type": "bmc_api_key", "url": "https://github.com/a/b", "source": "content" },
+        {"token": other_format.expose_secret(), "type": "bmc_api_key", "url": "https://github.com/a/b", "source": "content" },
+        {"token": "bmc_short", "type": "bmc_api_key" },
     ])
     .to_string();
     let (status, answer) = s.report(body.as_bytes()).await;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use backends::{PgSchema, Proxy, Server, TempDir, closed_port, pg_socket, unknown_key};
 use sqlx::sqlite::SqlitePoolOptions;
-use tower_api_keys::store::{PostgresStore, SqliteStore};
-use tower_api_keys::{ApiKeys, KeyStore, ManageError, NewKey, StoreError};
+use tower_api_keys::store::{PostgresStore, SqliteStore, StoreError};
+use tower_api_keys::{ApiKeys, KeyStore, ManageError, NewKey};
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 

@@ -350,7 +350,7 @@ async fn dropping_the_store_ends_its_listener_and_connections() {
 /// the listener is cut is still refused once it is back.
 #[tokio::test]
 async fn an_idle_instance_reads_the_log_only_when_told_and_loses_no_revocation() {
-    use tower_api_keys::store::{CountingStore, StoreMethod};
+    use tower_api_keys::test_util::{CountingStore, StoreMethod};
     PgSchema::run(|schema| async move {
         let app = backends::unique("tak_idle");
         let counting = Arc::new(CountingStore::new(

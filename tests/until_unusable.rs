@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_api_keys::store::CountingStore;
-use tower_api_keys::{ApiKeys, KeyStatus, MemoryStore, NewKey, OwnerId};
+use tower_api_keys::record::{KeyStatus, OwnerId};
+use tower_api_keys::test_util::CountingStore;
+use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
 
 /// Far above anything the feed needs (it polls every 50 ms here): a hang
 /// fails the test instead of stalling it.

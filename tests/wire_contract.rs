@@ -12,18 +12,19 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
-use tower_api_keys::clock::ManualClock;
-use tower_api_keys::store::{ScriptedStore, StoreMethod};
-use tower_api_keys::{ApiKeys, AuthenticatedKey, NewKey, Scopes};
+use tower_api_keys::event::Actor;
+use tower_api_keys::record::Scopes;
+use tower_api_keys::test_util::{ManualClock, ScriptedStore, StoreMethod};
+use tower_api_keys::{ApiKeys, AuthenticatedKey, NewKey};
 
 use common::{client, serve};
 
 async fn whoami(key: AuthenticatedKey) -> Json<Value> {
-    Json(json!({ "id": key.id().to_string(), "name": key.name(), "owner": key.owner().as_str() }))
+    Json(json!({"id": key.id().to_string(), "name": key.name(), "owner": key.owner().as_str() }))
 }
 
 async fn maybe_whoami(key: Option<AuthenticatedKey>) -> Json<Value> {
-    Json(json!({ "name": key.map(|k| k.name().to_owned()) }))
+    Json(json!({"name": key.map(|k| k.name().to_owned()) }))
 }
 
 /// The app of every test here: `/api/v2/projects` behind the layer,
@@ -176,7 +177,9 @@ async fn every_row_of_the_wire_contract() {
 
     // The key in the query string: 400, and it is never looked up.
     let lookups = f.store.calls().find_by_hash;
-    let unknown = tower_api_keys::KeyFormat::default().generate().unwrap();
+    let unknown = tower_api_keys::key::KeyFormat::default()
+        .generate()
+        .unwrap();
     let query = f
         .http
         .get(format!(
@@ -433,7 +436,9 @@ async fn a_thousand_concurrent_requests_with_one_uncached_key_cost_one_lookup() 
 #[tokio::test]
 async fn an_unknown_key_is_looked_up_once_per_negative_ttl() {
     let f = fixture().await;
-    let unknown = tower_api_keys::KeyFormat::default().generate().unwrap();
+    let unknown = tower_api_keys::key::KeyFormat::default()
+        .generate()
+        .unwrap();
     for _ in 0..50 {
         let r = f.get_key("/api/v2/projects", unknown.expose_secret()).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -568,7 +573,8 @@ async fn text_that_would_forge_a_listing_is_refused() {
     let key = f.keys.create(NewKey::new("acct_1", "ok")).await.unwrap();
     let refused = f
         .keys
-        .revoke_with_reason(
+        .acting_as(Actor::Owner("acct_1".into()))
+        .revoke(
             &"acct_1".into(),
             &key.record.id,
             Some("gone\n\u{1b}[31mFAKE"),
@@ -641,7 +647,9 @@ async fn rolling_a_key_keeps_both_working_until_the_overlap_ends() {
 #[tokio::test]
 async fn a_scoped_route_names_its_scope_on_401s() {
     let f = fixture().await;
-    let unknown = tower_api_keys::KeyFormat::default().generate().unwrap();
+    let unknown = tower_api_keys::key::KeyFormat::default()
+        .generate()
+        .unwrap();
     for authorization in [None, Some(bearer(unknown.expose_secret()))] {
         let r = f.get_with("/write", authorization.clone()).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

@@ -20,9 +20,10 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request};
 use tower::ServiceExt as _;
 use tower::util::MapRequestLayer;
-use tower_api_keys::store::{ScriptedStore, StoreCalls, StoreMethod};
-use tower_api_keys::throttle::{ClientAddress, FailedAttemptLimit};
-use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyFormat, MemoryStore, NewKey};
+use tower_api_keys::key::KeyFormat;
+use tower_api_keys::limit::{ClientAddress, FailedAttemptLimit};
+use tower_api_keys::test_util::{ScriptedStore, StoreCalls, StoreMethod};
+use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
 /// Requests in flight at once in the in-process floods.
 pub const FLOOD_CONCURRENCY: usize = 8;

@@ -12,9 +12,9 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use tower::{Layer, Service};
-use tower_api_keys::key::KeyHash;
+use tower_api_keys::key::{KeyHash, KeyHasher};
 use tower_api_keys::layer::ApiKeyService;
-use tower_api_keys::{ApiKeys, KeyHasher, MemoryStore, NewKey};
+use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
 
 pub type Body = Empty<Bytes>;
 
@@ -89,8 +89,8 @@ pub struct Subjects {
 /// The quickstart's JSON body; the owner comes from the key when there is one.
 fn project_list(owner: &str) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!([
-        { "id": "prj_1", "name": "website", "owner": owner },
-        { "id": "prj_2", "name": "mobile-app", "owner": owner },
+        {"id": "prj_1", "name": "website", "owner": owner },
+        {"id": "prj_2", "name": "mobile-app", "owner": owner },
     ]))
 }
 

@@ -12,13 +12,16 @@ use super::ApiKeys;
 use crate::clock::{Clock, SystemClock};
 use crate::engine::rate_limit::LimitSettings;
 #[cfg(feature = "redis")]
-use crate::engine::rate_limit::{RedisLimiter, RedisLimits, RedisLimitsError};
-use crate::engine::throttle::FailedAttemptLimit;
+use crate::engine::rate_limit::RedisLimiter;
 use crate::engine::{CacheConfig, Engine, Settings};
 use crate::event::{KeyEvent, KeyEventHandler};
 use crate::key::{KeyFormat, KeyHasher};
+use crate::limit::FailedAttemptLimit;
+use crate::limit::RateLimit;
+#[cfg(feature = "redis")]
+use crate::limit::{RedisLimits, RedisLimitsError};
 use crate::query::{DEFAULT_CREDENTIAL_PARAMS, QueryGuard};
-use crate::record::{OwnerId, RateLimit};
+use crate::record::OwnerId;
 use crate::rejection::{Challenge, InvalidChallengeParameter, Rejection, RejectionHandler};
 use crate::store::KeyStore;
 
@@ -26,7 +29,8 @@ use crate::store::KeyStore;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_api_keys::{ApiKeys, KeyFormat, MemoryStore};
+/// use tower_api_keys::{ApiKeys, MemoryStore};
+/// use tower_api_keys::key::KeyFormat;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -108,7 +112,8 @@ impl ApiKeysBuilder {
     /// checksum (see [`KeyFormat`]).
     ///
     /// ```
-    /// use tower_api_keys::{ApiKeys, KeyFormat, MemoryStore};
+    /// use tower_api_keys::{ApiKeys, MemoryStore};
+    /// use tower_api_keys::key::KeyFormat;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -168,8 +173,9 @@ impl ApiKeysBuilder {
     /// The clock is the Redis server's.
     ///
     /// ```no_run
-    /// use tower_api_keys::rate_limit::RedisLimits;
-    /// use tower_api_keys::{ApiKeys, MemoryStore, RateLimit};
+    /// use tower_api_keys::limit::RedisLimits;
+    /// use tower_api_keys::{ApiKeys, MemoryStore};
+    /// use tower_api_keys::limit::RateLimit;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

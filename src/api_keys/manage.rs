@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use super::ApiKeys;
-use crate::engine::{AuthenticatedKey, CreatedKey, ManageError};
+use crate::error::ManageError;
 use crate::event::{Actor, KeyEventKind};
-use crate::record::{KeyId, KeyRecord, NewKey, OwnerId};
+use crate::identity::AuthenticatedKey;
+use crate::record::{CreatedKey, KeyId, KeyRecord, NewKey, OwnerId};
 use crate::rejection::Rejection;
 use crate::store::{KeyCursor, KeyPage, ListKeys};
 
@@ -15,7 +16,8 @@ impl ApiKeys {
     /// Creates a key and returns its plaintext, once.
     ///
     /// ```
-    /// use tower_api_keys::{ApiKeys, KeyStatus, MemoryStore, NewKey};
+    /// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+    /// use tower_api_keys::record::KeyStatus;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,13 +30,34 @@ impl ApiKeys {
     /// ```
     pub async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
         let actor = Actor::Owner(new.owner.clone());
-        self.create_as(new, actor).await
+        self.acting_as(actor).create(new).await
     }
 
-    /// [`create`](Self::create), naming who created the key in its
-    /// [`Created`](KeyEventKind::Created) event (`create` names the owner).
-    pub async fn create_as(&self, new: NewKey, actor: Actor) -> Result<CreatedKey, ManageError> {
-        self.engine.create(new, actor).await
+    /// The calls that change keys, naming `actor` as who made each change
+    /// in its [`KeyEvent`](crate::event::KeyEvent) (the calls on
+    /// [`ApiKeys`] itself name the key's owner): a managing key acting for
+    /// its owner, say, or a policy of the crate.
+    ///
+    /// ```
+    /// use tower_api_keys::event::Actor;
+    /// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = ApiKeys::builder(MemoryStore::new()).build()?;
+    /// let owner = "acct_1".into();
+    /// let created = keys.create(NewKey::new("acct_1", "laptop")).await?;
+    /// let manager = keys.create(NewKey::new("acct_1", "keys manager")).await?;
+    /// let revoked = keys
+    ///     .acting_as(Actor::Key(manager.record.id))
+    ///     .revoke(&owner, &created.record.id, Some("lost laptop"))
+    ///     .await?;
+    /// assert_eq!(revoked.revoked_reason.as_deref(), Some("lost laptop"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn acting_as(&self, actor: Actor) -> ActingAs<'_> {
+        ActingAs { keys: self, actor }
     }
 
     /// Rotates one of the owner's keys: creates a new key with the same name,
@@ -62,40 +85,9 @@ impl ApiKeys {
         id: &KeyId,
         overlap: chrono::Duration,
     ) -> Result<CreatedKey, ManageError> {
-        self.roll_as(owner, id, overlap, Actor::Owner(owner.clone()))
+        self.acting_as(Actor::Owner(owner.clone()))
+            .roll(owner, id, overlap)
             .await
-    }
-
-    /// [`roll`](Self::roll), naming who rolled the key in its events (`roll`
-    /// names the owner).
-    pub async fn roll_as(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        overlap: chrono::Duration,
-        actor: Actor,
-    ) -> Result<CreatedKey, ManageError> {
-        let old = self.get(owner, id).await?;
-        if old.revoked_at.is_some() {
-            return Err(ManageError::Revoked);
-        }
-        let mut new = NewKey::new(old.owner.clone(), old.name.clone())
-            .scopes(old.scopes.clone())
-            .metadata(old.metadata.clone());
-        new.expires_at = old.expires_at;
-        new.rate_limit = old.rate_limit;
-        let created = self.create_as(new, actor.clone()).await?;
-        let until = self.engine.clock.now() + overlap.max(chrono::Duration::zero());
-        let old = self.expire(owner, id, until).await?;
-        self.engine.event(
-            &old,
-            KeyEventKind::Rolled {
-                successor: created.record.id,
-                expires_at: old.expires_at.unwrap_or(until),
-                actor,
-            },
-        );
-        Ok(created)
     }
 
     /// One page of the owner's keys, newest first: `limit` keys at most
@@ -144,9 +136,12 @@ impl ApiKeys {
     /// Revokes one of the owner's keys, irreversibly. The key is refused by
     /// this process as soon as this returns, and by every process that shares
     /// the store once it reads the change log (within about a second).
-    /// Revoking a revoked key returns its record unchanged.
+    /// Revoking a revoked key returns its record unchanged. To record why,
+    /// or who did it, see [`acting_as`](Self::acting_as).
     pub async fn revoke(&self, owner: &OwnerId, id: &KeyId) -> Result<KeyRecord, ManageError> {
-        self.revoke_with_reason(owner, id, None).await
+        self.acting_as(Actor::Owner(owner.clone()))
+            .revoke(owner, id, None)
+            .await
     }
 
     /// Renames one of the owner's keys (the name is checked as at
@@ -172,44 +167,9 @@ impl ApiKeys {
         id: &KeyId,
         name: &str,
     ) -> Result<KeyRecord, ManageError> {
-        self.rename_as(owner, id, name, Actor::Owner(owner.clone()))
+        self.acting_as(Actor::Owner(owner.clone()))
+            .rename(owner, id, name)
             .await
-    }
-
-    /// [`rename`](Self::rename), naming who renamed the key in its
-    /// [`Renamed`](KeyEventKind::Renamed) event (`rename` names the owner).
-    pub async fn rename_as(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        name: &str,
-        actor: Actor,
-    ) -> Result<KeyRecord, ManageError> {
-        self.engine.rename(owner, id, name, actor).await
-    }
-
-    /// [`revoke`](Self::revoke), recording why.
-    pub async fn revoke_with_reason(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        reason: Option<&str>,
-    ) -> Result<KeyRecord, ManageError> {
-        self.revoke_as(owner, id, reason, Actor::Owner(owner.clone()))
-            .await
-    }
-
-    /// [`revoke_with_reason`](Self::revoke_with_reason), naming who revoked
-    /// the key in its [`Revoked`](KeyEventKind::Revoked) event (the other
-    /// calls name the owner).
-    pub async fn revoke_as(
-        &self,
-        owner: &OwnerId,
-        id: &KeyId,
-        reason: Option<&str>,
-        actor: Actor,
-    ) -> Result<KeyRecord, ManageError> {
-        self.engine.revoke(owner, id, reason, actor).await
     }
 
     /// Emits an event about `record`, stamped now (for the endpoints built
@@ -250,5 +210,81 @@ impl ApiKeys {
     /// ```
     pub async fn authenticate(&self, key: &str) -> Result<AuthenticatedKey, Rejection> {
         std::sync::Arc::clone(&self.engine).authenticate(key).await
+    }
+}
+
+/// The calls that change keys, on behalf of an [`Actor`] named in their
+/// events; from [`ApiKeys::acting_as`]. Each call is scoped by owner, as
+/// on [`ApiKeys`].
+#[derive(Debug, Clone)]
+#[must_use = "an ActingAs does nothing until one of its calls is awaited"]
+pub struct ActingAs<'a> {
+    keys: &'a ApiKeys,
+    actor: Actor,
+}
+
+impl ActingAs<'_> {
+    /// [`ApiKeys::create`], naming the actor in the
+    /// [`Created`](KeyEventKind::Created) event.
+    pub async fn create(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
+        self.keys.engine.create(new, self.actor.clone()).await
+    }
+
+    /// [`ApiKeys::roll`], naming the actor in the events.
+    pub async fn roll(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        overlap: chrono::Duration,
+    ) -> Result<CreatedKey, ManageError> {
+        let old = self.keys.get(owner, id).await?;
+        if old.revoked_at.is_some() {
+            return Err(ManageError::Revoked);
+        }
+        let mut new = NewKey::new(old.owner.clone(), old.name.clone())
+            .scopes(old.scopes.clone())
+            .metadata(old.metadata.clone());
+        new.expires_at = old.expires_at;
+        new.rate_limit = old.rate_limit;
+        let created = self.create(new).await?;
+        let until = self.keys.now() + overlap.max(chrono::Duration::zero());
+        let old = self.keys.expire(owner, id, until).await?;
+        self.keys.engine.event(
+            &old,
+            KeyEventKind::Rolled {
+                successor: created.record.id,
+                expires_at: old.expires_at.unwrap_or(until),
+                actor: self.actor.clone(),
+            },
+        );
+        Ok(created)
+    }
+
+    /// [`ApiKeys::rename`], naming the actor in the
+    /// [`Renamed`](KeyEventKind::Renamed) event.
+    pub async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        name: &str,
+    ) -> Result<KeyRecord, ManageError> {
+        self.keys
+            .engine
+            .rename(owner, id, name, self.actor.clone())
+            .await
+    }
+
+    /// [`ApiKeys::revoke`], recording `reason` with the revocation and
+    /// naming the actor in the [`Revoked`](KeyEventKind::Revoked) event.
+    pub async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: &KeyId,
+        reason: Option<&str>,
+    ) -> Result<KeyRecord, ManageError> {
+        self.keys
+            .engine
+            .revoke(owner, id, reason, self.actor.clone())
+            .await
     }
 }

@@ -4,17 +4,20 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::engine::{AuthenticatedKey, Engine, LastUsedStats, RefusalStats};
+use crate::engine::Engine;
+use crate::identity::AuthenticatedKey;
 use crate::key::{KeyFormat, KeyHasher};
 use crate::layer::ApiKeyLayer;
 use crate::record::KeyStatus;
 use crate::rejection::{Rejection, RejectionReason};
+use crate::stats::{LastUsedStats, RefusalStats};
 use crate::store::KeyStore;
 
 mod builder;
 mod manage;
 
 pub use builder::{ApiKeysBuilder, BuildError};
+pub use manage::ActingAs;
 
 /// API-key authentication for one application: build it once at start-up,
 /// protect routes with [`layer`](Self::layer), manage keys with
@@ -69,7 +72,8 @@ impl ApiKeys {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_api_keys::{ApiKeys, KeyStatus, MemoryStore, NewKey};
+    /// use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
+    /// use tower_api_keys::record::KeyStatus;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -134,7 +138,7 @@ impl ApiKeys {
     /// what the policy did with them. `None` when limits are counted in
     /// process.
     #[cfg(feature = "redis")]
-    pub fn shared_limit_stats(&self) -> Option<crate::engine::rate_limit::SharedLimitStats> {
+    pub fn shared_limit_stats(&self) -> Option<crate::limit::SharedLimitStats> {
         self.engine.shared_limit_stats()
     }
 

@@ -15,12 +15,13 @@ use moka::future::Cache;
 
 use super::metrics::Metrics;
 use super::rate_limit::{Limiter, Limiters};
+use crate::identity::IdentityEntry;
 use crate::key::KeyHash;
 use crate::record::KeyRecord;
 use crate::store::{KeyStore, StoreError};
 
 /// A cached known key. Handlers receive it (as
-/// [`AuthenticatedKey`](super::AuthenticatedKey)) without a copy.
+/// [`AuthenticatedKey`](crate::AuthenticatedKey)) without a copy.
 #[derive(Debug)]
 pub(crate) struct CachedKey {
     record: KeyRecord,
@@ -37,6 +38,16 @@ pub(crate) struct CachedKey {
     active_until_micros: i64,
     /// The key's and its owner's allowances, when either has one.
     pub(crate) limiter: Option<Arc<Limiter>>,
+}
+
+impl IdentityEntry for CachedKey {
+    fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+
+    fn loaded_at(&self) -> Instant {
+        self.loaded_at
+    }
 }
 
 impl CachedKey {
@@ -59,11 +70,6 @@ impl CachedKey {
 
     pub(crate) fn record(&self) -> &KeyRecord {
         &self.record
-    }
-
-    /// When the store was asked for this record.
-    pub(crate) fn loaded_at(&self) -> Instant {
-        self.loaded_at
     }
 
     /// Whether the key's status can depend on the time: it has an expiry, or

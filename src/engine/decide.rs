@@ -11,13 +11,13 @@ use http::Request;
 
 use super::Engine;
 use super::cache::{Cached, CachedKey, LoadError};
-use super::identity::AuthenticatedKey;
 use super::rate_limit::Acquired;
 #[cfg(feature = "redis")]
 use super::rate_limit::{Limiter, SharedOutcome};
 use super::throttle::ClientKey;
 use crate::bearer::{self, RawCredentials};
 use crate::event::{Actor, KeyEventKind, NoticedBy, SystemCause};
+use crate::identity::AuthenticatedKey;
 use crate::key::KeyHash;
 use crate::record::{EXPOSED_IN_URL, KeyStatus};
 use crate::rejection::{RateLimitState, Rejection, RejectionReason};

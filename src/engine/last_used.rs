@@ -23,24 +23,8 @@ use super::tasks::{StopSignal, until_stopped};
 use crate::clock::Clock;
 use crate::event::{EventSink, KeyEvent, KeyEventKind};
 use crate::record::KeyId;
+use crate::stats::LastUsedStats;
 use crate::store::{KeyStore, LastUsed};
-
-/// Counters of the last-used recorder, from [`ApiKeys::last_used_stats`](crate::ApiKeys::last_used_stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LastUsedStats {
-    /// Batches written successfully.
-    pub batches: u64,
-    /// Key times written successfully (one per key per batch).
-    pub keys_written: u64,
-    /// Batch writes that failed (their times are retried).
-    pub write_errors: u64,
-    /// Key times given up: past the retry bound while the store failed, or
-    /// still unwritten when the recorder stopped.
-    pub dropped: u64,
-    /// Key times waiting for the next batch.
-    pub pending: u64,
-}
 
 #[derive(Debug, Default)]
 struct Counters {

@@ -6,23 +6,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::rejection::RejectionReason;
+use crate::stats::RefusalStats;
 
 /// Lines a reason may write in one interval.
 const LINES_PER_INTERVAL: u32 = 5;
 /// The interval.
 const INTERVAL: Duration = Duration::from_secs(10);
-
-/// What the app can read of one refusal reason, from
-/// [`ApiKeys::refusal_stats`](crate::ApiKeys::refusal_stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RefusalStats {
-    /// Requests refused for this reason since start.
-    pub refused: u64,
-    /// Log lines held back for this reason since start (each refusal has
-    /// one line, or counts here).
-    pub lines_suppressed: u64,
-}
 
 #[derive(Debug, Default)]
 struct Slot {

@@ -2,81 +2,13 @@
 //! write, the cache eviction, the watchers of the key, and one key event
 //! (which is also its tracing event).
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 
 use super::Engine;
+use crate::error::ManageError;
 use crate::event::{Actor, KeyEvent, KeyEventKind, NoticedBy};
-use crate::key::{RandomSourceError, SecretKey};
-use crate::record::{KeyId, KeyRecord, NewKey, OwnerId, is_unsafe_to_show, is_visible_text};
-use crate::store::{KeyUpdate, StoreError};
-
-/// Longest key name, owner and revocation reason accepted, in characters.
-const MAX_TEXT_LEN: usize = 200;
-
-/// Whether `text` is 1 to [`MAX_TEXT_LEN`] characters, none of which
-/// changes how text around it is shown or hides in it, and not blank.
-fn is_showable(text: &str) -> bool {
-    let len = text.chars().count();
-    (1..=MAX_TEXT_LEN).contains(&len)
-        && !text.chars().any(is_unsafe_to_show)
-        && is_visible_text(text)
-}
-
-/// A key just created: the plaintext, to show its owner once, and the
-/// record as stored. `Debug` shows only the display prefix of the secret.
-pub struct CreatedKey {
-    /// The plaintext key. It cannot be recovered later.
-    pub secret: SecretKey,
-    /// The stored record.
-    pub record: KeyRecord,
-}
-
-impl fmt::Debug for CreatedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreatedKey")
-            .field("secret", &self.secret)
-            .field("record", &self.record)
-            .finish()
-    }
-}
-
-/// Why a management call failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ManageError {
-    /// The owner has no key with that id.
-    #[error("no such key")]
-    NotFound,
-    /// The name is empty, too long, or has control or bidirectional
-    /// formatting characters.
-    #[error(
-        "a key name must be 1 to {MAX_TEXT_LEN} visible characters, without control, invisible or bidirectional formatting characters"
-    )]
-    InvalidName,
-    /// The owner is empty, too long, or has control or bidirectional
-    /// formatting characters.
-    #[error(
-        "an owner must be 1 to {MAX_TEXT_LEN} visible characters, without control, invisible or bidirectional formatting characters"
-    )]
-    InvalidOwner,
-    /// The revocation reason is empty, too long, or has control or
-    /// bidirectional formatting characters.
-    #[error(
-        "a revocation reason must be 1 to {MAX_TEXT_LEN} visible characters, without control, invisible or bidirectional formatting characters"
-    )]
-    InvalidReason,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A revoked key cannot be rolled.
-    #[error("the key is revoked")]
-    Revoked,
-    /// No random bytes could be had for the key.
-    #[error(transparent)]
-    Random(#[from] RandomSourceError),
-}
+use crate::record::{CreatedKey, KeyId, KeyRecord, NewKey, OwnerId, is_showable};
+use crate::store::KeyUpdate;
 
 impl Engine {
     /// Generates, stores and announces a new key.

@@ -4,9 +4,9 @@
 //! throttle, the watchers of keys that stop being usable, and the stop
 //! signal of the background tasks.
 //!
-//! Everything here is crate-private; the types users name are re-exported
-//! where they belong (`AuthenticatedKey` at the root, the throttle settings
-//! under [`throttle`](crate::throttle)).
+//! Everything here is crate-private: the types users name (the identity,
+//! the settings, the counters, the errors) are defined in the modules below
+//! it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,7 +25,6 @@ use crate::store::KeyStore;
 mod cache;
 mod change_follower;
 mod decide;
-mod identity;
 mod last_used;
 mod log_budget;
 mod manage;
@@ -37,11 +36,9 @@ mod unusable;
 
 pub(crate) use cache::CacheConfig;
 pub(crate) use decide::{Requirement, Verdict};
-pub use identity::AuthenticatedKey;
-pub use last_used::LastUsedStats;
-pub use log_budget::RefusalStats;
-pub use manage::{CreatedKey, ManageError};
 
+use crate::limit::FailedAttemptLimit;
+use crate::stats::{LastUsedStats, RefusalStats};
 use cache::KeyCache;
 use change_follower::{ChangeFollower, FeedTiming};
 use last_used::{Recorder, UsageQueue};
@@ -49,7 +46,7 @@ use log_budget::LogBudget;
 use metrics::Metrics;
 use rate_limit::{LimitSettings, Limiters};
 use tasks::Tasks;
-use throttle::{FailedAttemptLimit, Throttle};
+use throttle::Throttle;
 use unusable::Watchers;
 
 /// What [`Engine::start`] is made of; checked by the builder.
@@ -189,7 +186,7 @@ impl Engine {
 
     /// The counters of the Redis limiter, when it is the backend.
     #[cfg(feature = "redis")]
-    pub(crate) fn shared_limit_stats(&self) -> Option<rate_limit::SharedLimitStats> {
+    pub(crate) fn shared_limit_stats(&self) -> Option<crate::limit::SharedLimitStats> {
         self.limiters.shared_stats()
     }
 

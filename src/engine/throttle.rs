@@ -20,122 +20,15 @@
 //! entries alive for as long as they are used. The vouching set is neither.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{Extensions, HeaderMap, HeaderName};
+use http::{Extensions, HeaderMap};
 
 use crate::key::KeyHash;
-
-/// A function that tells a request's client address from its extensions and
-/// headers.
-pub type FindClient = Arc<dyn Fn(&Extensions, &HeaderMap) -> Option<IpAddr> + Send + Sync>;
-
-/// How to tell which client sent a request.
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum ClientAddress {
-    /// The peer address of the connection: axum's `ConnectInfo<SocketAddr>`
-    /// (serve with `into_make_service_with_connect_info::<SocketAddr>()`),
-    /// or a `SocketAddr` the server put in the request extensions.
-    Socket,
-    /// A header that a trusted reverse proxy sets, such as `x-real-ip` or
-    /// `x-forwarded-for` (the last address of a list, the one the proxy
-    /// appended). Only use a header your proxy always overwrites.
-    TrustedHeader(HeaderName),
-    /// A function of your own.
-    Custom(FindClient),
-}
-
-impl fmt::Debug for ClientAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Socket => f.write_str("Socket"),
-            Self::TrustedHeader(name) => f.debug_tuple("TrustedHeader").field(name).finish(),
-            Self::Custom(_) => f.write_str("Custom(..)"),
-        }
-    }
-}
-
-impl ClientAddress {
-    fn find(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
-        match self {
-            Self::Socket => {
-                #[cfg(feature = "axum")]
-                if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
-                    return Some(info.0.ip());
-                }
-                extensions.get::<SocketAddr>().map(SocketAddr::ip)
-            }
-            Self::TrustedHeader(name) => {
-                let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
-                let last = value.rsplit(',').next()?.trim();
-                last.parse::<IpAddr>()
-                    .ok()
-                    .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
-            }
-            Self::Custom(find) => find(extensions, headers),
-        }
-    }
-}
-
-/// The failed-attempt limit: at most `max_failures` failed authentications
-/// per client address within `window`.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_api_keys::throttle::{ClientAddress, FailedAttemptLimit};
-/// use tower_api_keys::{ApiKeys, MemoryStore};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let keys = ApiKeys::builder(MemoryStore::new())
-///     .failed_attempt_limit(
-///         FailedAttemptLimit::new(20, Duration::from_secs(60))
-///             .client_address(ClientAddress::TrustedHeader("x-real-ip".parse().unwrap())),
-///     )
-///     .build()
-///     .unwrap();
-/// # drop(keys);
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct FailedAttemptLimit {
-    max_failures: u32,
-    window: Duration,
-    client: ClientAddress,
-    capacity: u64,
-}
-
-impl FailedAttemptLimit {
-    /// At most `max_failures` failures per address per `window`, counted by
-    /// socket address.
-    pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self {
-            max_failures: max_failures.max(1),
-            window,
-            client: ClientAddress::Socket,
-            capacity: 100_000,
-        }
-    }
-
-    /// How to tell clients apart (default: the socket's peer address).
-    #[must_use]
-    pub fn client_address(mut self, client: ClientAddress) -> Self {
-        self.client = client;
-        self
-    }
-
-    /// Most client addresses tracked at once (default 100,000); memory stays
-    /// bounded under a flood of addresses.
-    #[must_use]
-    pub fn capacity(mut self, addresses: u64) -> Self {
-        self.capacity = addresses;
-        self
-    }
-}
+use crate::limit::FailedAttemptLimit;
 
 /// How long a key found valid vouches for itself after its last lookup.
 const VOUCHED_FOR: Duration = Duration::from_secs(3600);
@@ -248,7 +141,10 @@ impl Throttle {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderName;
+
     use super::*;
+    use crate::limit::ClientAddress;
 
     #[test]
     fn addresses_are_grouped_as_hosts_hold_them() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Engine;
-use super::identity::AuthenticatedKey;
+use crate::identity::AuthenticatedKey;
 use crate::key::KeyHash;
 use crate::record::{KeyRecord, KeyStatus};
 

@@ -1,4 +1,4 @@
-//! The response body of [`ApiKeyService`](crate::ApiKeyService): the inner
+//! The response body of [`ApiKeyService`](super::ApiKeyService): the inner
 //! service's body, or the small body of a rejection.
 
 use std::pin::Pin;
@@ -22,21 +22,21 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<B> {
-        Inner { #[pin] body: B },
-        Rejection { #[pin] body: Full<Bytes> },
+        Inner {#[pin] body: B },
+        Rejection {#[pin] body: Full<Bytes> },
     }
 }
 
 impl<B> ResponseBody<B> {
     /// Wraps the inner service's body.
-    pub fn inner(body: B) -> Self {
+    pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
         }
     }
 
     /// A rejection's body.
-    pub fn rejection(bytes: Bytes) -> Self {
+    pub(crate) fn rejection(bytes: Bytes) -> Self {
         Self {
             kind: Kind::Rejection {
                 body: Full::new(bytes),

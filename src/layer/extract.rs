@@ -10,7 +10,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use super::Anonymous;
-use crate::engine::AuthenticatedKey;
+use crate::identity::AuthenticatedKey;
 use crate::rejection::{Rejection, RejectionReason};
 
 /// Why [`AuthenticatedKey`] could not be extracted.

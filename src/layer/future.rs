@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use crate::engine::AuthenticatedKey;
+use crate::identity::AuthenticatedKey;
 
 pin_project! {
     /// The response future of [`ApiKeyService`].

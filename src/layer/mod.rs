@@ -1,6 +1,44 @@
 //! The tower middleware: [`ApiKeyLayer`], the [`ApiKeyService`] it makes,
 //! that service's [`ResponseFuture`] and [`ResponseBody`], and (feature
 //! `axum`) the extractor of [`AuthenticatedKey`](crate::AuthenticatedKey).
+//!
+//! Without axum, the layer wraps any `tower::Service<http::Request<B>>`,
+//! such as one that hyper serves; handlers find the identity in the
+//! request's extensions:
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use http::{Request, Response, StatusCode, header::AUTHORIZATION};
+//! use tower::{ServiceBuilder, ServiceExt as _, service_fn};
+//! use tower_api_keys::{ApiKeys, AuthenticatedKey, MemoryStore, NewKey};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = ApiKeys::builder(MemoryStore::new()).build()?;
+//! let created = keys.create(NewKey::new("acct_1", "script")).await?;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(keys.layer())
+//!     .service(service_fn(|request: Request<String>| async move {
+//!         let key = request.extensions().get::<AuthenticatedKey>().cloned();
+//!         let name = key.map(|key| key.name().to_owned()).unwrap_or_default();
+//!         Ok::<_, Infallible>(Response::new(name))
+//!     }));
+//! // Serve it with hyper through `hyper_util::service::TowerToHyperService`.
+//!
+//! let request = Request::get("/")
+//!     .header(AUTHORIZATION, format!("Bearer {}", created.secret.expose_secret()))
+//!     .body(String::new())?;
+//! let response = service.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! let anonymous = service.oneshot(Request::get("/").body(String::new())?).await?;
+//! assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+//! # keys.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::sync::Arc;

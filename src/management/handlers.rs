@@ -20,8 +20,8 @@ use super::wire::{
     CreateKeyBody, CreatedKeyBody, KeyBody, KeyPageBody, ListParams, ProblemBody, RenameKeyBody,
     RollKeyBody,
 };
-use crate::engine::AuthenticatedKey;
 use crate::event::Actor;
+use crate::identity::AuthenticatedKey;
 use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, Scopes};
 use crate::store::KeyCursor;
 
@@ -361,7 +361,7 @@ pub(super) async fn create_key(
         (Some(at), _) => Some(at),
         (None, limit) => limit,
     };
-    let created = context.keys.create_as(new, manager.actor).await?;
+    let created = context.keys.acting_as(manager.actor).create(new).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKeyBody::new(&created, now)),
@@ -414,7 +414,8 @@ pub(super) async fn rename_key(
     let old = key_to_change(&context, &manager, path, "rename").await?;
     let record = context
         .keys
-        .rename_as(&manager.owner, &old.id, &request.name, manager.actor)
+        .acting_as(manager.actor)
+        .rename(&manager.owner, &old.id, &request.name)
         .await?;
     Ok(Json(KeyBody::new(&record, context.keys.now())))
 }
@@ -440,7 +441,8 @@ pub(super) async fn revoke_key(
     let old = key_to_change(&context, &manager, path, "revoke").await?;
     let record = context
         .keys
-        .revoke_as(&manager.owner, &old.id, None, manager.actor)
+        .acting_as(manager.actor)
+        .revoke(&manager.owner, &old.id, None)
         .await?;
     Ok(Json(KeyBody::new(&record, context.keys.now())))
 }
@@ -494,7 +496,8 @@ pub(super) async fn roll_key(
     let overlap = chrono::Duration::seconds(i64::try_from(overlap).unwrap_or(0));
     let created = context
         .keys
-        .roll_as(&manager.owner, &old.id, overlap, manager.actor)
+        .acting_as(manager.actor)
+        .roll(&manager.owner, &old.id, overlap)
         .await?;
     let now = context.keys.now();
     Ok((

@@ -32,7 +32,7 @@
 //! Bodies are at most [`ManagementApi::MAX_BODY`] bytes of `application/json`
 //! without unknown fields.
 //!
-//! Every action is one [`KeyEvent`](crate::KeyEvent), logged and handed to
+//! Every action is one [`KeyEvent`](crate::event::KeyEvent), logged and handed to
 //! [`on_key_event`](crate::ApiKeysBuilder::on_key_event), naming the calling
 //! key ([`Actor::Key`](crate::event::Actor::Key)) or owner.
 //!
@@ -57,7 +57,8 @@
 //!
 //! ```
 //! use axum::{Router, extract::Request, middleware::{self, Next}, response::Response};
-//! use tower_api_keys::{ApiKeys, MemoryStore, OwnerId};
+//! use tower_api_keys::{ApiKeys, MemoryStore};
+//! use tower_api_keys::record::OwnerId;
 //!
 //! async fn session(mut request: Request, next: Next) -> Response {
 //!     // The application's own check of its session cookie goes here.

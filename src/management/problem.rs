@@ -7,7 +7,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 
 use super::wire::ProblemBody;
-use crate::engine::ManageError;
+use crate::error::ManageError;
 use crate::store::StoreError;
 
 /// The prefix of every problem `type` this API answers with.

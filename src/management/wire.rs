@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::engine::CreatedKey;
+use crate::record::CreatedKey;
 use crate::record::{KeyId, KeyRecord, KeyStatus};
 
 /// One key as the API shows it.

@@ -2,63 +2,22 @@
 //! [`ChangeFeed`](super::ChangeFeed) method for a store that forwards to another: `Arc<S>`, the counting decorator
 //! and the scripted test store differ only in what they do before a call.
 
-/// A method of [`KeyStore`](super::KeyStore) or its
-/// [`ChangeFeed`](super::ChangeFeed), as decorators name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StoreMethod {
-    /// [`KeyStore::insert`](super::KeyStore::insert).
-    Insert,
-    /// [`KeyStore::find_by_hash`](super::KeyStore::find_by_hash).
-    FindByHash,
-    /// [`KeyStore::find_by_id`](super::KeyStore::find_by_id).
-    FindById,
-    /// [`KeyStore::list`](super::KeyStore::list).
-    List,
-    /// [`KeyStore::update`](super::KeyStore::update).
-    Update,
-    /// [`KeyStore::record_last_used`](super::KeyStore::record_last_used).
-    RecordLastUsed,
-    /// [`ChangeFeed::changes`](super::ChangeFeed::changes).
-    Changes,
-    /// [`ChangeFeed::prune_changes`](super::ChangeFeed::prune_changes).
-    PruneChanges,
-}
-
-impl StoreMethod {
-    /// Every method, in declaration order.
-    pub const ALL: [StoreMethod; 8] = [
-        Self::Insert,
-        Self::FindByHash,
-        Self::FindById,
-        Self::List,
-        Self::Update,
-        Self::RecordLastUsed,
-        Self::Changes,
-        Self::PruneChanges,
-    ];
-
-    /// The method's position in [`ALL`](Self::ALL).
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
-
 /// Implements `KeyStore` and `ChangeFeed` for `$ty` by forwarding every call to the store
 /// `$inner` (an expression over `$this`, the receiver), after running the
 /// optional `before` hook: an expression over `$this` and `$method` (the
-/// [`StoreMethod`]) that may `.await` and yields `Result<(), StoreError>`;
+/// method's variant of the enum `$methods` names, which has one variant
+/// per method) that may `.await` and yields `Result<(), StoreError>`;
 /// an error is returned without forwarding.
 macro_rules! forward_key_store {
     (@hook $receiver:tt, $variant:ident) => {};
-    (@hook $receiver:tt, $variant:ident, $hook_this:ident, $method:ident, $before:expr) => {{
+    (@hook $receiver:tt, $variant:ident, $hook_this:ident, $method:ident, $methods:path, $before:expr) => {{
         let $hook_this = $receiver;
-        let $method = $crate::store::StoreMethod::$variant;
+        let $method = { use $methods as Methods; Methods::$variant };
         $before?;
     }};
     (
         impl[$($generics:tt)*] for $ty:ty, to |$this:ident| $inner:expr
-        $(, before |$hook_this:ident, $method:ident| $before:expr)? $(,)?
+        $(, before |$hook_this:ident, $method:ident: $methods:path| $before:expr)? $(,)?
     ) => {
         #[::async_trait::async_trait]
         impl<$($generics)*> $crate::store::KeyStore for $ty {
@@ -66,7 +25,7 @@ macro_rules! forward_key_store {
                 &self,
                 record: &$crate::record::KeyRecord,
             ) -> ::std::result::Result<(), $crate::store::StoreError> {
-                $crate::store::forward::forward_key_store!(@hook self, Insert $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, Insert $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).insert(record).await
             }
@@ -78,7 +37,7 @@ macro_rules! forward_key_store {
                 ::std::option::Option<$crate::record::KeyRecord>,
                 $crate::store::StoreError,
             > {
-                $crate::store::forward::forward_key_store!(@hook self, FindByHash $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, FindByHash $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).find_by_hash(hash).await
             }
@@ -90,7 +49,7 @@ macro_rules! forward_key_store {
                 ::std::option::Option<$crate::record::KeyRecord>,
                 $crate::store::StoreError,
             > {
-                $crate::store::forward::forward_key_store!(@hook self, FindById $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, FindById $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).find_by_id(id).await
             }
@@ -99,7 +58,7 @@ macro_rules! forward_key_store {
                 &self,
                 query: &$crate::store::ListKeys,
             ) -> ::std::result::Result<$crate::store::KeyPage, $crate::store::StoreError> {
-                $crate::store::forward::forward_key_store!(@hook self, List $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, List $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).list(query).await
             }
@@ -113,7 +72,7 @@ macro_rules! forward_key_store {
                 ::std::option::Option<$crate::record::KeyRecord>,
                 $crate::store::StoreError,
             > {
-                $crate::store::forward::forward_key_store!(@hook self, Update $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, Update $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).update(owner, id, update).await
             }
@@ -122,7 +81,7 @@ macro_rules! forward_key_store {
                 &self,
                 batch: &[$crate::store::LastUsed],
             ) -> ::std::result::Result<(), $crate::store::StoreError> {
-                $crate::store::forward::forward_key_store!(@hook self, RecordLastUsed $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, RecordLastUsed $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).record_last_used(batch).await
             }
@@ -135,7 +94,7 @@ macro_rules! forward_key_store {
                 after: ::std::option::Option<$crate::store::ChangeCursor>,
                 limit: usize,
             ) -> ::std::result::Result<$crate::store::ChangeBatch, $crate::store::StoreError> {
-                $crate::store::forward::forward_key_store!(@hook self, Changes $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, Changes $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).changes(after, limit).await
             }
@@ -145,7 +104,7 @@ macro_rules! forward_key_store {
                 before: ::chrono::DateTime<::chrono::Utc>,
                 limit: usize,
             ) -> ::std::result::Result<u64, $crate::store::StoreError> {
-                $crate::store::forward::forward_key_store!(@hook self, PruneChanges $(, $hook_this, $method, $before)?);
+                $crate::store::forward::forward_key_store!(@hook self, PruneChanges $(, $hook_this, $method, $methods, $before)?);
                 let $this = self;
                 ($inner).prune_changes(before, limit).await
             }

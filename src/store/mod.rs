@@ -10,9 +10,8 @@
 //! | `SqliteStore` | `sqlite` | one machine; several processes may share the file |
 //! | `PostgresStore` | `postgres` | any number of instances sharing one database |
 //!
-//! [`CountingStore`] wraps any of them and counts the calls made to it;
-//! with the `test-util` feature, [`ScriptedStore`] wraps one to fail, delay
-//! or hold calls on demand.
+//! With the `test-util` feature, [`test_util`](crate::test_util) has
+//! decorators that count a store's calls or make them fail, wait or hold.
 
 use std::sync::Arc;
 
@@ -23,14 +22,11 @@ use crate::key::KeyHash;
 use crate::record::{KeyId, KeyRecord, OwnerId};
 
 mod change_feed;
-mod counting;
-mod forward;
+pub(crate) mod forward;
 mod list;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
-#[cfg(feature = "test-util")]
-mod scripted;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -40,14 +36,10 @@ mod update;
 pub use change_feed::{
     ChangeBatch, ChangeCursor, ChangeFeed, ChangeNotifier, ChangeSignal, KeyChange,
 };
-pub use counting::{CountingStore, StoreCalls};
-pub use forward::StoreMethod;
 pub use list::{InvalidCursor, KeyCursor, KeyPage, ListKeys};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
-#[cfg(feature = "test-util")]
-pub use scripted::{Gate, ScriptedStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 /// The sqlx version the SQL stores are built on, for naming its pools,

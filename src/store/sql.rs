@@ -6,7 +6,8 @@ use sqlx::error::ErrorKind;
 
 use super::StoreError;
 use crate::key::KeyHash;
-use crate::record::{KeyRecord, RateLimit, Scopes};
+use crate::limit::RateLimit;
+use crate::record::{KeyRecord, Scopes};
 
 /// One embedded schema migration.
 #[derive(Debug)]

@@ -14,8 +14,8 @@ use crate::record::KeyRecord;
 /// use tower_api_keys::store::KeyUpdate;
 ///
 /// let at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-/// let revoke = KeyUpdate::Revoke { at, reason: Some("leaked".into()) };
-/// assert!(matches!(revoke, KeyUpdate::Revoke { .. }));
+/// let revoke = KeyUpdate::Revoke {at, reason: Some("leaked".into()) };
+/// assert!(matches!(revoke, KeyUpdate::Revoke {.. }));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -15,12 +15,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use tower_api_keys::key::KeyHash;
+use tower_api_keys::record::{KeyId, KeyRecord, KeyStatus, OwnerId, Scopes};
 use tower_api_keys::store::{
-    ChangeCursor, ChangeSignal, KeyChange, KeyCursor, KeyUpdate, LastUsed, ListKeys,
+    ChangeCursor, ChangeSignal, KeyChange, KeyCursor, KeyUpdate, LastUsed, ListKeys, StoreError,
 };
-use tower_api_keys::{
-    ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes, StoreError,
-};
+use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 use uuid::Uuid;
 
 /// Two handles on one backend's data.
@@ -88,7 +87,7 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let Some(setup) = $setup().await else { return };
+                let Some(setup) = $setup().await else {return };
                 setup.run(crate::backends::conformance::$case).await;
             }
         )*
@@ -296,7 +295,7 @@ pub async fn every_field_round_trips(h: Harness) {
     full.revoked_reason = Some("leaked in a log; rotated".into());
     full.scopes = Scopes::only(["projects:read", "projects:write"]);
     full.metadata = json!({"plan": "pro", "limits": {"rps": 50, "burst": 1.5}, "tags": ["a", "b"], "none": null});
-    full.rate_limit = Some(tower_api_keys::RateLimit::new(
+    full.rate_limit = Some(tower_api_keys::limit::RateLimit::new(
         250,
         std::time::Duration::from_millis(1500),
     ));

@@ -281,7 +281,7 @@ impl Server {
 
 /// A well-formed key that no store holds.
 pub fn unknown_key() -> String {
-    tower_api_keys::KeyFormat::default()
+    tower_api_keys::key::KeyFormat::default()
         .generate()
         .expect("random bytes")
         .expose_secret()

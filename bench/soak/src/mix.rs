@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use reqwest::header::{HeaderName, HeaderValue};
-use tower_api_keys::KeyFormat;
+use tower_api_keys::key::KeyFormat;
 
 use crate::keys::{Class, Key, Keys};
 

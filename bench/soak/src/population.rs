@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use tower_api_keys::KeyFormat;
+use tower_api_keys::key::KeyFormat;
 
 use crate::keys::{EXPIRY_RESOLUTION, Key, Keys, REVOCATION_GRACE};
 use crate::server::Operator;

@@ -7,7 +7,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tower_api_keys::{ApiKeysBuilder, KeyEvent};
+use tower_api_keys::ApiKeysBuilder;
+use tower_api_keys::event::KeyEvent;
 
 /// An open audit log; cloning shares the file.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
-use tower_api_keys::RateLimit;
+use tower_api_keys::limit::RateLimit;
 
 /// Where keys live unless `--db` says otherwise.
 pub const DEFAULT_DB: &str = "sqlite:./api-keys.db";

@@ -5,11 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::shown::is_unsafe_to_show;
 use chrono::{DateTime, Utc};
+use tower_api_keys::event::Actor;
 use tower_api_keys::management::{CreatedKeyBody, KeyBody};
-use tower_api_keys::record::is_unsafe_to_show;
+use tower_api_keys::record::{KeyId, KeyRecord, KeyStatus, OwnerId, Scopes};
 use tower_api_keys::store::ListKeys;
-use tower_api_keys::{ApiKeys, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, OwnerId, Scopes};
+use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
 use crate::audit::AuditLog;
 use crate::cli::{
@@ -173,7 +175,8 @@ pub(crate) fn soonest_expiring<T>(
 async fn revoke(keys: &ApiKeys, args: RevokeArgs, json: bool) -> Result<()> {
     let record = find(keys, &args.key).await?;
     let revoked = keys
-        .revoke_with_reason(&record.owner, &record.id, args.reason.as_deref())
+        .acting_as(Actor::Owner(record.owner.clone()))
+        .revoke(&record.owner, &record.id, args.reason.as_deref())
         .await?;
     if json {
         return print_json(&KeyBody::new(&revoked, Utc::now()));

@@ -45,5 +45,6 @@ pub mod remote;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod shown;
 pub mod store;
 pub mod upstream;

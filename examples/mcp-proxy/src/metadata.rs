@@ -59,7 +59,7 @@ pub async fn no_registration() -> Response {
 }
 
 fn oauth_error(status: http::StatusCode, error: &str) -> Response {
-    let body = json!({ "error": error, "error_description": NO_OAUTH });
+    let body = json!({"error": error, "error_description": NO_OAUTH });
     let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()

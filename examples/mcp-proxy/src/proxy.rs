@@ -388,7 +388,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// A JSON error like the key layer's: `{"error", "error_description"}`.
 fn error_response(status: StatusCode, error: &str, description: impl ToString) -> Response {
-    let body = serde_json::json!({ "error": error, "error_description": description.to_string() });
+    let body = serde_json::json!({"error": error, "error_description": description.to_string() });
     (status, axum::Json(body)).into_response()
 }
 

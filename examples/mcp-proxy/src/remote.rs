@@ -168,7 +168,10 @@ impl Client {
 
     /// The key named by an id, or by the start of its display prefix.
     async fn find(&self, id_or_prefix: &str) -> Result<KeyBody> {
-        if id_or_prefix.parse::<tower_api_keys::KeyId>().is_ok() {
+        if id_or_prefix
+            .parse::<tower_api_keys::record::KeyId>()
+            .is_ok()
+        {
             return self
                 .call(Method::GET, &format!("/{id_or_prefix}"), None)
                 .await;
@@ -208,7 +211,7 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<()> {
                 .into(),
         );
     }
-    let mut body = json!({ "name": args.name });
+    let mut body = json!({"name": args.name });
     let expires_at = match (args.expires_in, args.expires_at) {
         (Some(after), _) => Some(Utc::now() + after),
         (None, at) => at,
@@ -317,7 +320,7 @@ async fn rename(client: &Client, args: RenameArgs, json: bool) -> Result<()> {
         .call(
             Method::PATCH,
             &format!("/{}", key.id),
-            Some(json!({ "name": args.name })),
+            Some(json!({"name": args.name })),
         )
         .await?;
     if json {
@@ -365,7 +368,7 @@ async fn roll(client: &Client, args: RollArgs, json: bool) -> Result<()> {
         .call(
             Method::POST,
             &format!("/{}/roll", key.id),
-            Some(json!({ "overlap": overlap })),
+            Some(json!({"overlap": overlap })),
         )
         .await?;
     print_created(&created, json, "rolled into the")

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tower_api_keys::rate_limit::{RedisLimits, WhenUnavailable};
+use tower_api_keys::limit::{RedisLimits, WhenUnavailable};
 use tower_api_keys::secret_scanning::{PublicKeySource, SecretScanning};
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
@@ -128,8 +128,8 @@ async fn projects(key: AuthenticatedKey) -> impl axum::response::IntoResponse {
     (
         [(http::header::CACHE_CONTROL, "no-store")],
         Json(json!([
-            { "id": "prj_1", "name": "website", "owner": owner },
-            { "id": "prj_2", "name": "mobile-app", "owner": owner },
+            {"id": "prj_1", "name": "website", "owner": owner },
+            {"id": "prj_2", "name": "mobile-app", "owner": owner },
         ])),
     )
 }
@@ -140,9 +140,9 @@ pub struct Protections {
     /// Revoke keys sent in URLs.
     pub revoke_exposed_keys: bool,
     /// The allowance of keys without their own.
-    pub rate_limit: Option<tower_api_keys::RateLimit>,
+    pub rate_limit: Option<tower_api_keys::limit::RateLimit>,
     /// The allowance shared by each owner's keys.
-    pub owner_rate_limit: Option<tower_api_keys::RateLimit>,
+    pub owner_rate_limit: Option<tower_api_keys::limit::RateLimit>,
     /// The Redis server rate limits are counted in; this process without.
     pub redis: Option<String>,
     /// Refuse limited requests with 503 while Redis does not answer.
@@ -203,7 +203,7 @@ pub fn api_keys_with_audit(
     }
     if let Some(failures) = protections.max_failed_attempts {
         // Counted by the peer address of the connection.
-        builder = builder.failed_attempt_limit(tower_api_keys::throttle::FailedAttemptLimit::new(
+        builder = builder.failed_attempt_limit(tower_api_keys::limit::FailedAttemptLimit::new(
             failures,
             Duration::from_secs(60),
         ));

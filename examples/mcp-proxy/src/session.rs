@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, StatusCode};
 use moka::future::Cache;
-use tower_api_keys::KeyId;
+use tower_api_keys::record::KeyId;
 
 /// `Mcp-Session-Id`.
 pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use tower_api_keys::{KeyStore, PostgresStore, SqliteStore};
+use tower_api_keys::KeyStore;
+use tower_api_keys::store::{PostgresStore, SqliteStore};
 
 /// Opens `sqlite:PATH` (created if missing) or `postgres://...`, and applies
 /// the migrations.

@@ -7,7 +7,8 @@ mod common;
 
 use common::{ACCEPT_BOTH, Options, Running, connect, http, initialize_body, mcp_post, whoami};
 use http::StatusCode;
-use tower_api_keys::{NewKey, Scopes};
+use tower_api_keys::NewKey;
+use tower_api_keys::record::Scopes;
 
 /// No key: 401 with the challenge naming the resource metadata, which is
 /// served without a key. An unknown key fails the rmcp client's handshake.

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use common::{PgSchema, TempDir, connect, http, whoami};
 use http::StatusCode;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
-use tower_api_keys::store::{ListKeys, sqlx};
-use tower_api_keys::{ApiKeys, Scopes, SqliteStore};
+use tower_api_keys::ApiKeys;
+use tower_api_keys::record::Scopes;
+use tower_api_keys::store::{ListKeys, SqliteStore, sqlx};
 
 /// The `mcp-proxy` binary, built by cargo for this test.
 const BINARY: &str = env!("CARGO_BIN_EXE_mcp-proxy");

@@ -31,7 +31,7 @@ async fn the_rmcp_client_initializes_lists_tools_and_whoami_names_the_key() {
     let echo = client
         .call_tool(
             CallToolRequestParams::new("echo").with_arguments(
-                serde_json::json!({ "text": "through the proxy" })
+                serde_json::json!({"text": "through the proxy" })
                     .as_object()
                     .unwrap()
                     .clone(),

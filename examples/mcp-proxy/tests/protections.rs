@@ -17,7 +17,7 @@ async fn serve_protections_revoke_keys_in_urls_limit_rates_and_metadata_reaches_
     let running = Running::with(Options {
         protections: server::Protections {
             revoke_exposed_keys: true,
-            rate_limit: Some(tower_api_keys::RateLimit::per_minute(3)),
+            rate_limit: Some(tower_api_keys::limit::RateLimit::per_minute(3)),
             ..server::Protections::default()
         },
         ..Options::default()

@@ -31,7 +31,7 @@ async fn a_signed_report_revokes_the_key_and_a_forged_one_does_not() {
         .unwrap();
     std::fs::write(
         &keys_file,
-        serde_json::json!({ "public_keys": [{ "key_identifier": "k1", "key": pem, "is_current": true }] })
+        serde_json::json!({"public_keys": [{"key_identifier": "k1", "key": pem, "is_current": true }] })
             .to_string(),
     )
     .unwrap();

@@ -28,7 +28,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use http::StatusCode;
 use mcp_proxy::settings;
 use serde_json::{Value, json};
-use tower_api_keys::{KeyId, NewKey, OwnerId, Scopes};
+use tower_api_keys::NewKey;
+use tower_api_keys::record::{KeyId, OwnerId, Scopes};
 
 /// Debian's Chromium; `BROWSER_TEST_CHROMIUM` names another.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -711,17 +712,17 @@ async fn hostile_names_and_pages(browser: Browser) {
              document.addEventListener('securitypolicyviolation',
                  (e) => seen.add(e.effectiveDirective));
              const out = {};
-             try { document.createElement('div').innerHTML = '<b>x</b>'; out.html = 'parsed'; }
-             catch (e) { out.html = e.name; }
+             try {document.createElement('div').innerHTML = '<b>x</b>'; out.html = 'parsed'; }
+             catch (e) {out.html = e.name; }
              const script = document.createElement('script');
              try {
                  script.textContent = 'window.__inline = 1';
                  document.body.append(script);
                  out.script = 'appended';
              }
-             catch (e) { out.script = e.name; }
+             catch (e) {out.script = e.name; }
              const style = document.createElement('style');
-             style.textContent = 'body { background-color: rgb(255, 0, 0) }';
+             style.textContent = 'body {background-color: rgb(255, 0, 0) }';
              document.head.append(style);
              const styled = document.createElement('p');
              styled.setAttribute('style', 'color: rgb(255, 0, 0)');
@@ -843,7 +844,7 @@ async fn assert_secret_not_kept(browser: &Browser, secret: &str) {
     let storage = browser
         .js(
             "const all = (s) => Object.keys(s).map(k => [k, s.getItem(k)]);
-             return { local: all(localStorage), session: all(sessionStorage) };",
+             return {local: all(localStorage), session: all(sessionStorage) };",
         )
         .await;
     assert_eq!(storage["local"], json!([]), "nothing in localStorage");
@@ -950,7 +951,7 @@ where
             ],
         }),
     );
-    capabilities.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+    capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL" }));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let client = ClientBuilder::new(connector)
         .capabilities(capabilities)
@@ -1146,8 +1147,8 @@ impl Browser {
             self.js_with(
                 "const input = document.querySelector(arguments[0]);
                  input.value = arguments[1];
-                 input.dispatchEvent(new Event('input', { bubbles: true }));
-                 input.dispatchEvent(new Event('change', { bubbles: true }));",
+                 input.dispatchEvent(new Event('input', {bubbles: true }));
+                 input.dispatchEvent(new Event('change', {bubbles: true }));",
                 vec![json!(css), json!(day)],
             )
             .await;
@@ -1261,7 +1262,7 @@ impl Browser {
                 "{}/session/{}/se/log",
                 self.driver_url, self.session
             ))
-            .json(&json!({ "type": "browser" }))
+            .json(&json!({"type": "browser" }))
             .send()
             .await
             .unwrap();

@@ -59,7 +59,7 @@ async fn the_upstream_never_receives_the_authorization_header() {
     );
     let call = serde_json::json!({
         "jsonrpc": "2.0", "id": 3, "method": "tools/call",
-        "params": { "name": "whoami", "arguments": {} }
+        "params": {"name": "whoami", "arguments": {} }
     });
     let called = spoof(in_session(mcp_post(&http, &mcp, &key, call), &session))
         .header("mcp-method", "tools/call")

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use crate::record::RateLimit;
+use crate::limit::RateLimit;
 
 /// One allowance counted in this process.
 #[derive(Debug)]

@@ -21,7 +21,10 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::record::{KeyId, KeyRecord, OwnerId, RateLimit};
+use crate::limit::RateLimit;
+#[cfg(feature = "redis")]
+use crate::limit::SharedLimitStats;
+use crate::record::{KeyId, KeyRecord, OwnerId};
 use crate::rejection::{LimitScope, RateLimitState};
 
 mod local;
@@ -31,8 +34,6 @@ mod redis;
 use local::Gcra;
 #[cfg(feature = "redis")]
 pub(crate) use redis::{RedisLimiter, SharedKey, SharedOutcome};
-#[cfg(feature = "redis")]
-pub use redis::{RedisLimits, RedisLimitsError, SharedLimitStats, WhenUnavailable};
 
 /// The limits of one cached key, made when the key is loaded.
 #[derive(Debug)]

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::state;
-use crate::record::{KeyRecord, RateLimit};
+use crate::limit::{RateLimit, RedisLimits, RedisLimitsError, SharedLimitStats, WhenUnavailable};
+use crate::record::KeyRecord;
 use crate::rejection::{LimitScope, RateLimitState};
 
 /// GCRA on up to two allowances: the key's (`KEYS[1]`) and the owner's
@@ -50,148 +51,6 @@ if knext then store(KEYS[1], knext) end
 if onext then store(KEYS[2], onext) end
 return {0, 0}
 ";
-
-/// What a limited request gets when Redis does not answer in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum WhenUnavailable {
-    /// Admit the request uncounted, count it in
-    /// [`SharedLimitStats::admitted_unchecked`], and warn once per
-    /// [`RedisLimits::warn_interval`]. The default: an outage of the
-    /// limiter does not become an outage of the service.
-    #[default]
-    FailOpen,
-    /// Refuse the request with 503 and `Retry-After`
-    /// ([`RejectionReason::RateLimiterUnavailable`](crate::rejection::RejectionReason::RateLimiterUnavailable)):
-    /// never more than the allowance, at the price of availability.
-    FailClosed,
-}
-
-impl WhenUnavailable {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::FailOpen => "fail open: limited requests are admitted uncounted",
-            Self::FailClosed => "fail closed: limited requests are refused with 503",
-        }
-    }
-}
-
-/// Rate limits counted in Redis, for
-/// [`ApiKeysBuilder::redis_rate_limits`](crate::ApiKeysBuilder::redis_rate_limits):
-/// every instance sharing the server enforces one allowance per key and
-/// per owner.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_api_keys::rate_limit::{RedisLimits, WhenUnavailable};
-///
-/// let limits = RedisLimits::new("redis://127.0.0.1:6379")?
-///     .prefix("myapp:rl:")
-///     .timeout(Duration::from_millis(50))
-///     .when_unavailable(WhenUnavailable::FailClosed);
-/// # drop(limits);
-/// # Ok::<(), tower_api_keys::rate_limit::RedisLimitsError>(())
-/// ```
-#[derive(Clone)]
-pub struct RedisLimits {
-    client: redis::Client,
-    prefix: String,
-    timeout: Duration,
-    when_unavailable: WhenUnavailable,
-    warn_interval: Duration,
-}
-
-/// A Redis URL that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid Redis URL: {0}")]
-pub struct RedisLimitsError(String);
-
-impl RedisLimits {
-    /// Limits on the server at `url` (`redis://host:port/db`,
-    /// `rediss://` with TLS where the `redis` crate has it, `redis+unix://`),
-    /// with the prefix `tower-api-keys:rl:`, a timeout of 100 ms per call
-    /// and [`WhenUnavailable::FailOpen`]. Nothing is connected until the
-    /// layer is built.
-    pub fn new(url: &str) -> Result<Self, RedisLimitsError> {
-        let client = redis::Client::open(url).map_err(|error| {
-            // The detail, never the URL: it may carry a password.
-            RedisLimitsError(error.detail().unwrap_or("not a Redis URL").to_owned())
-        })?;
-        Ok(Self {
-            client,
-            prefix: "tower-api-keys:rl:".to_owned(),
-            timeout: Duration::from_millis(100),
-            when_unavailable: WhenUnavailable::default(),
-            warn_interval: Duration::from_secs(60),
-        })
-    }
-
-    /// The prefix of every Redis key written, to share a server between
-    /// applications.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How long one call may take before the policy of
-    /// [`when_unavailable`](Self::when_unavailable) applies.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// What limited requests get while Redis does not answer.
-    pub fn when_unavailable(mut self, policy: WhenUnavailable) -> Self {
-        self.when_unavailable = policy;
-        self
-    }
-
-    /// The least time between two warnings about Redis failing.
-    pub fn warn_interval(mut self, interval: Duration) -> Self {
-        self.warn_interval = interval;
-        self
-    }
-}
-
-impl RedisLimits {
-    pub(crate) fn timeout_value(&self) -> Duration {
-        self.timeout
-    }
-}
-
-impl fmt::Debug for RedisLimits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The address, never the URL's credentials.
-        f.debug_struct("RedisLimits")
-            .field(
-                "server",
-                &self.client.get_connection_info().addr().to_string(),
-            )
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .field("when_unavailable", &self.when_unavailable)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Counters of the Redis limiter, from
-/// [`ApiKeys::shared_limit_stats`](crate::ApiKeys::shared_limit_stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SharedLimitStats {
-    /// Limited requests checked in Redis (one script call each).
-    pub checks: u64,
-    /// Of those, refused for a key's or an owner's limit.
-    pub refused: u64,
-    /// Calls that failed or timed out.
-    pub failures: u64,
-    /// Requests admitted without a check because Redis failed
-    /// ([`WhenUnavailable::FailOpen`]).
-    pub admitted_unchecked: u64,
-    /// Requests refused with 503 because Redis failed
-    /// ([`WhenUnavailable::FailClosed`]).
-    pub refused_unavailable: u64,
-}
 
 #[derive(Default)]
 struct Counters {

@@ -30,9 +30,10 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt as _};
 use tokio_util::sync::CancellationToken;
+use tower_api_keys::record::KeyRecord;
 use tower_api_keys::store::PostgresStore;
 use tower_api_keys::store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tower_api_keys::{ApiKeys, KeyRecord, NewKey};
+use tower_api_keys::{ApiKeys, NewKey};
 
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 pub const PROTOCOL: &str = "2025-06-18";
@@ -305,8 +306,8 @@ pub fn mcp_post(
 pub fn initialize_body() -> serde_json::Value {
     serde_json::json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": { "protocolVersion": PROTOCOL, "capabilities": {},
-                    "clientInfo": { "name": "raw", "version": "0" } }
+        "params": {"protocolVersion": PROTOCOL, "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0" } }
     })
 }
 
@@ -327,7 +328,7 @@ pub async fn open_session(http: &reqwest::Client, url: &str, key: &str) -> Strin
         http,
         url,
         key,
-        serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized" }),
     )
     .header("mcp-session-id", &session)
     .header("mcp-protocol-version", PROTOCOL)
@@ -345,14 +346,14 @@ pub fn in_session(builder: reqwest::RequestBuilder, session: &str) -> reqwest::R
 }
 
 pub fn tools_list() -> serde_json::Value {
-    serde_json::json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/list" })
+    serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list" })
 }
 
 pub fn call_slow(steps: u32, step_ms: u64) -> serde_json::Value {
     serde_json::json!({
         "jsonrpc": "2.0", "id": 2, "method": "tools/call",
-        "params": { "name": "slow", "arguments": { "steps": steps, "step_ms": step_ms },
-                    "_meta": { "progressToken": "p1" } }
+        "params": {"name": "slow", "arguments": {"steps": steps, "step_ms": step_ms },
+                    "_meta": {"progressToken": "p1" } }
     })
 }
 

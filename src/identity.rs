@@ -4,8 +4,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::cache::CachedKey;
+use std::time::Instant;
+
 use crate::record::{KeyId, KeyRecord, OwnerId, Scopes};
+
+/// What an identity is made from: the cache's entry for the key, shared
+/// with the handler without a copy.
+pub(crate) trait IdentityEntry: Send + Sync + 'static {
+    /// The record as it was loaded.
+    fn record(&self) -> &KeyRecord;
+    /// When the store was asked for it.
+    fn loaded_at(&self) -> Instant;
+}
 
 /// The key that authenticated a request. The layer puts it in the request's
 /// extensions; with the `axum` feature it is also an extractor.
@@ -22,16 +32,16 @@ use crate::record::{KeyId, KeyRecord, OwnerId, Scopes};
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct AuthenticatedKey(Arc<CachedKey>);
+pub struct AuthenticatedKey(Arc<dyn IdentityEntry>);
 
 impl AuthenticatedKey {
-    pub(crate) fn new(entry: Arc<CachedKey>) -> Self {
+    pub(crate) fn new(entry: Arc<dyn IdentityEntry>) -> Self {
         Self(entry)
     }
 
     /// The cache entry behind the identity.
-    pub(crate) fn entry(&self) -> &Arc<CachedKey> {
-        &self.0
+    pub(crate) fn entry(&self) -> &dyn IdentityEntry {
+        &*self.0
     }
 
     /// The key's id.

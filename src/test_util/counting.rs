@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::StoreMethod;
-use super::forward::forward_key_store;
+use crate::store::forward::forward_key_store;
 
 /// Wraps a store and counts the calls made to it, per method, with relaxed
 /// atomics (a few nanoseconds per call). Every store method is one query (or
@@ -15,7 +15,7 @@ use super::forward::forward_key_store;
 /// ```
 /// use std::sync::Arc;
 /// use tower_api_keys::{ApiKeys, MemoryStore};
-/// use tower_api_keys::store::CountingStore;
+/// use tower_api_keys::test_util::CountingStore;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_api_keys::BuildError> {
@@ -39,25 +39,25 @@ pub struct CountingStore<S> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreCalls {
-    /// [`KeyStore::insert`](super::KeyStore::insert).
+    /// [`KeyStore::insert`](crate::store::KeyStore::insert).
     pub insert: u64,
-    /// [`KeyStore::find_by_hash`](super::KeyStore::find_by_hash): the
+    /// [`KeyStore::find_by_hash`](crate::store::KeyStore::find_by_hash): the
     /// lookups behind cache misses.
     pub find_by_hash: u64,
-    /// [`KeyStore::find_by_id`](super::KeyStore::find_by_id).
+    /// [`KeyStore::find_by_id`](crate::store::KeyStore::find_by_id).
     pub find_by_id: u64,
-    /// [`KeyStore::list`](super::KeyStore::list).
+    /// [`KeyStore::list`](crate::store::KeyStore::list).
     pub list: u64,
-    /// [`KeyStore::update`](super::KeyStore::update): revocations,
+    /// [`KeyStore::update`](crate::store::KeyStore::update): revocations,
     /// renames and expiry changes.
     pub update: u64,
-    /// [`KeyStore::record_last_used`](super::KeyStore::record_last_used):
+    /// [`KeyStore::record_last_used`](crate::store::KeyStore::record_last_used):
     /// one per last-used batch.
     pub record_last_used: u64,
-    /// [`ChangeFeed::changes`](super::ChangeFeed::changes): the
+    /// [`ChangeFeed::changes`](crate::store::ChangeFeed::changes): the
     /// change-feed reads of cache followers.
     pub changes: u64,
-    /// [`ChangeFeed::prune_changes`](super::ChangeFeed::prune_changes).
+    /// [`ChangeFeed::prune_changes`](crate::store::ChangeFeed::prune_changes).
     pub prune_changes: u64,
 }
 
@@ -131,10 +131,10 @@ impl<S> CountingStore<S> {
 }
 
 forward_key_store! {
-    impl[S: super::KeyStore] for CountingStore<S>,
+    impl[S: crate::store::KeyStore] for CountingStore<S>,
     to |this| &this.inner,
-    before |this, method| {
+    before |this, method: StoreMethod| {
         this.count(method);
-        Ok::<(), super::StoreError>(())
+        Ok::<(), crate::store::StoreError>(())
     }
 }

@@ -1,4 +1,4 @@
-//! [`ScriptedStore`] (feature `test-util`): a store that fails, waits or
+//! [`ScriptedStore`]: a store that fails, waits or
 //! holds its calls when a test says so.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::forward::forward_key_store;
-use super::{CountingStore, MemoryStore, StoreCalls, StoreError, StoreMethod};
+use super::{CountingStore, StoreCalls, StoreMethod};
+use crate::store::forward::forward_key_store;
+use crate::store::{MemoryStore, StoreError};
 
 /// Wraps a store (a [`MemoryStore`] unless said otherwise) for tests and
 /// benchmarks: each method can be made to fail, to wait a while, or to wait
@@ -17,14 +18,15 @@ use super::{CountingStore, MemoryStore, StoreCalls, StoreError, StoreMethod};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tower_api_keys::{KeyStore, StoreError};
-/// use tower_api_keys::store::{ScriptedStore, StoreMethod};
+/// use tower_api_keys::KeyStore;
+/// use tower_api_keys::store::StoreError;
+/// use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store = Arc::new(ScriptedStore::new());
 /// store.set_failing(true);
-/// let id = tower_api_keys::KeyId::new();
+/// let id = tower_api_keys::record::KeyId::new();
 /// assert!(matches!(store.find_by_id(&id).await, Err(StoreError::Unavailable(_))));
 /// store.set_failing(false);
 /// assert!(store.find_by_id(&id).await.unwrap().is_none());
@@ -122,9 +124,9 @@ impl<S> ScriptedStore<S> {
 }
 
 forward_key_store! {
-    impl[S: super::KeyStore] for ScriptedStore<S>,
+    impl[S: crate::store::KeyStore] for ScriptedStore<S>,
     to |this| &this.inner,
-    before |this, method| this.before(method).await
+    before |this, method: StoreMethod| this.before(method).await
 }
 
 /// Holds calls while closed; open by default.
