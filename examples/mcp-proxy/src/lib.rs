@@ -41,7 +41,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod origin;
 pub mod proxy;
-pub mod remote;
 pub mod server;
 pub mod session;
 pub mod settings;
