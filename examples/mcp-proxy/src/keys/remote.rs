@@ -185,6 +185,7 @@ impl KeyAdmin for Remote {
         created(self.call(Method::POST, "", Some(body)).await?)
     }
 
+    /// The managing key's owner's keys (`check` refused another owner).
     async fn list(&self, _owner: Option<String>) -> Result<Vec<Key>> {
         Ok(self.all().await?.into_iter().map(Key::from_body).collect())
     }
@@ -211,6 +212,7 @@ impl KeyAdmin for Remote {
         Ok(Key::from_body(renamed))
     }
 
+    /// Revoked without a reason (`check` refused one: the API takes none).
     async fn revoke(&self, key: &Key, _reason: Option<&str>) -> Result<Key> {
         let path = format!("/{}/revoke", key.body.id);
         let revoked = self.call(Method::POST, &path, None).await?;
