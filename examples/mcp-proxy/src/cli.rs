@@ -203,6 +203,16 @@ pub struct CreateArgs {
     pub metadata: Option<serde_json::Value>,
 }
 
+impl CreateArgs {
+    /// When the key is to expire: `--expires-in` from now, or `--expires-at`.
+    pub fn expiry(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.expires_in {
+            Some(after) => Some(chrono::Utc::now() + after),
+            None => self.expires_at,
+        }
+    }
+}
+
 /// `keys list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {

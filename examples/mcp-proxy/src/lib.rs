@@ -28,9 +28,13 @@
 //! [`listener`] (connections: header-read timeout, connection cap),
 //! [`metrics`] (`--metrics-listen`), [`audit`] (`--audit-log`),
 //! [`proxy`] (the streaming proxy), [`session`] (sessions bound to keys),
-//! [`origin`] (the `Origin` check), [`metadata`] (RFC 9728), [`keys`]
-//! (the `keys` commands), [`store`] (`--db`), [`upstream`] (the demo MCP
-//! server).
+//! [`origin`] (the `Origin` check), [`metadata`] (RFC 9728),
+//! [`settings`] (the Settings → API Keys page), [`keys`] (the `keys`
+//! commands, on the store or through `--server`), [`store`] (`--db`),
+//! [`upstream`] (the demo MCP server).
+//!
+//! The guide (routes, options, guarantees, connecting MCP clients) is the
+//! package's `README.md`.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -41,7 +45,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod origin;
 pub mod proxy;
-pub mod remote;
 pub mod server;
 pub mod session;
 pub mod settings;

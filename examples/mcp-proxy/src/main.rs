@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_proxy::{audit, cli, keys, remote, server};
+use mcp_proxy::{audit, cli, keys, server};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -35,13 +35,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         None => server::run(&cli.db, audit, cli::ServeArgs::default()).await,
         Some(cli::Command::Serve(args)) => server::run(&cli.db, audit, args).await,
-        Some(cli::Command::Keys(args)) => match &args.server {
-            Some(_) if audit.is_some() => {
-                Err("--audit-log is the store's; with --server the server keeps its own".into())
-            }
-            Some(server) => remote::run(server, args.json, args.command).await,
-            None => keys::run(&cli.db, audit, args.json, args.command).await,
-        },
+        Some(cli::Command::Keys(args)) => keys::run(&cli.db, audit, args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

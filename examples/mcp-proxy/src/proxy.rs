@@ -53,16 +53,16 @@ pub static KEY_METADATA: HeaderName = HeaderName::from_static("x-api-key-metadat
 /// itself, so that decoding is always right.
 const HEADER_TEXT: &AsciiSet = &CONTROLS.add(b'%');
 
-/// Where requests go.
+/// Where requests go: the upstream MCP server's endpoint.
 #[derive(Debug, Clone)]
-pub struct Upstream {
+pub struct Target {
     /// `http://host:port/path` of the upstream's MCP endpoint.
     url: Uri,
     /// `host:port`, sent as `Host`.
     authority: HeaderValue,
 }
 
-impl Upstream {
+impl Target {
     /// Parses the upstream's MCP endpoint, such as `http://127.0.0.1:9000/mcp`.
     /// Only `http` is supported (this example links no TLS).
     pub fn parse(url: &str) -> Result<Self, String> {
@@ -101,18 +101,18 @@ impl Upstream {
     }
 }
 
-impl std::fmt::Display for Upstream {
+impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.url.fmt(f)
     }
 }
 
-/// The proxy's state: the upstream, an HTTP client with a connection pool,
+/// The proxy's state: the target, an HTTP client with a connection pool,
 /// the session bindings, the keys (to end the streams of keys that stop
 /// being usable), and the shutdown signal that ends open streams.
 #[derive(Clone)]
 pub struct Proxy {
-    upstream: Upstream,
+    target: Target,
     client: Client<HttpConnector, Body>,
     sessions: SessionBindings,
     keys: ApiKeys,
@@ -122,7 +122,7 @@ pub struct Proxy {
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
-            .field("upstream", &self.upstream)
+            .field("target", &self.target)
             .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
@@ -132,11 +132,11 @@ impl Proxy {
     /// How long connecting to the upstream may take before a 502.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// A proxy to `upstream`, whose callers' keys `keys` checks, with the
+    /// A proxy to `target`, whose callers' keys `keys` checks, with the
     /// session table `sessions`. Cancelling `shutdown` ends the streams in
     /// flight, so a graceful shutdown is not held up by open SSE streams.
     pub fn new(
-        upstream: Upstream,
+        target: Target,
         keys: ApiKeys,
         sessions: SessionBindings,
         shutdown: CancellationToken,
@@ -145,7 +145,7 @@ impl Proxy {
         connector.set_connect_timeout(Some(Self::CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         Self {
-            upstream,
+            target,
             client: Client::builder(TokioExecutor::new()).build(connector),
             sessions,
             keys,
@@ -176,12 +176,12 @@ pub async fn forward(
         SessionCheck::Bound(id) => Some(id),
     };
     let (parts, body) = request.into_parts();
-    let uri = match proxy.upstream.uri_for(&parts.uri) {
+    let uri = match proxy.target.uri_for(&parts.uri) {
         Ok(uri) => uri,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, "invalid_request", error),
     };
     let mut headers = parts.headers;
-    prepare_request_headers(&mut headers, &proxy.upstream.authority, &key);
+    prepare_request_headers(&mut headers, &proxy.target.authority, &key);
     let method = parts.method;
     let mut upstream_request = http::Request::new(body);
     *upstream_request.method_mut() = method.clone();
@@ -217,7 +217,7 @@ pub async fn forward(
         }
         Err(error) => {
             let reason = error_chain(&error);
-            tracing::warn!(upstream = %proxy.upstream, %reason, "the upstream could not be reached");
+            tracing::warn!(upstream = %proxy.target, %reason, "the upstream could not be reached");
             // The client learns nothing of the upstream's address or the
             // operating system's error; the log has both.
             return error_response(

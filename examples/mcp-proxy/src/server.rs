@@ -17,17 +17,17 @@ use crate::audit::AuditLog;
 use crate::cli::{DEFAULT_OWNER, ServeArgs};
 use crate::listener::{self, ConnectionLimits};
 use crate::origin::AllowedOrigins;
-use crate::proxy::{Proxy, Upstream};
+use crate::proxy::{Proxy, Target};
 use crate::session::SessionBindings;
 use crate::{metadata, origin, proxy, store};
 
-/// Everything the routes need besides the keys.
+/// The serve configuration: everything the routes need besides the keys.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct Config {
     /// The URL clients use to reach this server, without a trailing `/`.
     pub public_url: String,
     /// The MCP server requests are proxied to.
-    pub upstream: Upstream,
+    pub upstream: Target,
     /// Origins allowed on `/mcp`.
     pub allowed_origins: AllowedOrigins,
     /// The scope `/mcp` requires, if any.
@@ -63,15 +63,15 @@ pub const SECRET_SCANNING_PATH: &str = "/github/secret-scanning";
 ///
 /// Cancelling `shutdown` ends the proxied streams in flight; so does a
 /// revocation, for the streams of the revoked key.
-pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) -> Router {
-    let mcp_layer = match &settings.mcp_scope {
+pub fn router(keys: &ApiKeys, config: &Config, shutdown: CancellationToken) -> Router {
+    let mcp_layer = match &config.mcp_scope {
         Some(scope) => keys.layer().require_scope(scope.clone()),
         None => keys.layer(),
     };
     let proxy = Proxy::new(
-        settings.upstream.clone(),
+        config.upstream.clone(),
         keys.clone(),
-        SessionBindings::with_limits(settings.session_idle, settings.max_sessions_per_key),
+        SessionBindings::with_limits(config.session_idle, config.max_sessions_per_key),
         shutdown,
     );
     let handler = get(proxy::forward)
@@ -83,7 +83,7 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         .route_layer(mcp_layer)
         // Outermost: a foreign Origin is refused before any key is read.
         .route_layer(middleware::from_fn_with_state(
-            Arc::new(settings.allowed_origins.clone()),
+            Arc::new(config.allowed_origins.clone()),
             origin::check,
         ));
     let api = Router::new()
@@ -95,8 +95,8 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         )
         .merge(crate::settings::router());
     let document = Arc::new(metadata::document(
-        &settings.public_url,
-        settings.mcp_scope.as_deref(),
+        &config.public_url,
+        config.mcp_scope.as_deref(),
     ));
     let public = Router::new()
         .route(metadata::PATH, get(metadata::serve))
@@ -114,7 +114,7 @@ pub fn router(keys: &ApiKeys, settings: &Settings, shutdown: CancellationToken) 
         .route("/register", axum::routing::post(metadata::no_registration))
         .route("/healthz", get(|| async { "ok" }));
     let mut app = mcp.merge(api).merge(public);
-    if let Some(source) = &settings.secret_scanning {
+    if let Some(source) = &config.secret_scanning {
         let scanning = SecretScanning::new(keys.clone(), source.clone());
         app = app.route(SECRET_SCANNING_PATH, scanning.handler());
     }
@@ -151,8 +151,8 @@ pub struct Protections {
     pub max_failed_attempts: Option<u32>,
 }
 
-impl Protections {
-    fn from_args(args: &ServeArgs) -> Self {
+impl From<&ServeArgs> for Protections {
+    fn from(args: &ServeArgs) -> Self {
         Self {
             revoke_exposed_keys: args.revoke_exposed_keys,
             rate_limit: args.rate_limit,
@@ -164,19 +164,20 @@ impl Protections {
     }
 }
 
-/// The `ApiKeys` of a server: the realm, the metadata URL in every
-/// challenge, and the abuse controls asked for.
-pub fn api_keys(
-    store: Arc<dyn KeyStore>,
-    realm: &str,
-    public_url: &str,
-    protections: &Protections,
-) -> Result<ApiKeys, tower_api_keys::BuildError> {
-    api_keys_with_audit(store, realm, public_url, protections, None)
+impl From<&ServeArgs> for ConnectionLimits {
+    fn from(args: &ServeArgs) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            ..Self::default()
+        }
+    }
 }
 
-/// [`api_keys`], its key events appended to `audit` if given.
-pub fn api_keys_with_audit(
+/// The `ApiKeys` of a server: the realm, the metadata URL in every
+/// challenge, the abuse controls asked for, and its key events appended
+/// to `audit` if given.
+pub fn api_keys(
     store: Arc<dyn KeyStore>,
     realm: &str,
     public_url: &str,
@@ -235,13 +236,13 @@ pub async fn run(
         None => None,
     };
     let upstream = match &args.upstream {
-        Some(url) => Upstream::parse(url)?,
+        Some(url) => Target::parse(url)?,
         None => {
             let addr = crate::upstream::spawn(shutdown.child_token()).await?;
-            Upstream::parse(&format!("http://{addr}/mcp"))?
+            Target::parse(&format!("http://{addr}/mcp"))?
         }
     };
-    let settings = Settings {
+    let config = Config {
         allowed_origins: AllowedOrigins::new(&public_url, &args.allowed_origins)?,
         public_url,
         upstream,
@@ -253,21 +254,21 @@ pub async fn run(
             .as_deref()
             .map(PublicKeySource::parse),
     };
-    let keys = api_keys_with_audit(
+    let keys = api_keys(
         Arc::clone(&store),
         &args.realm,
-        &settings.public_url,
-        &Protections::from_args(&args),
+        &config.public_url,
+        &Protections::from(&args),
         audit,
     )?;
     bootstrap(&keys).await?;
 
-    let url = &settings.public_url;
+    let url = &config.public_url;
     eprintln!("mcp_proxy listening on http://{local}");
     eprintln!("  MCP endpoint   {url}/mcp");
     eprintln!(
         "  upstream       {}{}",
-        settings.upstream,
+        config.upstream,
         if args.upstream.is_none() {
             " (built-in demo)"
         } else {
@@ -276,8 +277,8 @@ pub async fn run(
     );
     eprintln!("  key store      {}", store::describe(db));
     eprintln!("  metadata       {}", metadata::url(url));
-    eprintln!("  origins        {}", settings.allowed_origins.describe());
-    if let Some(scope) = &settings.mcp_scope {
+    eprintln!("  origins        {}", config.allowed_origins.describe());
+    if let Some(scope) = &config.mcp_scope {
         eprintln!("  /mcp needs     scope {scope}");
     }
     if args.revoke_exposed_keys {
@@ -316,12 +317,8 @@ pub async fn run(
         eprintln!("  leak reports   {url}{SECRET_SCANNING_PATH} (GitHub's keys from {keys})");
     }
 
-    let app = router(&keys, &settings, shutdown.clone());
-    let limits = ConnectionLimits {
-        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
-        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-        shutdown_grace: Duration::from_secs(10),
-    };
+    let app = router(&keys, &config, shutdown.clone());
+    let limits = ConnectionLimits::from(&args);
     let stop = CancellationToken::new();
     // Peer addresses (for the failed-attempt limit) come with each request.
     let serving = tokio::spawn(listener::serve(listener, app, limits, stop.clone()));

@@ -202,15 +202,16 @@ impl Running {
             "mcp-test",
             &url,
             &options.protections,
+            None,
         )
         .unwrap();
         let upstream_url = options
             .upstream
             .unwrap_or_else(|| format!("http://{upstream_addr}/mcp"));
-        let settings = server::Settings {
+        let settings = server::Config {
             allowed_origins: AllowedOrigins::new(&url, &options.allowed_origins).unwrap(),
             public_url: url.clone(),
-            upstream: proxy::Upstream::parse(&upstream_url).unwrap(),
+            upstream: proxy::Target::parse(&upstream_url).unwrap(),
             mcp_scope: options.mcp_scope,
             session_idle: options
                 .session_idle

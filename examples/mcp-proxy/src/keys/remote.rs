@@ -1,19 +1,17 @@
 //! `keys --server URL ...`: the `keys` commands through a running server's
 //! key management API (`/api/v2/keys`), with the managing key taken from
 //! `MCP_PROXY_KEY` and sent only in the `Authorization` header. The keys
-//! managed are the managing key's owner's. Secrets go to stdout alone;
-//! everything else to stderr.
+//! managed are the managing key's owner's.
 
-use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower_api_keys::management::{CreatedKeyBody, KeyBody, KeyPageBody};
+use tower_api_keys::record::KeyId;
 
-use crate::cli::{
-    CreateArgs, KeysCommand, ListArgs, MANAGING_KEY_VAR, RenameArgs, RevokeArgs, RollArgs,
-};
-use crate::keys::{Result, print_json, render, shown, soonest_expiring, the_one, when};
+use super::render::shown;
+use super::{Created, Key, KeyAdmin, Result};
+use crate::cli::{CreateArgs, KeysCommand, MANAGING_KEY_VAR};
 use crate::server::MANAGEMENT_PATH;
 
 /// Keys asked for per page when listing.
@@ -22,26 +20,16 @@ const PAGE: usize = 100;
 const MAX_ANSWER: usize = 1 << 20;
 
 /// A client of one server's management API.
-struct Client {
+pub(crate) struct Remote {
     http: reqwest::Client,
     base: String,
     key: String,
 }
 
-/// Runs one `keys` subcommand through the server at `server`.
-pub async fn run(server: &str, json: bool, command: KeysCommand) -> Result<()> {
-    let client = Client::new(server)?;
-    match command {
-        KeysCommand::Create(args) => create(&client, args, json).await,
-        KeysCommand::List(args) => list(&client, args, json).await,
-        KeysCommand::Rename(args) => rename(&client, args, json).await,
-        KeysCommand::Revoke(args) => revoke(&client, args, json).await,
-        KeysCommand::Roll(args) => roll(&client, args, json).await,
-    }
-}
-
-impl Client {
-    fn new(server: &str) -> Result<Self> {
+impl Remote {
+    /// A client of the server at `server` (`http://HOST:PORT`), with the
+    /// managing key from `MCP_PROXY_KEY`.
+    pub(crate) fn new(server: &str) -> Result<Self> {
         let url = reqwest::Url::parse(server)
             .map_err(|e| format!("--server {server:?} is not a URL: {e}"))?;
         if url.scheme() != "http" {
@@ -165,25 +153,87 @@ impl Client {
             }
         }
     }
+}
 
-    /// The key named by an id, or by the start of its display prefix.
-    async fn find(&self, id_or_prefix: &str) -> Result<KeyBody> {
-        if id_or_prefix
-            .parse::<tower_api_keys::record::KeyId>()
-            .is_ok()
-        {
-            return self
-                .call(Method::GET, &format!("/{id_or_prefix}"), None)
-                .await;
+impl KeyAdmin for Remote {
+    fn check(&self, command: &KeysCommand) -> Result<()> {
+        let refusal = match command {
+            KeysCommand::Create(args)
+                if args.owner.is_some() || args.rate_limit.is_some() || args.metadata.is_some() =>
+            {
+                "with --server a key belongs to the managing key's owner, and --rate-limit and --metadata are set on the store only (without --server)"
+            }
+            KeysCommand::List(args) if args.owner.is_some() => {
+                "with --server the keys listed are the managing key's owner's; drop --owner"
+            }
+            KeysCommand::Revoke(args) if args.reason.is_some() => {
+                "--reason is recorded on the store only (without --server)"
+            }
+            _ => return Ok(()),
+        };
+        Err(refusal.into())
+    }
+
+    async fn create(&self, args: CreateArgs) -> Result<Created> {
+        let mut body = json!({"name": args.name });
+        if let Some(at) = args.expiry() {
+            body["expires_at"] = json!(at);
         }
-        let found: Vec<KeyBody> = self
+        if !args.scopes.is_empty() {
+            body["scopes"] = json!(args.scopes);
+        }
+        created(self.call(Method::POST, "", Some(body)).await?)
+    }
+
+    /// The managing key's owner's keys (`check` refused another owner).
+    async fn list(&self, _owner: Option<String>) -> Result<Vec<Key>> {
+        Ok(self.all().await?.into_iter().map(Key::from_body).collect())
+    }
+
+    async fn by_id(&self, id: KeyId) -> Result<Key> {
+        let body = self.call(Method::GET, &format!("/{id}"), None).await?;
+        Ok(Key::from_body(body))
+    }
+
+    async fn by_prefix(&self, prefix: &str) -> Result<Vec<Key>> {
+        Ok(self
             .all()
             .await?
             .into_iter()
-            .filter(|k| k.display_prefix.starts_with(id_or_prefix))
-            .collect();
-        the_one(found, id_or_prefix, |k| (k.id, &k.display_prefix, &k.name))
+            .filter(|key| key.display_prefix.starts_with(prefix))
+            .map(Key::from_body)
+            .collect())
     }
+
+    async fn rename(&self, key: &Key, name: &str) -> Result<Key> {
+        let path = format!("/{}", key.body.id);
+        let body = json!({"name": name });
+        let renamed = self.call(Method::PATCH, &path, Some(body)).await?;
+        Ok(Key::from_body(renamed))
+    }
+
+    /// Revoked without a reason (`check` refused one: the API takes none).
+    async fn revoke(&self, key: &Key, _reason: Option<&str>) -> Result<Key> {
+        let path = format!("/{}/revoke", key.body.id);
+        let revoked = self.call(Method::POST, &path, None).await?;
+        Ok(Key::from_body(revoked))
+    }
+
+    async fn roll(&self, key: &Key, overlap: chrono::Duration) -> Result<Created> {
+        let path = format!("/{}/roll", key.body.id);
+        let body = json!({"overlap": overlap.num_seconds().max(0) });
+        created(self.call(Method::POST, &path, Some(body)).await?)
+    }
+
+    async fn reread(&self, _key: &Key) -> Result<Option<Key>> {
+        Ok(None)
+    }
+}
+
+/// A new key of the server's answer, its secret checked.
+fn created(body: CreatedKeyBody) -> Result<Created> {
+    check_secret(&body)?;
+    Ok(Created { body, owner: None })
 }
 
 /// What a refusal says: the problem's detail or the challenge's
@@ -204,50 +254,6 @@ fn explain(status: StatusCode, body: &str) -> String {
     format!("the server refused: {status}: {}{hint}", shown(said))
 }
 
-async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<()> {
-    if args.owner.is_some() || args.rate_limit.is_some() || args.metadata.is_some() {
-        return Err(
-            "with --server a key belongs to the managing key's owner, and --rate-limit and --metadata are set on the store only (without --server)"
-                .into(),
-        );
-    }
-    let mut body = json!({"name": args.name });
-    let expires_at = match (args.expires_in, args.expires_at) {
-        (Some(after), _) => Some(Utc::now() + after),
-        (None, at) => at,
-    };
-    if let Some(at) = expires_at {
-        body["expires_at"] = json!(at);
-    }
-    if !args.scopes.is_empty() {
-        body["scopes"] = json!(args.scopes);
-    }
-    let created: CreatedKeyBody = client.call(Method::POST, "", Some(body)).await?;
-    print_created(&created, json, "created")
-}
-
-fn print_created(created: &CreatedKeyBody, json: bool, what: &str) -> Result<()> {
-    check_secret(created)?;
-    if json {
-        return print_json(created);
-    }
-    let key = &created.key;
-    eprintln!(
-        "{what} key {:?} ({}, id {}), scopes {}, {}",
-        shown(&key.name),
-        shown(&key.display_prefix),
-        key.id,
-        scopes(key),
-        key.expires_at.map_or_else(
-            || "never expires".to_owned(),
-            |at| format!("expires {}", when(at))
-        )
-    );
-    eprintln!("the key is shown once, on stdout:");
-    println!("{}", created.secret);
-    Ok(())
-}
-
 /// Refuses a "secret" that is not a key: a hostile server's text must not
 /// reach the terminal or the script reading stdout.
 fn check_secret(created: &CreatedKeyBody) -> Result<()> {
@@ -261,115 +267,4 @@ fn check_secret(created: &CreatedKeyBody) -> Result<()> {
     } else {
         Err("the server's answer holds no key (its secret is not made of key characters)".into())
     }
-}
-
-fn scopes(key: &KeyBody) -> String {
-    match &key.scopes {
-        None => "*".to_owned(),
-        Some(scopes) => shown(&scopes.join(" ")),
-    }
-}
-
-async fn list(client: &Client, args: ListArgs, json: bool) -> Result<()> {
-    if args.owner.is_some() {
-        return Err(
-            "with --server the keys listed are the managing key's owner's; drop --owner".into(),
-        );
-    }
-    let mut keys = client.all().await?;
-    keys.reverse();
-    if let Some(within) = args.expiring_within {
-        keys = soonest_expiring(keys, Utc::now() + within, |k| (k.status, k.expires_at));
-    }
-    if json {
-        return print_json(&keys);
-    }
-    if keys.is_empty() {
-        eprintln!("no keys");
-        return Ok(());
-    }
-    let header = [
-        "ID",
-        "NAME",
-        "PREFIX",
-        "SCOPES",
-        "CREATED",
-        "LAST USED",
-        "EXPIRES",
-        "STATUS",
-    ];
-    let rows = keys.iter().map(|key| {
-        vec![
-            key.id.to_string(),
-            shown(&key.name),
-            shown(&key.display_prefix),
-            scopes(key),
-            when(key.created_at),
-            key.last_used_at.map_or_else(|| "never".to_owned(), when),
-            key.expires_at.map_or_else(|| "never".to_owned(), when),
-            key.status.to_string(),
-        ]
-    });
-    print!("{}", render(&header, rows));
-    Ok(())
-}
-
-async fn rename(client: &Client, args: RenameArgs, json: bool) -> Result<()> {
-    let key = client.find(&args.key).await?;
-    let renamed: KeyBody = client
-        .call(
-            Method::PATCH,
-            &format!("/{}", key.id),
-            Some(json!({"name": args.name })),
-        )
-        .await?;
-    if json {
-        return print_json(&renamed);
-    }
-    eprintln!(
-        "renamed key {} (id {}) from {:?} to {:?}",
-        shown(&renamed.display_prefix),
-        renamed.id,
-        shown(&key.name),
-        shown(&renamed.name)
-    );
-    Ok(())
-}
-
-async fn revoke(client: &Client, args: RevokeArgs, json: bool) -> Result<()> {
-    if args.reason.is_some() {
-        return Err("--reason is recorded on the store only (without --server)".into());
-    }
-    let key = client.find(&args.key).await?;
-    let revoked: KeyBody = client
-        .call(Method::POST, &format!("/{}/revoke", key.id), None)
-        .await?;
-    if json {
-        return print_json(&revoked);
-    }
-    let already = if key.revoked_at.is_some() {
-        "was already "
-    } else {
-        ""
-    };
-    eprintln!(
-        "key {:?} ({}, id {}) {already}revoked",
-        shown(&revoked.name),
-        shown(&revoked.display_prefix),
-        revoked.id
-    );
-    Ok(())
-}
-
-async fn roll(client: &Client, args: RollArgs, json: bool) -> Result<()> {
-    let key = client.find(&args.key).await?;
-    let overlap = args.overlap.num_seconds().max(0);
-    let created: CreatedKeyBody = client
-        .call(
-            Method::POST,
-            &format!("/{}/roll", key.id),
-            Some(json!({"overlap": overlap })),
-        )
-        .await?;
-    print_created(&created, json, "rolled into the")
 }
