@@ -1,8 +1,6 @@
 //! Abuse controls over real HTTP: the failed-attempt throttle, per-key rate
 //! limits, checksummed keys and the policy for keys exposed in URLs.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +13,7 @@ use tower_api_keys::store::{ScriptedStore, StoreMethod};
 use tower_api_keys::throttle::{ClientAddress, FailedAttemptLimit};
 use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyFormat, KeyStore, NewKey, RateLimit};
 
-use common::{client, serve, serve_with_peer_addresses};
+use test_support::{client, serve, serve_with_peer_addresses};
 
 struct App {
     keys: ApiKeys,

@@ -1,8 +1,6 @@
 //! Hostile and sloppy inputs, each with the status a client must see, sent
 //! over a real TCP socket with a real HTTP client.
 
-mod common;
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,7 +10,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use tower_api_keys::store::ScriptedStore;
 use tower_api_keys::{ApiKeys, KeyFormat, NewKey};
 
-use common::{client, serve};
+use test_support::{client, serve};
 
 /// One request: its query string (if any), its `Authorization` values, and
 /// what must come back.
