@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{PgSchema, TempDir, connect, http, whoami};
+use common::{PgSchema, SchemaStore as _, TempDir, connect, http, whoami};
 use http::StatusCode;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tower_api_keys::store::{ListKeys, sqlx};

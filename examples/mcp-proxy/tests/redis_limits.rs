@@ -8,8 +8,9 @@ use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TempDir, http, unique};
+use common::{TempDir, http};
 use futures_util::future::join_all;
+use test_support::unique;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mcp-proxy");
