@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tower_api_keys::store::PostgresStore;
 use tower_api_keys::{ApiKeys, KeyRecord, NewKey};
 
+pub mod process;
+
 pub use test_support::TempDir;
 pub use test_support::pg::PgSchema;
 
