@@ -2,8 +2,8 @@
 //! `tests/` holds only what needs that package's types: names no other test
 //! uses, temporary directories, the services the tests need (PostgreSQL,
 //! Redis) with a loud skip where they are not configured, a router served on
-//! a real loopback socket, captured log lines and a `redis-server` of a
-//! test's own.
+//! a real loopback socket, captured log lines, a `redis-server` of a test's
+//! own and (feature `browser`) a headless Chromium driven over WebDriver.
 
 use std::future::Future;
 use std::io::Write;
@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use axum::Router;
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod pg;
 pub mod redis;
 
