@@ -101,14 +101,7 @@ impl Server {
 
     /// The status of `GET /` with `key` as the bearer token.
     pub async fn status(&self, key: &str) -> u16 {
-        self.client
-            .get(format!("http://{}/", self.addr))
-            .header(AUTHORIZATION, format!("Bearer {key}"))
-            .send()
-            .await
-            .expect("the server answers")
-            .status()
-            .as_u16()
+        self.get(key).await.status().as_u16()
     }
 
     /// The whole response of `GET /` with `key`.
