@@ -1,8 +1,6 @@
 //! Abuse controls over real HTTP: the failed-attempt throttle, per-key rate
 //! limits, checksummed keys and the policy for keys exposed in URLs.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use tower_api_keys::record::EXPOSED_IN_URL;
 use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
 use tower_api_keys::{ApiKeys, ApiKeysBuilder, KeyStore, NewKey};
 
-use common::{client, serve, serve_with_peer_addresses};
+use test_support::{client, serve, serve_with_peer_addresses};
 
 struct App {
     keys: ApiKeys,

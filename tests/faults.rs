@@ -1,8 +1,6 @@
 //! Faults around the layer: a panicking handler, a last-used writer whose
 //! store fails for a long stretch, shutdown with pending times.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use reqwest::header::AUTHORIZATION;
 use tower_api_keys::test_util::ScriptedStore;
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
-use common::{client, serve};
+use test_support::{client, serve};
 
 #[tokio::test]
 async fn a_panicking_handler_does_not_poison_the_layer() {

@@ -1,8 +1,6 @@
 //! Last-used times: written in batches in the background, flushed on
 //! shutdown, and never on the request path.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use reqwest::header::AUTHORIZATION;
 use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
-use common::{client, serve};
+use test_support::{client, serve};
 
 async fn app(keys: &ApiKeys) -> String {
     let app = Router::new()

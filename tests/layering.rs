@@ -12,7 +12,10 @@
 //! ```
 //!
 //! This test reads every `crate::` path in `src/` (outside comments) and
-//! fails on an import that points up, or on a cycle among the leaves.
+//! fails on an import that points up, or on a cycle among the leaves. A
+//! path through a name that `lib.rs` re-exports (`crate::ManageError`, or
+//! `crate::throttle::FailedAttemptLimit` through an inline module) counts
+//! as an import of the module that defines it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -112,9 +115,110 @@ fn top_level_items(group: &str) -> Vec<&str> {
     items
 }
 
+/// The code of `text` without its comment lines and trailing comments.
+fn code_of(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(|line| {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            ""
+        } else {
+            code.split("//").next().unwrap_or(code)
+        }
+    })
+}
+
+/// The names by which `lib.rs` (its text `lib`) lets the crate reach into
+/// a module from the root, each with the top-level modules it stands for:
+/// what its `use crate::module::...` items bring to the root (by their
+/// last name, or the name after `as`), and each inline `mod name {... }`
+/// for the modules its own `use crate::...` items come from.
+fn root_aliases(lib: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let code: String = code_of(lib).collect::<Vec<_>>().join("\n");
+    // Inline modules: name and the span of their braces.
+    let mut inline = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("mod ") {
+        let start = from + at;
+        from = start + "mod ".len();
+        let before = code[..start].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[from..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let after = rest[name.len()..].trim_start();
+        if name.is_empty() || !after.starts_with('{') {
+            continue;
+        }
+        let open = from + name.len() + (rest[name.len()..].len() - after.len());
+        let mut depth = 0_usize;
+        for (i, c) in code[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        inline.push((name.clone(), open, open + i));
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut aliases: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("use crate::") {
+        let start = from + at;
+        let body = start + "use crate::".len();
+        let end = code[body..].find(';').map_or(code.len(), |i| body + i);
+        from = end;
+        let statement = &code[body..end];
+        let module: String = statement
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if module.is_empty() {
+            continue;
+        }
+        if let Some((name, ..)) = inline
+            .iter()
+            .find(|(_, open, close)| *open < start && start < *close)
+        {
+            aliases.entry(name.clone()).or_default().insert(module);
+            continue;
+        }
+        // The leaves of the use tree: a name not followed by `::`, or the
+        // name after `as`.
+        let tokens: Vec<&str> = statement
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .flat_map(|word| word.split_inclusive("::"))
+            .filter(|token| !token.is_empty())
+            .collect();
+        for (i, token) in tokens.iter().enumerate() {
+            let leaf = !token.ends_with("::")
+                && *token != "as"
+                && *token != "self"
+                && tokens.get(i + 1) != Some(&"as");
+            if leaf && !(i == 0 && tokens.len() > 1 && *token == module) {
+                aliases
+                    .entry(token.to_string())
+                    .or_default()
+                    .insert(module.clone());
+            }
+        }
+    }
+    aliases
+}
+
 /// Module → the top-level modules it imports, with one place each.
 fn imports() -> BTreeMap<String, BTreeMap<String, String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let aliases =
+        root_aliases(&fs::read_to_string(src.join("lib.rs")).expect("lib.rs is readable"));
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -123,14 +227,16 @@ fn imports() -> BTreeMap<String, BTreeMap<String, String>> {
             continue;
         };
         let text = fs::read_to_string(&file).expect("a source file is readable");
-        for (n, line) in text.lines().enumerate() {
-            let code = line.trim_start();
-            if code.starts_with("//") {
-                continue;
-            }
-            let code = code.split("//").next().unwrap_or(code);
-            for to in named_modules(code) {
-                if to != from && rank(&to).is_some() {
+        for (n, code) in code_of(&text).enumerate() {
+            for named in named_modules(code) {
+                let targets = match rank(&named) {
+                    Some(_) => BTreeSet::from([named]),
+                    None => aliases.get(&named).cloned().unwrap_or_default(),
+                };
+                for to in targets {
+                    if to == from || rank(&to).is_none() {
+                        continue;
+                    }
                     let place = format!("{}:{}", file.display(), n + 1);
                     graph
                         .entry(from.clone())
@@ -218,4 +324,51 @@ fn the_reader_sees_what_an_import_names() {
     );
     assert_eq!(named_modules("$crate::store::KeyStore"), ["store"]);
     assert!(named_modules("let crate_name = 1;").is_empty());
+}
+
+#[test]
+fn a_root_path_counts_as_an_import_of_the_module_that_defines_it() {
+    let lib = "
+        pub mod throttle {
+            pub use crate::engine::throttle::{ClientAddress, FailedAttemptLimit};
+        }
+        pub use crate::api_keys::{ApiKeys, ApiKeysBuilder as Builder};
+        // pub use crate::layer::Commented;
+        pub use crate::engine::ManageError; // and a comment
+        #[cfg(feature = \"x\")]
+        pub use crate::store::{KeyStore, memory::{MemoryStore}};
+        use crate::record::self_named::{self};
+    ";
+    let aliases = root_aliases(lib);
+    let of = |name: &str| -> Vec<&str> {
+        aliases
+            .get(name)
+            .map(|modules| modules.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(of("throttle"), ["engine"]);
+    assert_eq!(of("ApiKeys"), ["api_keys"]);
+    assert_eq!(of("Builder"), ["api_keys"]);
+    assert!(of("ApiKeysBuilder").is_empty(), "{aliases:?}");
+    assert_eq!(of("ManageError"), ["engine"]);
+    assert_eq!(of("KeyStore"), ["store"]);
+    assert_eq!(of("MemoryStore"), ["store"]);
+    assert!(of("Commented").is_empty(), "{aliases:?}");
+    assert!(of("ClientAddress").is_empty(), "{aliases:?}");
+
+    // And in the crate's own lib.rs.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let real = root_aliases(&fs::read_to_string(src.join("lib.rs")).unwrap());
+    assert_eq!(
+        real.get("ManageError"),
+        Some(&BTreeSet::from(["error".to_owned()]))
+    );
+    assert_eq!(
+        real.get("ApiKeys"),
+        Some(&BTreeSet::from(["api_keys".to_owned()]))
+    );
+    assert_eq!(
+        real.get("fuzzing"),
+        Some(&BTreeSet::from(["bearer".to_owned(), "query".to_owned()]))
+    );
 }

@@ -1,8 +1,6 @@
 //! Key lifecycle events: each management call, policy and first use emits
 //! one typed event naming the key and who acted, never its secret.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +43,7 @@ async fn serve(keys: &ApiKeys) -> String {
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(keys.layer());
-    format!("http://{}/", common::serve(app).await)
+    format!("http://{}/", test_support::serve(app).await)
 }
 
 #[tokio::test]
@@ -158,7 +156,7 @@ async fn the_first_use_and_the_first_expired_refusal_are_announced_once() {
         .await
         .unwrap();
     let url = serve(&keys).await;
-    let client = common::client();
+    let client = test_support::client();
     let get = || {
         client
             .get(&url)
@@ -196,7 +194,7 @@ async fn a_key_sent_in_a_url_is_announced_exposed_and_revoked_by_the_policy() {
     let keys = builder.revoke_keys_exposed_in_url(true).build().unwrap();
     let created = keys.create(NewKey::new("acct_1", "ci")).await.unwrap();
     let url = serve(&keys).await;
-    let response = common::client()
+    let response = test_support::client()
         .get(format!("{url}?api_key={}", created.secret.expose_secret()))
         .send()
         .await

@@ -2,8 +2,6 @@
 //! each with a distinct key in its URL, over a real socket, write a handful
 //! of lines, and every refusal is still counted for the app to read.
 
-mod common;
-
 use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
@@ -11,7 +9,7 @@ use tower_api_keys::key::KeyFormat;
 use tower_api_keys::rejection::RejectionReason;
 use tower_api_keys::{ApiKeys, MemoryStore};
 
-use common::{Capture, client, serve};
+use test_support::{Capture, client, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_keys_in_urls_write_a_bounded_number_of_lines() {

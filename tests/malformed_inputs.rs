@@ -1,8 +1,6 @@
 //! Hostile and sloppy inputs, each with the status a client must see, sent
 //! over a real TCP socket with a real HTTP client.
 
-mod common;
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,7 +11,7 @@ use tower_api_keys::key::KeyFormat;
 use tower_api_keys::test_util::ScriptedStore;
 use tower_api_keys::{ApiKeys, NewKey};
 
-use common::{client, serve};
+use test_support::{client, serve};
 
 /// One request: its query string (if any), its `Authorization` values, and
 /// what must come back.

@@ -5,7 +5,6 @@
 //! when `TEST_POSTGRES_URL` is set (and says so loudly when it is not).
 
 mod backends;
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,7 +14,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
-use backends::{PgSchema, TempDir};
+use backends::{PgSchema, SchemaStore as _, SqliteFile as _, TempDir};
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -45,10 +44,10 @@ impl Api {
             .route("/app", get(|| async { "ok" }))
             .route_layer(keys.layer())
             .nest("/api", keys.management().mounted_at("/api").router());
-        let addr: SocketAddr = common::serve(app).await;
+        let addr: SocketAddr = test_support::serve(app).await;
         Self {
             base: format!("http://{addr}/api"),
-            http: common::client(),
+            http: test_support::client(),
             keys,
             events,
         }
@@ -635,8 +634,8 @@ async fn owners_named_by_the_application_manage_their_keys() {
             keys.management().owner_from_extensions().router(),
         )
         .layer(middleware::from_fn(login));
-    let base = format!("http://{}/settings", common::serve(app).await);
-    let http = common::client();
+    let base = format!("http://{}/settings", test_support::serve(app).await);
+    let http = test_support::client();
 
     let response = http
         .post(format!("{base}/keys"))
@@ -717,7 +716,7 @@ async fn the_openapi_document_is_served_without_a_key() {
 /// calling key, each refused reach past its power one line; no secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_names_actions_and_refusals_and_holds_no_secret() {
-    let capture = common::Capture::default();
+    let capture = test_support::Capture::default();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
         .with_writer(capture.clone())

@@ -1,8 +1,6 @@
 //! The `metrics` feature's figures, read from a debugging recorder
 //! installed for the engine under test, after real requests.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +49,7 @@ async fn serve(keys: &ApiKeys) -> String {
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(keys.layer());
-    format!("http://{}/", common::serve(app).await)
+    format!("http://{}/", test_support::serve(app).await)
 }
 
 #[tokio::test]
@@ -60,7 +58,7 @@ async fn decisions_cache_and_lookups_are_counted_by_outcome() {
         build(ApiKeys::builder(MemoryStore::new()).last_used_interval(Duration::from_millis(20)));
     let created = keys.create(NewKey::new("acct_1", "ci")).await.unwrap();
     let url = serve(&keys).await;
-    let client = common::client();
+    let client = test_support::client();
     for _ in 0..5 {
         let response = client
             .get(&url)
@@ -160,7 +158,7 @@ async fn store_failures_coalesced_waits_and_last_used_errors_are_counted() {
     );
     let created = keys.create(NewKey::new("acct_1", "ci")).await.unwrap();
     let url = serve(&keys).await;
-    let client = common::client();
+    let client = test_support::client();
 
     // Eight requests wait on one slow lookup.
     store.set_delay(StoreMethod::FindByHash, Duration::from_millis(300));
@@ -229,8 +227,11 @@ async fn refusals_of_the_throttle_and_the_rate_limit_are_counted() {
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(keys.layer());
-    let url = format!("http://{}/", common::serve_with_peer_addresses(app).await);
-    let client = common::client();
+    let url = format!(
+        "http://{}/",
+        test_support::serve_with_peer_addresses(app).await
+    );
+    let client = test_support::client();
     let statuses = async |secret: &str, n| {
         let mut out = Vec::new();
         for _ in 0..n {

@@ -5,8 +5,6 @@
 //!   percent-encoded) is refused;
 //! - the scheme is matched case-insensitively, and nothing else is lenient.
 
-mod common;
-
 use std::sync::Arc;
 
 use base64::Engine as _;

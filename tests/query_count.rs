@@ -5,12 +5,11 @@
 //! key go in one batch.
 
 mod backends;
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backends::{PgSchema, Server, TempDir, unknown_key};
+use backends::{PgSchema, SchemaStore as _, Server, SqliteFile as _, TempDir, unknown_key};
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::test_util::{CountingStore, StoreCalls};
 use tower_api_keys::{ApiKeys, KeyStore, MemoryStore, NewKey};

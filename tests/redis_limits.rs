@@ -3,9 +3,6 @@
 //! without limits never reach Redis; a Redis that stops answering gets the
 //! configured policy, and its return needs no restart.
 
-mod common;
-mod redis_server;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +15,8 @@ use tower_api_keys::limit::{RateLimit, RedisLimits, WhenUnavailable};
 use tower_api_keys::rejection::RejectionReason;
 use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
-use common::{client, serve};
-use redis_server::{OwnRedis, command_calls, redis_url, reset_stats, unique_prefix};
+use test_support::redis::{OwnRedis, command_calls, redis_url, reset_stats, unique_prefix};
+use test_support::{client, serve};
 
 /// A window long enough that nothing refills during a test.
 const HOUR: Duration = Duration::from_secs(3600);
@@ -219,7 +216,7 @@ async fn a_keys_own_limit_is_checked_before_its_owners_and_counts_nothing_there(
     // The limited key's entry and the owner's (the other key has no limit
     // of its own), under the prefix, each expiring once its allowance is
     // whole again (within the hour).
-    let mut connection = redis_server::connect(&url).await.unwrap();
+    let mut connection = test_support::redis::connect(&url).await.unwrap();
     let names: Vec<String> = ::redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut connection)

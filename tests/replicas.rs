@@ -5,14 +5,14 @@
 //! test binary, run again as a child).
 
 mod backends;
-mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use backends::{PgSchema, Proxy, Server, TempDir, pg_socket};
+use backends::{PgSchema, Proxy, SchemaStore as _, Server, TempDir};
+use test_support::pg::pg_socket;
 use tower_api_keys::record::KeyId;
 use tower_api_keys::store::{PostgresStore, SqliteStore};
 use tower_api_keys::test_util::CountingStore;

@@ -1,8 +1,6 @@
 //! Everything traced at TRACE level, for every path a key can take, never
 //! contains the secret (nor its unique part).
 
-mod common;
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,7 +10,7 @@ use reqwest::header::AUTHORIZATION;
 use tower_api_keys::test_util::ScriptedStore;
 use tower_api_keys::{ApiKeys, NewKey};
 
-use common::{Capture, client, serve};
+use test_support::{Capture, client, serve};
 
 #[tokio::test]
 async fn no_log_line_at_trace_level_contains_a_secret() {

@@ -3,8 +3,6 @@
 //! reports signed the way GitHub signs them. A valid report revokes the key
 //! (and the layer then refuses it); hostile requests change nothing.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,7 +73,7 @@ async fn setup() -> Setup {
     );
     let meta_url = format!(
         "http://{}/meta/public_keys/secret_scanning",
-        common::serve(meta).await
+        test_support::serve(meta).await
     );
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
@@ -90,7 +88,7 @@ async fn setup() -> Setup {
         .route("/", get(|| async { "ok" }))
         .layer(keys.layer())
         .route("/github/secret-scanning", scanning.handler());
-    let app = format!("http://{}", common::serve(app).await);
+    let app = format!("http://{}", test_support::serve(app).await);
     Setup {
         keys,
         app,
@@ -110,7 +108,7 @@ impl Setup {
         key_id: Option<&str>,
         signature: Option<&str>,
     ) -> (u16, String) {
-        let mut request = common::client()
+        let mut request = test_support::client()
             .post(format!("{}/github/secret-scanning", self.app))
             .header("content-type", "application/json")
             .body(body.to_vec());
@@ -131,7 +129,7 @@ impl Setup {
     }
 
     async fn status_with_key(&self) -> u16 {
-        common::client()
+        test_support::client()
             .get(format!("{}/", self.app))
             .bearer_auth(&self.key)
             .send()

@@ -4,14 +4,14 @@
 //! request or in a background task.
 
 mod backends;
-mod common;
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use backends::{PgSchema, Proxy, Server, TempDir, closed_port, pg_socket, unknown_key};
+use backends::{PgSchema, Proxy, SchemaStore as _, Server, TempDir, closed_port, unknown_key};
 use sqlx::sqlite::SqlitePoolOptions;
+use test_support::pg::pg_socket;
 use tower_api_keys::store::{PostgresStore, SqliteStore, StoreError};
 use tower_api_keys::{ApiKeys, KeyStore, ManageError, NewKey};
 
@@ -183,7 +183,7 @@ async fn postgres_gone_then_back_answers_503_then_resumes_without_a_restart() {
 async fn postgres_backends_terminated_under_traffic_never_let_a_bad_key_through() {
     count_panics();
     PgSchema::run(|schema| async move {
-        let app = backends::unique("tak_faults");
+        let app = test_support::unique("tak_faults");
         let store = schema
             .store_with(
                 PostgresStore::pool_options().acquire_timeout(Duration::from_secs(1)),

@@ -2,7 +2,6 @@
 
 #[macro_use]
 mod backends;
-mod common;
 
 use std::sync::Arc;
 

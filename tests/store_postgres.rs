@@ -5,13 +5,12 @@
 
 #[macro_use]
 mod backends;
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backends::PgSchema;
 use backends::conformance::{Harness, Setup, at, record};
+use backends::{PgSchema, SchemaStore as _};
 use sqlx::Row as _;
 use tower_api_keys::store::{ChangeFeed, PostgresStore};
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
@@ -258,7 +257,7 @@ async fn notifications_from_another_schema_do_not_wake_the_store() {
 #[tokio::test]
 async fn the_listener_reconnects_after_its_backend_is_terminated() {
     PgSchema::run(|schema| async move {
-        let app = backends::unique("tak_listener");
+        let app = test_support::unique("tak_listener");
         let store = schema
             .store_with(
                 PostgresStore::pool_options(),
@@ -299,7 +298,7 @@ async fn the_listener_reconnects_after_its_backend_is_terminated() {
 #[tokio::test]
 async fn dropping_the_store_ends_its_listener_and_connections() {
     PgSchema::run(|schema| async move {
-        let app = backends::unique("tak_drop");
+        let app = test_support::unique("tak_drop");
         let store = schema
             .store_with(
                 PostgresStore::pool_options(),
@@ -352,7 +351,7 @@ async fn dropping_the_store_ends_its_listener_and_connections() {
 async fn an_idle_instance_reads_the_log_only_when_told_and_loses_no_revocation() {
     use tower_api_keys::test_util::{CountingStore, StoreMethod};
     PgSchema::run(|schema| async move {
-        let app = backends::unique("tak_idle");
+        let app = test_support::unique("tak_idle");
         let counting = Arc::new(CountingStore::new(
             schema
                 .store_with(

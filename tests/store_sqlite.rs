@@ -3,12 +3,11 @@
 
 #[macro_use]
 mod backends;
-mod common;
 
 use std::sync::Arc;
 
-use backends::TempDir;
 use backends::conformance::{Harness, Setup, at, record};
+use backends::{SqliteFile as _, TempDir};
 use sqlx::Row as _;
 use tower_api_keys::store::{ChangeFeed, SqliteStore};
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};

@@ -1,8 +1,6 @@
 //! The wire contract (the table in the `rejection` module's docs, after RFC
 //! 6750), over a real TCP socket with a real HTTP client.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use tower_api_keys::record::Scopes;
 use tower_api_keys::test_util::{ManualClock, ScriptedStore, StoreMethod};
 use tower_api_keys::{ApiKeys, AuthenticatedKey, NewKey};
 
-use common::{client, serve};
+use test_support::{client, serve};
 
 async fn whoami(key: AuthenticatedKey) -> Json<Value> {
     Json(json!({"id": key.id().to_string(), "name": key.name(), "owner": key.owner().as_str() }))

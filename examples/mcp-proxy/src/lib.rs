@@ -31,7 +31,8 @@
 //! [`origin`] (the `Origin` check), [`metadata`] (RFC 9728),
 //! [`settings`] (the Settings → API Keys page), [`keys`] (the `keys`
 //! commands, on the store or through `--server`), [`store`] (`--db`),
-//! [`upstream`] (the demo MCP server).
+//! [`upstream`] (the demo MCP server), [`shown`] (what may reach a terminal
+//! as it is).
 //!
 //! The guide (routes, options, guarantees, connecting MCP clients) is the
 //! package's `README.md`.

@@ -4,79 +4,17 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::Stdio;
-use std::time::Duration;
-
-use common::{TempDir, http, unique};
+use common::process::{ServerProcess, run_example};
+use common::{TempDir, http};
 use futures_util::future::join_all;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use test_support::redis::redis_url;
+use test_support::unique;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_mcp-proxy");
-
-fn redis_url() -> Option<String> {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n==================================================================\n\
-                 SKIPPED: TEST_REDIS_URL is not set; the Redis test of two mcp-proxy\n\
-                 processes did not run (run it with TEST_REDIS_URL=redis://127.0.0.1:6379)\n\
-                 ==================================================================\n"
-            );
-            None
-        }
-    }
-}
-
-/// `mcp-proxy keys create`; the key printed on stdout.
+/// `mcp-proxy keys create <args>`; the key printed on stdout.
 async fn create(db: &str, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(BINARY)
-        .args(["keys", "create"])
-        .args(args)
-        .args(["--db", db])
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-/// `mcp-proxy serve` as a child process; its base URL.
-async fn serve(db: &str, args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut seen = String::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("mcp_proxy listening on ") {
-                return url.to_owned();
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        panic!("the server exited: {seen}");
-    })
-    .await
-    .expect("the server started");
-    // Keep reading, so that the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    let mut command = vec!["keys", "create"];
+    command.extend_from_slice(args);
+    run_example(db, &command).await.key()
 }
 
 /// `rounds` requests per key spread over `servers`, all at once: the number
@@ -122,9 +60,9 @@ async fn two_processes_share_a_keys_and_an_owners_allowance_through_redis() {
     let one = create(&db, &["one", "--owner", &team]).await;
     let two = create(&db, &["two", "--owner", &team]).await;
     let args = ["--redis", redis.as_str(), "--owner-rate-limit", "15/h"];
-    let (_a, a) = serve(&db, &args).await;
-    let (_b, b) = serve(&db, &args).await;
-    let servers = [a, b];
+    let a = ServerProcess::start_with(&db, &args).await;
+    let b = ServerProcess::start_with(&db, &args).await;
+    let servers = [a.url.clone(), b.url.clone()];
 
     // Each process alone would admit 10; together they admit 10 to 12.
     let (admitted, policies) = flood(&servers, &[limited], 60).await;

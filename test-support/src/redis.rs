@@ -1,7 +1,6 @@
 //! Redis for the shared rate-limit tests: the server of `TEST_REDIS_URL`,
 //! or one started by a test on a port of its own so that it can be counted,
 //! paused and killed.
-#![allow(dead_code, unreachable_pub)]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
@@ -11,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// `TEST_REDIS_URL`, or `None` with a loud banner on stderr when it is unset.
 pub fn redis_url() -> Option<String> {
     static BANNER: Once = Once::new();
-    crate::common::service_url(
+    crate::service_url(
         "TEST_REDIS_URL",
         "Redis rate-limit",
         "redis://127.0.0.1:6379",
@@ -35,7 +34,9 @@ pub fn unique_prefix(test: &str) -> String {
 
 /// A `redis-server` of the test's own on a free loopback port, without
 /// persistence; killed when dropped.
+#[derive(Debug)]
 pub struct OwnRedis {
+    /// The loopback port it listens on.
     pub port: u16,
     child: Option<Child>,
 }
@@ -61,6 +62,7 @@ impl OwnRedis {
         Some(redis)
     }
 
+    /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -79,7 +81,7 @@ impl OwnRedis {
         self.child = Some(child);
         for _ in 0..200 {
             if let Ok(mut connection) = self.connection().await
-                && redis::cmd("PING")
+                && ::redis::cmd("PING")
                     .query_async::<String>(&mut connection)
                     .await
                     .is_ok()
@@ -111,7 +113,8 @@ impl OwnRedis {
         assert!(status.success(), "kill -{signal}");
     }
 
-    pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    /// A connection of its own to this server.
+    pub async fn connection(&self) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
         connect(&self.url()).await
     }
 }
@@ -128,8 +131,9 @@ impl Drop for OwnRedis {
     }
 }
 
-pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    redis::Client::open(url)?
+/// A connection to the server at `url`.
+pub async fn connect(url: &str) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
+    ::redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await
 }
@@ -137,7 +141,7 @@ pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedCon
 /// Calls per command (`evalsha` → 5) from `INFO commandstats`.
 pub async fn command_calls(url: &str) -> std::collections::BTreeMap<String, u64> {
     let mut connection = connect(url).await.expect("connect to Redis");
-    let info: String = redis::cmd("INFO")
+    let info: String = ::redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut connection)
         .await
@@ -159,7 +163,7 @@ pub async fn command_calls(url: &str) -> std::collections::BTreeMap<String, u64>
 /// Clears the command counts.
 pub async fn reset_stats(url: &str) {
     let mut connection = connect(url).await.expect("connect to Redis");
-    redis::cmd("CONFIG")
+    ::redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async::<()>(&mut connection)
         .await

@@ -1,0 +1,150 @@
+//! The binary's figures and its key events, with the server and the
+//! `keys` commands run as separate processes: `--metrics-listen` serves
+//! Prometheus text on a listener of its own, `--audit-log` gets a JSON line
+//! per key event and never a secret.
+
+mod common;
+
+use std::time::Duration;
+
+use common::process::{ServerProcess, run_example, status_of};
+use common::{TempDir, http};
+use http::StatusCode;
+
+/// One counter's value in a Prometheus text scrape.
+fn scraped(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// `--metrics-listen` serves the library's figures in Prometheus text on a
+/// listener of its own (the API's address does not serve them, and without
+/// the flag nothing listens); `--audit-log` gets one JSON line per key
+/// event from the server and from `keys` commands, and never a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_listener_and_key_events_in_the_audit_log() {
+    let dir = TempDir::new();
+    let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
+    let audit = dir.path().join("audit.jsonl");
+    let audit_arg = audit.to_str().unwrap();
+    let mut server = ServerProcess::start_with(
+        &db,
+        &["--metrics-listen", "127.0.0.1:0", "--audit-log", audit_arg],
+    )
+    .await;
+    let bootstrap = server.bootstrap_key().await;
+    let metrics_url = server
+        .stderr_line("  metrics        ", Duration::from_secs(5))
+        .await
+        .expect("the metrics address in the banner");
+    let http = http();
+    let url = server.url.clone();
+    for _ in 0..3 {
+        assert_eq!(status_of(&http, &url, &bootstrap).await, StatusCode::OK);
+    }
+    let unknown = "bmc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(
+        status_of(&http, &url, unknown).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let scrape = http.get(&metrics_url).send().await.unwrap();
+    assert_eq!(scrape.status(), StatusCode::OK);
+    assert!(
+        scrape.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+    );
+    let text = scrape.text().await.unwrap();
+    assert_eq!(
+        scraped(
+            &text,
+            r#"tower_api_keys_decisions_total{outcome="admitted"}"#
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        scraped(
+            &text,
+            r#"tower_api_keys_decisions_total{outcome="unknown_key"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        scraped(&text, "tower_api_keys_store_lookups_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("tower_api_keys_store_lookup_seconds"),
+        "{text}"
+    );
+    assert!(!text.contains(&bootstrap) && !text.contains(&bootstrap[..12]));
+    // Not on the API's address.
+    let public = http.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+
+    // A key created and revoked by other processes sharing the log.
+    let created = run_example(&db, &["keys", "create", "ci", "--audit-log", audit_arg]).await;
+    let ci = created.key();
+    let revoked = run_example(
+        &db,
+        &[
+            "keys",
+            "revoke",
+            &ci[..12],
+            "--reason",
+            "rotated",
+            "--audit-log",
+            audit_arg,
+        ],
+    )
+    .await;
+    assert!(revoked.success, "{}", revoked.stderr);
+    server.terminate().await;
+
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    // The first use is announced when the server writes last-used times,
+    // which may be after the other processes' events.
+    let of = |name: &str, prefix: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == name && e["key_prefix"] == prefix)
+            .count()
+    };
+    assert_eq!(events.len(), 4, "{log}");
+    assert_eq!(of("created", &bootstrap[..12]), 1, "{log}");
+    assert_eq!(of("first_use", &bootstrap[..12]), 1, "{log}");
+    assert_eq!(of("created", &ci[..12]), 1, "{log}");
+    assert_eq!(of("revoked", &ci[..12]), 1, "{log}");
+    assert!(log.contains(r#""reason":"rotated""#), "{log}");
+    for secret in [&bootstrap, &ci] {
+        assert!(!log.contains(secret.as_str()), "a secret in the audit log");
+    }
+
+    // Without the flag, no metrics listener is announced.
+    let mut quiet = ServerProcess::start(&db).await;
+    // Served after the whole banner was written: a second is ample to read it.
+    assert_eq!(
+        status_of(&http, &quiet.url, &bootstrap).await,
+        StatusCode::OK
+    );
+    assert!(
+        quiet
+            .stderr_line("  origins", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        quiet.stderr_line("  metrics", Duration::from_secs(1)).await,
+        None
+    );
+    quiet.terminate().await;
+}
