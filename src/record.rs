@@ -167,6 +167,7 @@ pub const EXPOSED_IN_URL: &str = "exposed in URL";
 
 /// Whether a key can be used, as of a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "management", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     /// Neither expired nor revoked.

@@ -17,8 +17,7 @@ use serde::de::DeserializeOwned;
 use super::Context;
 use super::problem::{Problem, ProblemKind};
 use super::wire::{
-    CreateKeyBody, CreatedKeyBody, KeyBody, KeyPageBody, ListParams, ProblemBody, RenameKeyBody,
-    RollKeyBody,
+    CreateKey, CreatedKey, Key, KeyPage, ListParams, ProblemDetails, RenameKey, RollKey,
 };
 use crate::event::Actor;
 use crate::identity::AuthenticatedKey;
@@ -303,19 +302,19 @@ async fn key_to_change(
     operation_id = "list_keys",
     params(ListParams),
     responses(
-        (status = 200, description = "One page of the caller's keys", body = KeyPageBody),
+        (status = 200, description = "One page of the caller's keys", body = KeyPage),
     )
 )]
 pub(super) async fn list_keys(
     State(context): State<Context>,
     manager: Manager,
     RawQuery(query): RawQuery,
-) -> Result<Json<KeyPageBody>, Problem> {
+) -> Result<Json<KeyPage>, Problem> {
     let (cursor, limit) = list_params(query.as_deref())?;
     let page = context.keys.list(&manager.owner, cursor, limit).await?;
     let now = context.keys.now();
-    Ok(Json(KeyPageBody {
-        keys: page.records.iter().map(|r| KeyBody::new(r, now)).collect(),
+    Ok(Json(KeyPage {
+        keys: page.records.iter().map(|r| Key::new(r, now)).collect(),
         next_cursor: page.next.map(|cursor| cursor.to_string()),
     }))
 }
@@ -326,9 +325,9 @@ pub(super) async fn list_keys(
     path = "/keys",
     tag = "keys",
     operation_id = "create_key",
-    request_body = CreateKeyBody,
+    request_body = CreateKey,
     responses(
-        (status = 201, description = "The new key, with its secret shown this once", body = CreatedKeyBody),
+        (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
     )
 )]
 pub(super) async fn create_key(
@@ -336,8 +335,8 @@ pub(super) async fn create_key(
     manager: Manager,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<CreatedKeyBody>), Problem> {
-    let request: CreateKeyBody = required_body(&headers, body)?;
+) -> Result<(StatusCode, Json<CreatedKey>), Problem> {
+    let request: CreateKey = required_body(&headers, body)?;
     let scopes = requested_scopes(&manager, request.scopes)?;
     let now = context.keys.now();
     let mut new = NewKey::new(manager.owner.clone(), request.name).scopes(scopes);
@@ -362,10 +361,7 @@ pub(super) async fn create_key(
         (None, limit) => limit,
     };
     let created = context.keys.acting_as(manager.actor).create(new).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKeyBody::new(&created, now)),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedKey::new(&created, now))))
 }
 
 /// One of the caller's keys.
@@ -376,18 +372,18 @@ pub(super) async fn create_key(
     operation_id = "get_key",
     params(("id" = String, Path, format = Uuid, description = "The key's id")),
     responses(
-        (status = 200, description = "The key", body = KeyBody),
-        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 200, description = "The key", body = Key),
+        (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn get_key(
     State(context): State<Context>,
     manager: Manager,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<KeyBody>, Problem> {
+) -> Result<Json<Key>, Problem> {
     let id = key_id(path)?;
     let record = context.keys.get(&manager.owner, &id).await?;
-    Ok(Json(KeyBody::new(&record, context.keys.now())))
+    Ok(Json(Key::new(&record, context.keys.now())))
 }
 
 /// Renames one of the caller's keys.
@@ -397,10 +393,10 @@ pub(super) async fn get_key(
     tag = "keys",
     operation_id = "rename_key",
     params(("id" = String, Path, format = Uuid, description = "The key's id")),
-    request_body = RenameKeyBody,
+    request_body = RenameKey,
     responses(
-        (status = 200, description = "The renamed key", body = KeyBody),
-        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 200, description = "The renamed key", body = Key),
+        (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn rename_key(
@@ -409,15 +405,15 @@ pub(super) async fn rename_key(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<KeyBody>, Problem> {
-    let request: RenameKeyBody = required_body(&headers, body)?;
+) -> Result<Json<Key>, Problem> {
+    let request: RenameKey = required_body(&headers, body)?;
     let old = key_to_change(&context, &manager, path, "rename").await?;
     let record = context
         .keys
         .acting_as(manager.actor)
         .rename(&manager.owner, &old.id, &request.name)
         .await?;
-    Ok(Json(KeyBody::new(&record, context.keys.now())))
+    Ok(Json(Key::new(&record, context.keys.now())))
 }
 
 /// Revokes one of the caller's keys, irreversibly; revoking a revoked key
@@ -429,22 +425,22 @@ pub(super) async fn rename_key(
     operation_id = "revoke_key",
     params(("id" = String, Path, format = Uuid, description = "The key's id")),
     responses(
-        (status = 200, description = "The revoked key", body = KeyBody),
-        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 200, description = "The revoked key", body = Key),
+        (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn revoke_key(
     State(context): State<Context>,
     manager: Manager,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<KeyBody>, Problem> {
+) -> Result<Json<Key>, Problem> {
     let old = key_to_change(&context, &manager, path, "revoke").await?;
     let record = context
         .keys
         .acting_as(manager.actor)
         .revoke(&manager.owner, &old.id, None)
         .await?;
-    Ok(Json(KeyBody::new(&record, context.keys.now())))
+    Ok(Json(Key::new(&record, context.keys.now())))
 }
 
 /// Replaces one of the caller's keys with a new one of the same name and
@@ -455,11 +451,11 @@ pub(super) async fn revoke_key(
     tag = "keys",
     operation_id = "roll_key",
     params(("id" = String, Path, format = Uuid, description = "The key's id")),
-    request_body(content = Option<RollKeyBody>, description = "Optional; `{}` rolls with no overlap"),
+    request_body(content = Option<RollKey>, description = "Optional; `{}` rolls with no overlap"),
     responses(
-        (status = 201, description = "The new key, with its secret shown this once", body = CreatedKeyBody),
-        (status = 404, description = "The caller has no key with that id", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The key is revoked and cannot be rolled", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
+        (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked and cannot be rolled", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn roll_key(
@@ -468,9 +464,9 @@ pub(super) async fn roll_key(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<CreatedKeyBody>), Problem> {
+) -> Result<(StatusCode, Json<CreatedKey>), Problem> {
     // No body, or `null`: the defaults.
-    let request: RollKeyBody = json_body(&headers, body, true)?.unwrap_or_default();
+    let request: RollKey = json_body(&headers, body, true)?.unwrap_or_default();
     let overlap = request.overlap.unwrap_or(0);
     if overlap > MAX_OVERLAP_SECS {
         return Err(Problem::new(
@@ -500,10 +496,7 @@ pub(super) async fn roll_key(
         .roll(&manager.owner, &old.id, overlap)
         .await?;
     let now = context.keys.now();
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKeyBody::new(&created, now)),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedKey::new(&created, now))))
 }
 
 /// A method a route does not take.

@@ -99,8 +99,8 @@ mod wire;
 
 pub use problem::{PROBLEM_TYPE_PREFIX, Problem, ProblemKind};
 pub use wire::{
-    BearerErrorBody, CreateKeyBody, CreatedKeyBody, KeyBody, KeyPageBody, KeyStatusBody,
-    ListParams, ProblemBody, RenameKeyBody, RollKeyBody,
+    BearerError, CreateKey, CreatedKey, Key, KeyPage, ListParams, ProblemDetails, RenameKey,
+    RollKey,
 };
 
 /// What the routes share.

@@ -7,9 +7,10 @@ use utoipa::openapi::{self, ContentBuilder, Ref, RefOr, Response, ResponseBuilde
 
 use super::handlers;
 use super::wire::{
-    BearerErrorBody, CreateKeyBody, CreatedKeyBody, KeyBody, KeyPageBody, KeyStatusBody,
-    ProblemBody, RenameKeyBody, RollKeyBody, ScopeToken,
+    BearerError, CreateKey, CreatedKey, Key, KeyPage, ProblemDetails, RenameKey, RollKey,
+    ScopeToken,
 };
+use crate::record::KeyStatus;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,15 +27,15 @@ use super::wire::{
         handlers::roll_key
     ),
     components(schemas(
-        KeyBody,
-        KeyStatusBody,
-        KeyPageBody,
-        CreatedKeyBody,
-        CreateKeyBody,
-        RenameKeyBody,
-        RollKeyBody,
-        ProblemBody,
-        BearerErrorBody,
+        Key,
+        KeyStatus,
+        KeyPage,
+        CreatedKey,
+        CreateKey,
+        RenameKey,
+        RollKey,
+        ProblemDetails,
+        BearerError,
         ScopeToken
     )),
     tags((name = "keys", description = "The caller's API keys"))

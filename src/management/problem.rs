@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 
-use super::wire::ProblemBody;
+use super::wire::ProblemDetails;
 use crate::error::ManageError;
 use crate::store::StoreError;
 
@@ -173,8 +173,8 @@ impl Problem {
     }
 
     /// The body this problem is answered with.
-    pub fn body(&self) -> ProblemBody {
-        ProblemBody {
+    pub fn body(&self) -> ProblemDetails {
+        ProblemDetails {
             kind: format!("{PROBLEM_TYPE_PREFIX}{}", self.kind.slug()),
             title: self.kind.title().to_owned(),
             status: self.kind.status().as_u16(),

@@ -1,18 +1,17 @@
 //! What the management API reads and writes: the JSON bodies, with their
 //! OpenAPI schemas. A key is shown without its hash, its metadata or its
-//! secret; the secret appears once, in [`CreatedKeyBody`].
+//! secret; the secret appears once, in [`CreatedKey`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::record::CreatedKey;
 use crate::record::{KeyId, KeyRecord, KeyStatus};
 
 /// One key as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(as = Key)]
-pub struct KeyBody {
+#[non_exhaustive]
+pub struct Key {
     /// The key's id (a UUIDv7).
     #[schema(value_type = String, format = Uuid)]
     pub id: KeyId,
@@ -29,26 +28,12 @@ pub struct KeyBody {
     /// When the key was revoked; `null` if it was not.
     pub revoked_at: Option<DateTime<Utc>>,
     /// The key's status now.
-    #[schema(value_type = KeyStatusBody)]
     pub status: KeyStatus,
     /// What the key may do: a list of scopes, or `null` for full access.
     pub scopes: Option<Vec<String>>,
 }
 
-/// A key's status.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[schema(as = KeyStatus)]
-pub enum KeyStatusBody {
-    /// Neither expired nor revoked.
-    Active,
-    /// Its expiry time has passed.
-    Expired,
-    /// Revoked, irreversibly.
-    Revoked,
-}
-
-impl KeyBody {
+impl Key {
     /// `record` as the API shows it, with its status as of `now`.
     pub fn new(record: &KeyRecord, now: DateTime<Utc>) -> Self {
         Self {
@@ -70,29 +55,29 @@ impl KeyBody {
 
 /// One page of keys, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(as = KeyPage)]
-pub struct KeyPageBody {
+#[non_exhaustive]
+pub struct KeyPage {
     /// The keys on this page.
-    pub keys: Vec<KeyBody>,
+    pub keys: Vec<Key>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
 /// A new key: its record and its secret, shown this once.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(as = CreatedKey)]
-pub struct CreatedKeyBody {
+#[non_exhaustive]
+pub struct CreatedKey {
     /// The new key's record.
-    pub key: KeyBody,
+    pub key: Key,
     /// The key itself. It is not stored and cannot be shown again.
     pub secret: String,
 }
 
-impl CreatedKeyBody {
+impl CreatedKey {
     /// A new key as the API shows it, with its status as of `now`.
-    pub fn new(created: &CreatedKey, now: DateTime<Utc>) -> Self {
+    pub fn new(created: &crate::record::CreatedKey, now: DateTime<Utc>) -> Self {
         Self {
-            key: KeyBody::new(&created.record, now),
+            key: Key::new(&created.record, now),
             secret: created.secret.expose_secret().to_owned(),
         }
     }
@@ -101,8 +86,7 @@ impl CreatedKeyBody {
 /// `POST /keys`: the key to create.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = CreateKey)]
-pub struct CreateKeyBody {
+pub struct CreateKey {
     /// A name to tell the key by ("Claude Desktop"): 1 to 200 characters,
     /// not blank, without control, invisible or bidirectional formatting
     /// characters.
@@ -134,8 +118,7 @@ pub(crate) struct ScopeToken(String);
 /// `PATCH /keys/{id}`: the new name.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = RenameKey)]
-pub struct RenameKeyBody {
+pub struct RenameKey {
     /// The new name, checked as at creation.
     #[schema(
         min_length = 1,
@@ -148,8 +131,7 @@ pub struct RenameKeyBody {
 /// `POST /keys/{id}/roll`: how long the old key keeps working.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = RollKey)]
-pub struct RollKeyBody {
+pub struct RollKey {
     /// Seconds the old key keeps working beside the new one, 0 to 2,592,000
     /// (30 days); omitted or `null` for 0, the old key stops at once.
     #[serde(default, deserialize_with = "whole_number")]
@@ -191,7 +173,8 @@ pub struct ListParams {
 /// `application/problem+json`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Problem)]
-pub struct ProblemBody {
+#[non_exhaustive]
+pub struct ProblemDetails {
     /// Names the kind of problem, stable across versions
     /// (`urn:tower-api-keys:problem:not-found`).
     #[serde(rename = "type")]
@@ -207,8 +190,8 @@ pub struct ProblemBody {
 /// The body of a refusal by the key layer (RFC 6750), served as
 /// `application/json` beside a `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(as = BearerError)]
-pub struct BearerErrorBody {
+#[non_exhaustive]
+pub struct BearerError {
     /// The RFC 6750 error code (`invalid_token`, `insufficient_scope`, ...).
     pub error: String,
     /// What went wrong.

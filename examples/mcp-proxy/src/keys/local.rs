@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use tower_api_keys::event::Actor;
-use tower_api_keys::management::CreatedKeyBody;
+use tower_api_keys::management;
 use tower_api_keys::record::{KeyId, OwnerId, Scopes};
 use tower_api_keys::store::ListKeys;
 use tower_api_keys::{ApiKeys, CreatedKey, NewKey};
@@ -50,7 +50,7 @@ fn owner(key: &Key) -> Result<&OwnerId> {
 
 fn created(created: &CreatedKey) -> Created {
     Created {
-        body: CreatedKeyBody::new(created, Utc::now()),
+        body: management::CreatedKey::new(created, Utc::now()),
         owner: Some(created.record.owner.clone()),
     }
 }

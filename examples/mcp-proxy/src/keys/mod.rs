@@ -10,7 +10,7 @@ mod remote;
 mod render;
 
 use chrono::{DateTime, Utc};
-use tower_api_keys::management::{CreatedKeyBody, KeyBody};
+use tower_api_keys::management;
 use tower_api_keys::record::{KeyId, KeyRecord, KeyStatus, OwnerId};
 
 use crate::audit::AuditLog;
@@ -71,7 +71,7 @@ pub(crate) trait KeyAdmin {
 #[derive(Debug)]
 pub(crate) struct Key {
     /// What `--json` prints, and most of what the table shows.
-    pub(crate) body: KeyBody,
+    pub(crate) body: management::Key,
     /// Its owner: the store says; a server's answers do not (the keys it
     /// manages are all the managing key's owner's).
     pub(crate) owner: Option<OwnerId>,
@@ -83,14 +83,14 @@ impl Key {
     /// A record of the store, with its status as of `now`.
     pub(crate) fn from_record(record: &KeyRecord, now: DateTime<Utc>) -> Self {
         Self {
-            body: KeyBody::new(record, now),
+            body: management::Key::new(record, now),
             owner: Some(record.owner.clone()),
             revoked_reason: record.revoked_reason.clone(),
         }
     }
 
     /// A key of a server's answer.
-    pub(crate) fn from_body(body: KeyBody) -> Self {
+    pub(crate) fn from_body(body: management::Key) -> Self {
         Self {
             body,
             owner: None,
@@ -102,7 +102,7 @@ impl Key {
 /// A key just created (or rolled into), with its secret.
 pub(crate) struct Created {
     /// What `--json` prints: the key and its secret.
-    pub(crate) body: CreatedKeyBody,
+    pub(crate) body: management::CreatedKey,
     /// Its owner, where the side says (as in [`Key::owner`]).
     pub(crate) owner: Option<OwnerId>,
 }
@@ -134,7 +134,7 @@ async fn list(admin: &impl KeyAdmin, args: ListArgs, json: bool) -> Result<()> {
         keys = soonest_expiring(keys, Utc::now() + within);
     }
     if json {
-        let bodies: Vec<&KeyBody> = keys.iter().map(|key| &key.body).collect();
+        let bodies: Vec<&management::Key> = keys.iter().map(|key| &key.body).collect();
         return print_json(&bodies);
     }
     if keys.is_empty() {

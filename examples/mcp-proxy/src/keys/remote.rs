@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tower_api_keys::management::{CreatedKeyBody, KeyBody, KeyPageBody};
+use tower_api_keys::management;
 use tower_api_keys::record::KeyId;
 
 use super::render::shown;
@@ -125,7 +125,7 @@ impl Remote {
     }
 
     /// Every key of the owner, newest first.
-    async fn all(&self) -> Result<Vec<KeyBody>> {
+    async fn all(&self) -> Result<Vec<management::Key>> {
         let mut keys = Vec::new();
         let mut cursor: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
@@ -134,7 +134,7 @@ impl Remote {
                 Some(cursor) => format!("?limit={PAGE}&cursor={cursor}"),
                 None => format!("?limit={PAGE}"),
             };
-            let page: KeyPageBody = self.call(Method::GET, &path, None).await?;
+            let page: management::KeyPage = self.call(Method::GET, &path, None).await?;
             keys.extend(page.keys);
             match page.next_cursor {
                 None => return Ok(keys),
@@ -231,7 +231,7 @@ impl KeyAdmin for Remote {
 }
 
 /// A new key of the server's answer, its secret checked.
-fn created(body: CreatedKeyBody) -> Result<Created> {
+fn created(body: management::CreatedKey) -> Result<Created> {
     check_secret(&body)?;
     Ok(Created { body, owner: None })
 }
@@ -256,7 +256,7 @@ fn explain(status: StatusCode, body: &str) -> String {
 
 /// Refuses a "secret" that is not a key: a hostile server's text must not
 /// reach the terminal or the script reading stdout.
-fn check_secret(created: &CreatedKeyBody) -> Result<()> {
+fn check_secret(created: &management::CreatedKey) -> Result<()> {
     let secret = &created.secret;
     let key_like = (8..=256).contains(&secret.len())
         && secret

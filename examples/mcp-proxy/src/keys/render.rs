@@ -3,7 +3,7 @@
 
 use crate::shown::is_unsafe_to_show;
 use chrono::{DateTime, Utc};
-use tower_api_keys::management::KeyBody;
+use tower_api_keys::management;
 use tower_api_keys::record::KeyStatus;
 
 use super::{Key, Result};
@@ -86,7 +86,7 @@ fn status(key: &Key) -> String {
 }
 
 /// A key's scopes, space-separated, or `*` for full access.
-pub(crate) fn scopes(key: &KeyBody) -> String {
+pub(crate) fn scopes(key: &management::Key) -> String {
     match &key.scopes {
         None => "*".to_owned(),
         Some(scopes) => shown(&scopes.join(" ")),
