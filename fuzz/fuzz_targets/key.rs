@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
-use tower_api_keys::KeyFormat;
+use tower_api_keys::key::KeyFormat;
 
 fuzz_target!(|token: &[u8]| {
     let plain = KeyFormat::default();

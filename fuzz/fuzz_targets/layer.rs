@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 use http::{HeaderValue, Request, Response};
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer, ServiceExt};
-use tower_api_keys::store::CountingStore;
-use tower_api_keys::{ApiKeys, KeyFormat, MemoryStore};
+use tower_api_keys::test_util::CountingStore;
+use tower_api_keys::{ApiKeys, MemoryStore};
+use tower_api_keys::key::KeyFormat;
 
 struct Harness {
     runtime: tokio::runtime::Runtime,

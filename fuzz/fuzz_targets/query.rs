@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_api_keys::KeyFormat;
+use tower_api_keys::key::KeyFormat;
 use tower_api_keys::fuzzing::QueryGuard;
 
 fuzz_target!(|query: &str| {
