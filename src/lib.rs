@@ -100,12 +100,12 @@ mod engine;
 // The store trait and the backends.
 pub mod store;
 // Leaves.
-#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub, dead_code))]
 mod bearer;
 pub mod clock;
 pub mod event;
 pub mod key;
-#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub, dead_code))]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub, dead_code))]
 mod query;
 pub mod record;
 pub mod rejection;
@@ -126,7 +126,8 @@ pub mod rate_limit {
 }
 
 /// The parsers the fuzz targets drive, for them alone: not a stable API.
-#[cfg(feature = "fuzzing")]
+/// Only in builds with `--cfg fuzzing`, as cargo-fuzz makes them.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::bearer::{Credentials, credentials, parse};
