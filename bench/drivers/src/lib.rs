@@ -5,8 +5,9 @@
 //! calls [`lookups`] counts, for `benches/lookups.rs`, `tests/lookups.rs`
 //! and `scale`.
 //!
-//! Not published: a package of the workspace so that the drivers build
-//! against the crate like any user would, without `#[path]` includes.
+//! Not published: a package of the workspace, so that this code is built
+//! once, against the crate as any user builds it, instead of being included
+//! file by file into each bench, binary and test.
 
 pub mod lookups;
 
