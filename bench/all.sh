@@ -26,13 +26,13 @@ step() {
 }
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-step layer cargo bench --bench layer
+step layer cargo bench -p bench-drivers --bench layer
 step report python3 bench/report.py
 step instructions bash bench/instructions.sh
 step load bash bench/load.sh
 step wire bash bench/wire_instructions.sh
 step scale bash bench/scale.sh
-step lookups cargo bench --bench lookups
+step lookups cargo bench -p bench-drivers --bench lookups
 if [ "${SKIP_PG:-0}" != 1 ]; then
     step pg bash bench/pg_compare.sh
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request on each in-process path, counted by callgrind.
 #
-# Runs `examples/hot_path.rs` under `valgrind --tool=callgrind` at two
-# iteration counts per path; the difference of the totals divided by the
+# Runs the `hot_path` driver (bench/drivers/src/bin/hot_path.rs) under
+# `valgrind --tool=callgrind` at two iteration counts per path; the difference of the totals divided by the
 # difference of the counts is the cost of one request, with start-up
 # (runtime, key creation, warm-up) cancelled out.
 #
@@ -30,9 +30,9 @@ echo "features: ${FEATURES:-(none)}"
 # BIN=path counts another build of hot_path (an earlier commit's, for a
 # before/after pair).
 if [ -z "${BIN:-}" ]; then
-    cargo build --release --example hot_path --quiet ${FEATURES:+--features "$FEATURES"}
+    cargo build --release -p bench-drivers --bin hot_path --quiet ${FEATURES:+--features "$FEATURES"}
 fi
-bin="${BIN:-$TARGET_DIR/release/examples/hot_path}"
+bin="${BIN:-$TARGET_DIR/release/hot_path}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

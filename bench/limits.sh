@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rate limits over the wire, side by side in one run: the quickstart's route
 # with a key whose limit is counted nowhere (no limit), in process, or in
-# Redis (examples/rate_limits.rs; the limit is far above the load, so every
-# request is admitted and counted). wrk on loopback, rounds alternating in
+# Redis (the `rate_limits` driver, bench/drivers/src/bin/rate_limits.rs; the
+# limit is far above the load, so every request is admitted and counted). wrk on loopback, rounds alternating in
 # order; prints requests/s and p99 per round and their medians, and Redis
 # round trips per request (EVALSHA calls from INFO commandstats over wrk's
 # request count).
@@ -24,8 +24,8 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 
 need_tools wrk redis-server
 
-cargo build --release --example rate_limits --quiet
-bin="$TARGET_DIR/release/examples/rate_limits"
+cargo build --release -p bench-drivers --bin rate_limits --quiet
+bin="$TARGET_DIR/release/rate_limits"
 
 server_cpu=() client_cpu=()
 if [ "$PIN" = 1 ] && command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then

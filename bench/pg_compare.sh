@@ -36,8 +36,8 @@ if ! psql "$PG/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
     exit 1
 fi
 
-cargo build --release --example pg_compare --quiet
-bin="$TARGET_DIR/release/examples/pg_compare"
+cargo build --release -p bench-drivers --bin pg_compare --quiet
+bin="$TARGET_DIR/release/pg_compare"
 
 work="$(mktemp -d)"
 pids=()

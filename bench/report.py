@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the in-process figures of `cargo bench --bench layer` side by side.
+"""Prints the in-process figures of `cargo bench -p bench-drivers --bench layer` side by side.
 
 Reads criterion's saved estimates (target/criterion/layer/*/new/estimates.json,
 under $CARGO_TARGET_DIR when set) and prints (a)-(e), the layer's added cost
@@ -7,7 +7,7 @@ under $CARGO_TARGET_DIR when set) and prints (a)-(e), the layer's added cost
 (robust to a busy machine), with criterion's 95% interval of the mean shown
 for scale. (f) and (g) put the layer inside an axum Router, for scale.
 
-Run with: cargo bench --bench layer && python3 bench/report.py
+Run with: cargo bench -p bench-drivers --bench layer && python3 bench/report.py
 Options: --rows prints only the BENCHMARKS.md table rows.
 """
 
@@ -29,7 +29,7 @@ SUBJECTS = [
     ("f", "axum_router_bare", "axum Router, quickstart route, no layer"),
     ("g", "axum_router_hit", "axum Router, same route behind our layer"),
 ]
-COMMAND = "cargo bench --bench layer && python3 bench/report.py"
+COMMAND = "cargo bench -p bench-drivers --bench layer && python3 bench/report.py"
 
 
 def load(name):
@@ -38,7 +38,7 @@ def load(name):
         with open(path) as f:
             data = json.load(f)
     except FileNotFoundError:
-        sys.exit(f"missing {path}: run `cargo bench --bench layer` first")
+        sys.exit(f"missing {path}: run `cargo bench -p bench-drivers --bench layer` first")
     ci = data["mean"]["confidence_interval"]
     return {
         "median": data["median"]["point_estimate"],

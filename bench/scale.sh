@@ -27,9 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cargo build --release --quiet --example scale
+cargo build --release --quiet -p bench-drivers --bin scale
 cargo build --release --quiet -p mcp-proxy
-scale="$TARGET_DIR/release/examples/scale"
+scale="$TARGET_DIR/release/scale"
 proxy="$TARGET_DIR/release/mcp-proxy"
 mkdir -p bench/figures
 figures=bench/figures/scale.txt

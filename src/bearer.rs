@@ -30,7 +30,10 @@ pub enum Credentials<'a> {
 
 /// Reads the credentials of a request. `max_len` bounds the header's length.
 ///
-/// ```
+/// Not compiled as a doc test: the path exists only under `--cfg fuzzing`
+/// (`tests/properties.rs` checks the same through the layer).
+///
+/// ```ignore
 /// use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 /// use tower_api_keys::fuzzing::{credentials, Credentials};
 ///

@@ -114,29 +114,22 @@ mod error;
 // The store traits and the backends.
 pub mod store;
 // Leaves.
-#[cfg_attr(
-    not(any(fuzzing, feature = "test-util")),
-    allow(unreachable_pub, dead_code)
-)]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub, dead_code))]
 mod bearer;
 pub mod clock;
 pub mod event;
 mod identity;
 pub mod key;
 pub mod limit;
-#[cfg_attr(
-    not(any(fuzzing, feature = "test-util")),
-    allow(unreachable_pub, dead_code)
-)]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub, dead_code))]
 mod query;
 pub mod record;
 pub mod rejection;
 pub mod stats;
 
-/// The parsers that the fuzz targets (built with `--cfg fuzzing`, as
-/// cargo-fuzz does) and the property tests (feature `test-util`) drive,
-/// for them alone: not a stable API.
-#[cfg(any(fuzzing, feature = "test-util"))]
+/// The parsers the fuzz targets drive, for them alone: not a stable API.
+/// Only in builds with `--cfg fuzzing`, as cargo-fuzz makes them.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::bearer::{Credentials, credentials, parse};

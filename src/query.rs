@@ -34,7 +34,10 @@ pub(crate) const DEFAULT_CREDENTIAL_PARAMS: &[&str] = &[
 
 /// Decides whether a query string carries a credential.
 ///
-/// ```
+/// Not compiled as a doc test: the path exists only under `--cfg fuzzing`
+/// (`tests/properties.rs` checks the same through the layer).
+///
+/// ```ignore
 /// use tower_api_keys::fuzzing::QueryGuard;
 ///
 /// let guard = QueryGuard::new("bmc_");

@@ -4,15 +4,21 @@
 //! - a key-shaped value anywhere in the query (name or value, raw or
 //!   percent-encoded) is refused;
 //! - the scheme is matched case-insensitively, and nothing else is lenient.
+//!
+//! The parsers are driven through the layer, as a server would drive them:
+//! a header taken as bearer credentials is one answered 200 or 401
+//! `invalid_token` (every other outcome of the header is a 400, or a 401
+//! without an error code), and a query refused for carrying a key is a 400
+//! when no header is sent. The fuzz targets drive the parsers directly.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use proptest::prelude::*;
 use tower::{Layer, Service};
-use tower_api_keys::fuzzing::{self as bearer, Credentials, QueryGuard};
 use tower_api_keys::key::KeyFormat;
 use tower_api_keys::layer::ApiKeyService;
 use tower_api_keys::test_util::ScriptedStore;
@@ -81,14 +87,15 @@ proptest! {
 
     #[test]
     fn header_parsing_never_panics_and_bearer_means_the_grammar(value in proptest::collection::vec(any::<u8>(), 0..200)) {
-        if let Credentials::Bearer(token) = bearer::parse(&value) {
+        if with_harness(|h| h.answer(Some(&value), None)).is_some_and(|seen| seen.took_bearer()) {
             let trimmed = value.trim_ascii();
-            prop_assert!(trimmed[..6].eq_ignore_ascii_case(b"bearer"));
+            prop_assert!(trimmed.len() > 6 && trimmed[..6].eq_ignore_ascii_case(b"bearer"));
             let rest = &trimmed[6..];
-            let spaces = rest.len() - token.len();
-            prop_assert!(spaces >= 1);
-            prop_assert!(rest[..spaces].iter().all(|b| *b == b' '), "only SP separates scheme and token");
-            prop_assert_eq!(&rest[spaces..], token.as_bytes());
+            let spaces = rest.iter().take_while(|b| **b == b' ').count();
+            prop_assert!(spaces >= 1, "only SP separates scheme and token");
+            let token = std::str::from_utf8(&rest[spaces..]);
+            prop_assert!(token.is_ok(), "a b64token is ASCII");
+            let token = token.unwrap_or_default();
             let body_end = token.find('=').unwrap_or(token.len());
             prop_assert!(body_end > 0);
             prop_assert!(token[..body_end].chars().all(|c| B64TOKEN.contains(c)));
@@ -97,16 +104,22 @@ proptest! {
     }
 
     #[test]
-    fn the_scheme_is_case_insensitive(scheme in scheme(), spaces in 1usize..4, body in body()) {
-        let key = format!("bmc_{body}");
-        let value = format!("{scheme}{}{key}", " ".repeat(spaces));
-        prop_assert_eq!(bearer::parse(value.as_bytes()), Credentials::Bearer(&key));
+    fn the_scheme_is_case_insensitive(scheme in scheme(), spaces in 1usize..4) {
+        // The real key, so that only the exact token lets the request in.
+        let status = with_harness(|h| {
+            let value = format!("{scheme}{}{}", " ".repeat(spaces), h.key);
+            h.status(Some(value.as_bytes()), None)
+        });
+        prop_assert_eq!(status, StatusCode::OK);
     }
 
     #[test]
     fn nothing_but_the_scheme_is_lenient(scheme in scheme(), sep in "[ \t]{1,3}", token in tricky(60)) {
         let value = format!("{scheme}{sep}{token}");
-        let parsed = bearer::parse(value.as_bytes());
+        // Bytes no header value may hold never reach a server's layer.
+        let Some(seen) = with_harness(|h| h.answer(Some(value.as_bytes()), None)) else {
+            return Ok(());
+        };
         // Strict: only spaces separate scheme and token (RFC 6750's 1*SP),
         // and the token is a b64token; trailing whitespace is not part of a
         // field value.
@@ -118,7 +131,7 @@ proptest! {
                     && t[..body_end].chars().all(|c| B64TOKEN.contains(c))
                     && t[body_end..].chars().all(|c| c == '=')
             };
-        prop_assert_eq!(matches!(parsed, Credentials::Bearer(_)), strict, "{:?} -> {:?}", value, parsed);
+        prop_assert_eq!(seen.took_bearer(), strict, "{:?} -> {:?}", value, seen);
     }
 
     #[test]
@@ -152,12 +165,17 @@ proptest! {
             .chain(after.iter().map(|(n, v)| format!("{n}={v}")))
             .collect();
         let query = pairs.join("&");
-        prop_assert!(QueryGuard::new("bmc_").carries_credential(&query), "{}", query);
+        let status = with_harness(|h| h.status(None, Some(&query)));
+        prop_assert_eq!(status, StatusCode::BAD_REQUEST, "{}", query);
     }
 
     #[test]
     fn the_query_guard_never_panics(query in tricky(200)) {
-        let _ = QueryGuard::new("bmc_").carries_credential(&query);
+        // What a URI cannot hold raw is sent percent-encoded, as a client
+        // would, so that every case reaches the guard.
+        let query = uri_safe(&query);
+        let status = with_harness(|h| h.answer(None, Some(&query)).map(|seen| seen.status));
+        prop_assert!(status.is_some(), "{:?} is not a request target", query);
     }
 }
 
@@ -203,28 +221,103 @@ impl Harness {
     }
 
     fn status(&mut self, authorization: Option<&[u8]>, query: Option<&str>) -> StatusCode {
+        // Not a request a server would pass on.
+        self.answer(authorization, query)
+            .map_or(StatusCode::BAD_REQUEST, |seen| seen.status)
+    }
+
+    /// The layer's answer, or `None` for a request no server would pass on
+    /// (a target that is no URI, a header value with bytes it may not hold).
+    fn answer(&mut self, authorization: Option<&[u8]>, query: Option<&str>) -> Option<Seen> {
         let uri = match query {
             Some(q) => format!("/x?{q}"),
             None => "/x".to_owned(),
         };
         let mut request = Request::new(String::new());
-        match uri.parse() {
-            Ok(uri) => *request.uri_mut() = uri,
-            Err(_) => return StatusCode::BAD_REQUEST, // not a request a server would pass on
-        }
+        *request.uri_mut() = uri.parse().ok()?;
         if let Some(value) = authorization {
-            match HeaderValue::from_bytes(value) {
-                Ok(value) => {
-                    request
-                        .headers_mut()
-                        .insert(http::header::AUTHORIZATION, value);
-                }
-                Err(_) => return StatusCode::BAD_REQUEST, // not a header a server would pass on
-            }
+            let value = HeaderValue::from_bytes(value).ok()?;
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
         }
         let response = self.runtime.block_on(self.service.call(request)).unwrap();
-        response.status()
+        Some(Seen {
+            status: response.status(),
+            challenge: response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        })
     }
+}
+
+/// What the layer answered: the status and the challenge.
+#[derive(Debug)]
+struct Seen {
+    status: StatusCode,
+    challenge: Option<String>,
+}
+
+impl Seen {
+    /// Whether the header was taken as bearer credentials: its token was
+    /// let in or refused as a key (`invalid_token`), not as a header.
+    fn took_bearer(&self) -> bool {
+        self.status == StatusCode::OK
+            || (self.status == StatusCode::UNAUTHORIZED
+                && self
+                    .challenge
+                    .as_deref()
+                    .is_some_and(|c| c.contains("error=\"invalid_token\"")))
+    }
+}
+
+thread_local! {
+    static HARNESS: std::cell::RefCell<Option<Harness>> = const {std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's harness, built on first use.
+fn with_harness<T>(f: impl FnOnce(&mut Harness) -> T) -> T {
+    HARNESS.with(|cell| f(cell.borrow_mut().get_or_insert_with(Harness::new)))
+}
+
+/// `text` with every byte a URI's query may not hold raw percent-encoded.
+fn uri_safe(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The parsers' own examples, through the layer.
+#[test]
+fn the_documented_examples_hold() {
+    with_harness(|h| {
+        // The query guard refuses a credential's name and a key's prefix,
+        // raw or encoded, and passes other queries.
+        assert_eq!(
+            h.status(None, Some("access_token=abc")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            h.status(None, Some("q=%62mc_K7xR")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            h.status(None, Some("page=2&sort=name")),
+            StatusCode::UNAUTHORIZED
+        );
+        // The scheme is case-insensitive; `bmc_abc` is a token, refused as a key.
+        let seen = h.answer(Some(b"bearer bmc_abc"), None).unwrap();
+        assert!(seen.took_bearer(), "{seen:?}");
+        let key = format!("bearer {}", h.key);
+        assert_eq!(h.status(Some(key.as_bytes()), None), StatusCode::OK);
+    });
 }
 
 proptest! {
@@ -237,12 +330,7 @@ proptest! {
         body in body(),
         shape in 0u8..4,
     ) {
-        thread_local! {
-            static HARNESS: std::cell::RefCell<Option<Harness>> = const {std::cell::RefCell::new(None) };
-        }
-        HARNESS.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let h = cell.get_or_insert_with(Harness::new);
+        with_harness(|h| {
             let header: Vec<u8> = match shape {
                 0 => value.clone(),
                 1 => format!("Bearer {token}").into_bytes(),

@@ -57,6 +57,7 @@ pub use body::ResponseBody;
 #[cfg(feature = "axum")]
 pub use extract::KeyRejection;
 pub use future::ResponseFuture;
+#[cfg(feature = "axum")]
 pub(crate) use service::Anonymous;
 pub use service::ApiKeyService;
 

@@ -421,13 +421,13 @@ pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
     let intruder = owner("acct_b");
 
     assert_eq!(
-        revoke(&*store, &intruder, &mine.id, at(1), Some("nope"))
+        revoke(store, &intruder, &mine.id, at(1), Some("nope"))
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        expire(&*store, &intruder, &mine.id, at(1)).await.unwrap(),
+        expire(store, &intruder, &mine.id, at(1)).await.unwrap(),
         None
     );
     assert!(owned(store, &intruder).await.is_empty());
@@ -442,7 +442,7 @@ pub async fn owners_cannot_touch_each_others_keys(h: Harness) {
         "nothing may be logged"
     );
     assert_eq!(
-        revoke(&*store, &owner("acct_a"), &KeyId::new(), at(1), None)
+        revoke(store, &owner("acct_a"), &KeyId::new(), at(1), None)
             .await
             .unwrap(),
         None
@@ -456,7 +456,7 @@ pub async fn revoke_keeps_the_first_revocation(h: Harness) {
     let cursor = head(store).await;
     let acct = owner("acct");
 
-    let first = revoke(&*store, &acct, &key.id, at(50), Some("first"))
+    let first = revoke(store, &acct, &key.id, at(50), Some("first"))
         .await
         .unwrap()
         .unwrap();
@@ -470,7 +470,7 @@ pub async fn revoke_keeps_the_first_revocation(h: Harness) {
         .unwrap()
         .unwrap();
     assert_eq!(second, first, "revoking twice changes nothing");
-    let third = revoke(&*store, &acct, &key.id, at(70), None)
+    let third = revoke(store, &acct, &key.id, at(70), None)
         .await
         .unwrap()
         .unwrap();
@@ -523,7 +523,7 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
     let cursor = head(store).await;
     let acct = owner("acct");
 
-    let set = expire(&*store, &acct, &key.id, at(3600))
+    let set = expire(store, &acct, &key.id, at(3600))
         .await
         .unwrap()
         .unwrap();
@@ -539,14 +539,14 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
         Some(at(3600)),
         "a later expiry is ignored"
     );
-    let same = expire(&*store, &acct, &key.id, at(3600))
+    let same = expire(store, &acct, &key.id, at(3600))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(same.expires_at, Some(at(3600)));
     assert_eq!(changes(store, cursor).await.len(), 1);
 
-    let earlier = expire(&*store, &acct, &key.id, at(1800))
+    let earlier = expire(store, &acct, &key.id, at(1800))
         .await
         .unwrap()
         .unwrap();
@@ -558,7 +558,7 @@ pub async fn expire_only_ever_brings_expiry_earlier(h: Harness) {
     assert_eq!(back.status_at(at(1799)), KeyStatus::Active);
     assert_eq!(back.status_at(at(1800)), KeyStatus::Expired);
     assert_eq!(
-        expire(&*store, &acct, &KeyId::new(), at(1)).await.unwrap(),
+        expire(store, &acct, &KeyId::new(), at(1)).await.unwrap(),
         None
     );
 }
@@ -706,10 +706,10 @@ pub async fn change_log_records_every_change_in_order(h: Harness) {
 
     let a = inserted(store, "acct").await;
     let b = inserted(&*h.other, "acct").await;
-    revoke(&*store, &acct, &a.id, at(1), None).await.unwrap();
-    revoke(&*store, &acct, &a.id, at(2), None).await.unwrap(); // no change
-    expire(&*store, &acct, &b.id, at(100)).await.unwrap();
-    expire(&*store, &acct, &b.id, at(200)).await.unwrap(); // no change
+    revoke(store, &acct, &a.id, at(1), None).await.unwrap();
+    revoke(store, &acct, &a.id, at(2), None).await.unwrap(); // no change
+    expire(store, &acct, &b.id, at(100)).await.unwrap();
+    expire(store, &acct, &b.id, at(200)).await.unwrap(); // no change
     store
         .record_last_used(&[LastUsed {
             id: b.id,
@@ -795,7 +795,7 @@ pub async fn rename_changes_only_the_owners_key_and_logs_one_change(h: Harness) 
     let key = inserted(store, "acct").await;
     let bystander = inserted(store, "acct").await;
     let start = head(store).await;
-    let renamed = rename(&*store, &owner("acct"), &key.id, "renamed ✓")
+    let renamed = rename(store, &owner("acct"), &key.id, "renamed ✓")
         .await
         .unwrap()
         .expect("the owner's key");
@@ -803,13 +803,13 @@ pub async fn rename_changes_only_the_owners_key_and_logs_one_change(h: Harness) 
     assert_eq!(renamed.id, key.id);
     assert_eq!(stored(&*h.other, &key.id).await, renamed);
     assert_eq!(
-        rename(&*store, &owner("intruder"), &key.id, "x")
+        rename(store, &owner("intruder"), &key.id, "x")
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        rename(&*store, &owner("acct"), &KeyId::new(), "x")
+        rename(store, &owner("acct"), &KeyId::new(), "x")
             .await
             .unwrap(),
         None
@@ -821,7 +821,7 @@ pub async fn rename_changes_only_the_owners_key_and_logs_one_change(h: Harness) 
     assert_eq!((logged[0].id, logged[0].hash), (key.id, key.hash));
     // The same name again changes nothing and logs nothing.
     let again = head(store).await;
-    rename(&*store, &owner("acct"), &key.id, "renamed ✓")
+    rename(store, &owner("acct"), &key.id, "renamed ✓")
         .await
         .unwrap();
     assert!(changes(store, again).await.is_empty());

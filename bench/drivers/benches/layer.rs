@@ -14,13 +14,11 @@
 //! Targets: (c) − (a) ≤ 2 × (e); (d) − (a) ≤ (e). `bench/report.py` prints
 //! the ratios from the saved estimates.
 //!
-//! Run with: `cargo bench --bench layer`
+//! Run with: `cargo bench -p bench-drivers --bench layer`
 
 // tower-http 0.7 deprecates its static bearer check as "too basic to be
 // useful in real applications"; it is still the cheapest peer to compare with.
 #![allow(deprecated)]
-
-mod support;
 
 use std::hint::black_box;
 
@@ -29,7 +27,7 @@ use tower::Layer;
 use tower_http::auth::require_authorization::Bearer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
-use support::{Body, Ok200, Subjects, call_now, request};
+use bench_drivers::{Body, Ok200, Subjects, call_now, request};
 
 fn bench(c: &mut Criterion) {
     let mut s = Subjects::new();

@@ -18,8 +18,8 @@
 //! Run with:
 //!
 //! ```sh
-//! cargo run --release --example pg_compare -- seed --db postgres://postgres@127.0.0.1:5432/bench
-//! cargo run --release --example pg_compare -- serve --mode naive --db postgres://postgres@127.0.0.1:5432/bench
+//! cargo run --release -p bench-drivers --bin pg_compare -- seed --db postgres://postgres@127.0.0.1:5432/bench
+//! cargo run --release -p bench-drivers --bin pg_compare -- serve --mode naive --db postgres://postgres@127.0.0.1:5432/bench
 //! ```
 
 use std::net::SocketAddr;

@@ -1,6 +1,15 @@
-//! Shared by the benchmarks: the trivial inner service, the request, and the
-//! services under comparison, all built the same way.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+//! The code the benchmark drivers share: the trivial inner service, the
+//! request, and the services under comparison, all built the same way
+//! ([`Subjects`]), for the criterion bench `benches/layer.rs` and the
+//! `hot_path` and `scale` binaries; and the request patterns whose store
+//! calls [`lookups`] counts, for `benches/lookups.rs`, `tests/lookups.rs`
+//! and `scale`.
+//!
+//! Not published: a package of the workspace, so that this code is built
+//! once, against the crate as any user builds it, instead of being included
+//! file by file into each bench, binary and test.
+
+pub mod lookups;
 
 use std::convert::Infallible;
 use std::future::Ready;
@@ -16,6 +25,7 @@ use tower_api_keys::key::{KeyHash, KeyHasher};
 use tower_api_keys::layer::ApiKeyService;
 use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
 
+/// The request and response body of every benchmarked service: empty.
 pub type Body = Empty<Bytes>;
 
 /// The cache TTL of the layer and of the floor's cache: longer than a whole
@@ -25,7 +35,7 @@ pub type Body = Empty<Bytes>;
 pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The trivial inner service of every variant: always ready, answers 200.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ok200;
 
 impl Service<Request<Body>> for Ok200 {
@@ -68,14 +78,25 @@ where
 }
 
 /// Everything the in-process benchmarks compare.
+#[derive(Debug)]
 pub struct Subjects {
+    /// A current-thread runtime: the background tasks run only inside
+    /// `block_on`.
     pub runtime: tokio::runtime::Runtime,
+    /// The keys behind `ours` and `router_ours`, over a memory store.
     pub keys: ApiKeys,
+    /// The one key created in them.
     pub secret: String,
+    /// `Bearer <secret>`, already in the cache.
     pub valid: HeaderValue,
+    /// `Bearer <secret>` short of its last character: refused by the
+    /// format check, before any lookup.
     pub malformed: HeaderValue,
+    /// The inner service alone.
     pub bare: Ok200,
+    /// The inner service behind the layer.
     pub ours: ApiKeyService<Ok200>,
+    /// The layer's hasher, for the floor.
     pub hasher: KeyHasher,
     /// A moka cache configured like the layer's cache of known keys,
     /// holding the key: the floor's one read.
@@ -94,7 +115,14 @@ fn project_list(owner: &str) -> axum::Json<serde_json::Value> {
     ]))
 }
 
+impl Default for Subjects {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Subjects {
+    /// Builds every subject and warms the layer's cache with the key.
     pub fn new() -> Self {
         // One thread: the background tasks run only inside `block_on`, so a
         // measurement holds the request path alone.

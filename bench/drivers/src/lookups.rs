@@ -5,7 +5,6 @@
 //! Keys are seeded into the store before the measured [`ApiKeys`] is built,
 //! so its cache starts cold and its change-log follower has nothing to
 //! replay: every lookup counted is one a request caused.
-#![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,9 +32,13 @@ pub const FLOOD_CONCURRENCY: usize = 8;
 pub type Store = ScriptedStore<Arc<MemoryStore>>;
 
 /// An app over a counted store, with `valid_keys` keys already in it.
+#[derive(Debug)]
 pub struct Subject {
+    /// The counted store the layer looks keys up in.
     pub store: Arc<Store>,
+    /// The keys under measurement, built after the seeding.
     pub keys: ApiKeys,
+    /// The valid keys in the store.
     pub secrets: Vec<String>,
     /// `GET /api/v2/projects` behind the layer.
     pub app: Router,
@@ -44,6 +47,8 @@ pub struct Subject {
 }
 
 impl Subject {
+    /// Seeds `valid_keys` keys, then builds the measured keys with
+    /// `configure` applied to their builder.
     pub async fn new(
         valid_keys: usize,
         configure: impl FnOnce(ApiKeysBuilder) -> ApiKeysBuilder,
@@ -95,6 +100,7 @@ impl Subject {
         }
     }
 
+    /// Store lookups by hash so far.
     pub fn lookups(&self) -> u64 {
         self.store.calls().find_by_hash
     }
@@ -138,16 +144,24 @@ pub type Auth = Arc<dyn Fn(usize) -> HeaderValue + Send + Sync>;
 /// How a run went: statuses, lookups and every store call made meanwhile.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Run {
+    /// Requests sent.
     pub requests: u64,
+    /// Answered 200.
     pub ok: u64,
+    /// Answered 401.
     pub unauthorized: u64,
+    /// Answered 429.
     pub throttled: u64,
+    /// Answered anything else.
     pub other: u64,
+    /// Every store call made during the run.
     pub calls: StoreCalls,
+    /// How long the run took.
     pub elapsed: Duration,
 }
 
 impl Run {
+    /// Store lookups by hash during the run.
     pub fn lookups(&self) -> u64 {
         self.calls.find_by_hash
     }
@@ -174,7 +188,7 @@ impl Statuses {
 }
 
 /// Where requests go.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum Transport {
     /// Real HTTP to the app served on this loopback address.
     Http(reqwest::Client, SocketAddr),
@@ -185,6 +199,7 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Serves the subject's app on loopback and sends to it over HTTP.
     pub async fn http(subject: &Subject) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -193,6 +208,7 @@ impl Transport {
         Self::Http(client, subject.serve().await)
     }
 
+    /// Calls the subject's app in this process.
     pub fn in_process(subject: &Subject) -> Self {
         Self::InProcess(
             subject.app.clone(),
@@ -446,7 +462,9 @@ pub async fn distinct_unknown_keys_flood(
 /// What the last-used recorder wrote during a run.
 #[derive(Debug, Clone, Copy)]
 pub struct Batches {
+    /// The run that served the requests.
     pub run: Run,
+    /// The last-used recorder's interval.
     pub interval: Duration,
     /// `record_last_used` calls while requests were served.
     pub during: u64,

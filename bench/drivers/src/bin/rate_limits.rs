@@ -4,7 +4,7 @@
 //! every request is admitted and what is measured is the cost of counting.
 //!
 //! ```sh
-//! cargo run --release --example rate_limits -- --limiter redis --redis redis://127.0.0.1:6379
+//! cargo run --release -p bench-drivers --bin rate_limits -- --limiter redis --redis redis://127.0.0.1:6379
 //! ```
 //!
 //! It prints the key alone on a line of stdout.

@@ -1,6 +1,6 @@
 //! What the layer spares the database, counted store call by store call:
 //! lookups per request pattern, cache size under a flood,
-//! and last-used batches per interval. `cargo bench --bench lookups` prints
+//! and last-used batches per interval. `cargo bench -p bench-drivers --bench lookups` prints
 //! the same scenarios as a table.
 //!
 //! Runs that fit in a test go over real HTTP (axum on 127.0.0.1, reqwest).
@@ -10,12 +10,11 @@
 //! the suite slow. No assertion here is about speed; bounds that depend on
 //! time are computed from the time the run actually took.
 
-#[path = "../benches/support/lookups.rs"]
-mod lookups;
-
 use std::time::Duration;
 
-use lookups::{concurrent_first_requests, distinct_unknown_keys_flood, periods_begun};
+use bench_drivers::lookups::{
+    self, concurrent_first_requests, distinct_unknown_keys_flood, periods_begun,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_requests_over_a_hundred_keys_cost_at_most_a_hundred_lookups() {

@@ -1,19 +1,14 @@
 //! How the layer's costs grow with the work, for `bench/scale.sh`.
 //!
 //! ```sh
-//! cargo run --release --example scale -- hits               # hit cost at 10², 10⁴, 10⁶ cached keys
-//! cargo run --release --example scale -- sqlite /tmp/k.db   # the SQL rows on a fresh SQLite file
-//! cargo run --release --example scale -- postgres postgres://postgres@127.0.0.1:5432/test
-//! cargo run --release --example scale -- fill-sqlite /tmp/k.db 1000000   # a file for start-up timing
+//! cargo run --release -p bench-drivers --bin scale -- hits               # hit cost at 10², 10⁴, 10⁶ cached keys
+//! cargo run --release -p bench-drivers --bin scale -- sqlite /tmp/k.db   # the SQL rows on a fresh SQLite file
+//! cargo run --release -p bench-drivers --bin scale -- postgres postgres://postgres@127.0.0.1:5432/test
+//! cargo run --release -p bench-drivers --bin scale -- fill-sqlite /tmp/k.db 1000000   # a file for start-up timing
 //! ```
 //!
 //! Each measurement prints one line starting `row:` with its figures, and
 //! one starting `figure:` (name, x, y) for `bench/plot.py`.
-
-#[path = "../benches/support/lookups.rs"]
-mod lookups;
-#[path = "../benches/support/mod.rs"]
-mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +21,8 @@ use tower_api_keys::record::KeyId;
 use tower_api_keys::store::{ChangeCursor, KeyStore, LastUsed, PostgresStore, SqliteStore, sqlx};
 use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
 
-use support::{Ok200, request};
+use bench_drivers::lookups;
+use bench_drivers::{Ok200, request};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -2,18 +2,16 @@
 //! `CountingStore` (not timed), printed as a table. `tests/lookups.rs`
 //! asserts the same targets.
 //!
-//! Run with: `cargo bench --bench lookups`
-
-#[path = "support/lookups.rs"]
-mod lookups;
+//! Run with: `cargo bench -p bench-drivers --bench lookups`
 
 use std::time::Duration;
 
-use lookups::{
-    FLOOD_CONCURRENCY, Run, concurrent_first_requests, distinct_unknown_keys_flood, periods_begun,
+use bench_drivers::lookups::{
+    self, FLOOD_CONCURRENCY, Run, concurrent_first_requests, distinct_unknown_keys_flood,
+    periods_begun,
 };
 
-const CMD: &str = "`cargo bench --bench lookups`";
+const CMD: &str = "`cargo bench -p bench-drivers --bench lookups`";
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }

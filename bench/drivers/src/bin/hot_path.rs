@@ -1,18 +1,15 @@
 //! Drives one path of the layer N times in a loop, for counting instructions
 //! with `valgrind --tool=callgrind` (see `bench/instructions.sh`).
 //!
-//! Run with: `cargo run --release --example hot_path -- hit 100000`
+//! Run with: `cargo run --release -p bench-drivers --bin hot_path -- hit 100000`
 //! (paths: `bare`, `hit`, `malformed`, `floor`; and `router_bare`,
 //! `router_hit`: the quickstart's route in an axum `Router`, without and
 //! with the layer). Built with `--features metrics`, a recorder is
 //! installed first, so every figure of the layer is counted for real.
 
-#[path = "../benches/support/mod.rs"]
-mod support;
-
 use std::hint::black_box;
 
-use support::{Subjects, call_now, request};
+use bench_drivers::{Subjects, call_now, request};
 
 fn main() {
     let mut args = std::env::args().skip(1);
