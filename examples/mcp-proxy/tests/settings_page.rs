@@ -13,18 +13,16 @@
 //! `docs/settings-api-keys.png`; otherwise it goes to the target directory.
 
 mod common;
-#[path = "settings_page/page.rs"]
-mod page;
 
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use common::settings_page::SettingsPage;
 use common::{Running, http};
 use http::StatusCode;
 use mcp_proxy::settings;
-use page::SettingsPage;
 use serde_json::{Value, json};
 use test_support::browser::fantoccini::key::Key;
 use test_support::browser::{Browser, with_browser};

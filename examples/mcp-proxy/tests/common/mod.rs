@@ -32,6 +32,7 @@ use tower_api_keys::store::PostgresStore;
 use tower_api_keys::{ApiKeys, NewKey};
 
 pub mod process;
+pub mod settings_page;
 
 pub use test_support::TempDir;
 pub use test_support::pg::PgSchema;
