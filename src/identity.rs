@@ -1,10 +1,9 @@
 //! What handlers receive about the key that authenticated a request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-
-use std::time::Instant;
 
 use crate::record::{KeyId, KeyRecord, OwnerId, Scopes};
 
