@@ -48,7 +48,6 @@ pub struct ApiKeys {
 
 impl ApiKeys {
     /// Now, by the clock the keys are checked against.
-    #[cfg(feature = "management")]
     pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.engine.clock.now()
     }
