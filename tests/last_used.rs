@@ -8,11 +8,10 @@ use axum::Router;
 use axum::routing::get;
 use chrono::Utc;
 use reqwest::StatusCode;
-use reqwest::header::AUTHORIZATION;
 use tower_api_keys::test_util::{ScriptedStore, StoreMethod};
 use tower_api_keys::{ApiKeys, KeyStore, NewKey};
 
-use test_support::{client, serve};
+use test_support::serve;
 
 async fn app(keys: &ApiKeys) -> String {
     let app = Router::new()
@@ -22,13 +21,7 @@ async fn app(keys: &ApiKeys) -> String {
 }
 
 async fn call(url: &str, key: &str) -> StatusCode {
-    client()
-        .get(url)
-        .header(AUTHORIZATION, format!("Bearer {key}"))
-        .send()
-        .await
-        .unwrap()
-        .status()
+    test_support::get_with_key(url, key).await.status()
 }
 
 /// Waits (bounded) until `check` holds; a liveness bound, not a timing claim.

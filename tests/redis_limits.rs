@@ -10,13 +10,13 @@ use axum::Router;
 use axum::routing::get;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use tower_api_keys::limit::{RateLimit, RedisLimits, WhenUnavailable};
 use tower_api_keys::rejection::RejectionReason;
 use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
 use test_support::redis::{OwnRedis, command_calls, redis_url, reset_stats, unique_prefix};
-use test_support::{client, serve};
+use test_support::serve;
 
 /// A window long enough that nothing refills during a test.
 const HOUR: Duration = Duration::from_secs(3600);
@@ -46,12 +46,7 @@ async fn instance(
 }
 
 async fn status_of(url: &str, key: &str) -> reqwest::Response {
-    client()
-        .get(url)
-        .header(AUTHORIZATION, format!("Bearer {key}"))
-        .send()
-        .await
-        .unwrap()
+    test_support::get_with_key(url, key).await
 }
 
 /// Sends `per_key` requests for each key to each instance, all at once, and

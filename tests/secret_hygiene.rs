@@ -116,12 +116,7 @@ async fn debug_output_of_the_request_behind_the_layer_never_shows_the_key() {
         .route_layer(keys.layer());
     let url = format!("http://{}/echo", serve(app).await);
     let secret = created.secret.expose_secret();
-    let response = client()
-        .get(&url)
-        .header(AUTHORIZATION, format!("Bearer {secret}"))
-        .send()
-        .await
-        .unwrap();
+    let response = test_support::get_with_key(&url, secret).await;
     assert_eq!(response.status(), 200);
     let printed = response.text().await.unwrap();
     assert!(printed.contains("authorization"), "{printed}");

@@ -173,6 +173,17 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// `GET url` with `key` as the bearer token, on a [`client`]; panics when
+/// the server does not answer.
+pub async fn get_with_key(url: &str, key: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("the server answers")
+}
+
 // ---------------------------------------------------------------------- logs
 
 /// Collects what a `tracing_subscriber::fmt` subscriber writes, to read the

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use reqwest::header::AUTHORIZATION;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
@@ -108,7 +107,7 @@ impl Server {
     pub async fn get(&self, key: &str) -> reqwest::Response {
         self.client
             .get(format!("http://{}/", self.addr))
-            .header(AUTHORIZATION, format!("Bearer {key}"))
+            .bearer_auth(key)
             .send()
             .await
             .expect("the server answers")
