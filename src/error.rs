@@ -35,6 +35,10 @@ pub enum ManageError {
     /// A revoked key cannot be rolled.
     #[error("the key is revoked")]
     Revoked,
+    /// The key is being rolled by another call; a key is rolled into one
+    /// successor.
+    #[error("the key is being rolled by another call")]
+    RollInProgress,
     /// No random bytes could be had for the key.
     #[error(transparent)]
     Random(#[from] RandomSourceError),

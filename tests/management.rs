@@ -768,3 +768,141 @@ async fn the_log_names_actions_and_refusals_and_holds_no_secret() {
         "no secret in the log"
     );
 }
+
+/// The keys the owner has named `name` that are still active now.
+async fn active_named(api: &Api, owner: &str, name: &str) -> usize {
+    let now = Utc::now();
+    api.stored(owner)
+        .await
+        .iter()
+        .filter(|r| r.name == name && r.status_at(now) == tower_api_keys::record::KeyStatus::Active)
+        .count()
+}
+
+/// A managing key revoked while its request's body is still coming makes
+/// nothing: the key is checked again once the body is in, before the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managing_key_revoked_while_its_body_comes_changes_nothing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let api = Api::start(MemoryStore::new()).await;
+    let (manager, manager_id) = api.key(NewKey::new("acct_a", "admin")).await;
+    let body = br#"{"name":"made by a revoked key"}"#;
+    let addr = api
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/keys HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {manager}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&body[..4]).await.unwrap();
+    // The layer has let the request in; now the key is revoked.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    api.keys
+        .revoke(&OwnerId::new("acct_a"), &manager_id.parse().unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(&body[4..]).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    let status = answer.split(' ').nth(1).unwrap_or_default();
+    assert_eq!(status, "401", "{answer}");
+    assert!(answer.contains("invalid_token"), "{answer}");
+    assert_eq!(
+        active_named(&api, "acct_a", "made by a revoked key").await,
+        0
+    );
+}
+
+/// A roll racing a revocation of the same key: once the revocation has
+/// answered, the roll does not hand out a live successor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roll_racing_a_revocation_leaves_no_live_successor() {
+    let store = Arc::new(tower_api_keys::test_util::ScriptedStore::new());
+    let api = Arc::new(Api::start(Arc::clone(&store)).await);
+    let (manager, _) = api.key(NewKey::new("acct_a", "admin")).await;
+    let (_, id) = api.key(NewKey::new("acct_a", "leaked")).await;
+    let insert = store.gate(tower_api_keys::test_util::StoreMethod::Insert);
+    insert.close();
+    let roll = tokio::spawn({
+        let api = Arc::clone(&api);
+        let path = format!("/keys/{id}/roll");
+        async move { api.post(&path, &manager, json!({})).await }
+    });
+    while insert.waiting() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The roll has read the key as active and is making the successor.
+    api.keys
+        .revoke(&OwnerId::new("acct_a"), &id.parse().unwrap())
+        .await
+        .unwrap();
+    insert.open();
+    let (status, body) = roll.await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(problem_type(&body), "key-revoked");
+    assert_eq!(active_named(&api, "acct_a", "leaked").await, 0);
+}
+
+/// Two rolls of one key at once: one successor, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rolls_of_one_key_make_one_successor() {
+    let store = Arc::new(tower_api_keys::test_util::ScriptedStore::new());
+    let api = Arc::new(Api::start(Arc::clone(&store)).await);
+    let (manager, _) = api.key(NewKey::new("acct_a", "admin")).await;
+    let (_, id) = api.key(NewKey::new("acct_a", "ci")).await;
+    let insert = store.gate(tower_api_keys::test_util::StoreMethod::Insert);
+    insert.close();
+    let roll = |api: Arc<Api>, manager: String| {
+        let path = format!("/keys/{id}/roll");
+        tokio::spawn(async move { api.post(&path, &manager, json!({"overlap": 3600})).await })
+    };
+    let first = roll(Arc::clone(&api), manager.clone());
+    while insert.waiting() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let second = roll(Arc::clone(&api), manager.clone());
+    // The second either answers by itself or reaches the store too.
+    for _ in 0..200 {
+        if second.is_finished() || insert.waiting() > 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    insert.open();
+    let mut statuses = vec![first.await.unwrap(), second.await.unwrap()];
+    statuses.sort_by_key(|(status, _)| status.as_u16());
+    assert_eq!(statuses[0].0, StatusCode::CREATED, "{:?}", statuses);
+    assert_eq!(statuses[1].0, StatusCode::CONFLICT, "{:?}", statuses);
+    assert_eq!(problem_type(&statuses[1].1), "roll-in-progress");
+    // The old key (in its overlap) and one successor.
+    assert_eq!(active_named(&api, "acct_a", "ci").await, 2);
+}
+
+/// A key with its own rate limit and metadata cannot mint a key without
+/// them: the new key has the caller's allowance and metadata.
+#[tokio::test]
+async fn a_rate_limited_key_mints_no_unlimited_key() {
+    let api = Api::start(MemoryStore::new()).await;
+    let limit = tower_api_keys::limit::RateLimit::per_minute(3);
+    let limited = NewKey::new("acct_a", "limited")
+        .metadata(json!({"plan": "free"}))
+        .rate_limit(limit);
+    let (manager, _) = api.key(limited).await;
+    let (status, body) = api.post("/keys", &manager, json!({"name": "child"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let child = api
+        .stored("acct_a")
+        .await
+        .into_iter()
+        .find(|r| r.name == "child")
+        .unwrap();
+    assert_eq!(
+        child.rate_limit,
+        Some(limit),
+        "the child escapes the caller's allowance"
+    );
+    assert_eq!(child.metadata, json!({"plan": "free"}));
+}

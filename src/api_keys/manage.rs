@@ -237,6 +237,9 @@ impl ActingAs<'_> {
         id: &KeyId,
         overlap: chrono::Duration,
     ) -> Result<CreatedKey, ManageError> {
+        // One roll of a key at a time in this process: two at once would
+        // both read the key as active and make two successors.
+        let _rolling = Rolling::start(&self.keys.engine.rolling, *id)?;
         let old = self.keys.get(owner, id).await?;
         if old.revoked_at.is_some() {
             return Err(ManageError::Revoked);
@@ -249,6 +252,12 @@ impl ActingAs<'_> {
         let created = self.create(new).await?;
         let until = self.keys.now() + overlap.max(chrono::Duration::zero());
         let old = self.keys.expire(owner, id, until).await?;
+        // A revocation that came in since the key was read (from this
+        // process or another): the successor goes with it.
+        if old.revoked_at.is_some() {
+            self.revoke(owner, &created.record.id, None).await?;
+            return Err(ManageError::Revoked);
+        }
         self.keys.engine.event(
             &old,
             KeyEventKind::Rolled {
@@ -286,5 +295,35 @@ impl ActingAs<'_> {
             .engine
             .revoke(owner, id, reason, self.actor.clone())
             .await
+    }
+}
+
+/// A key being rolled, in the set of such keys until dropped.
+struct Rolling<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<KeyId>>,
+    id: KeyId,
+}
+
+impl<'a> Rolling<'a> {
+    fn start(
+        set: &'a std::sync::Mutex<std::collections::HashSet<KeyId>>,
+        id: KeyId,
+    ) -> Result<Self, ManageError> {
+        let mut rolling = set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !rolling.insert(id) {
+            return Err(ManageError::RollInProgress);
+        }
+        Ok(Self { set, id })
+    }
+}
+
+impl Drop for Rolling<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
     }
 }

@@ -106,6 +106,13 @@ impl ApiKeys {
         self.engine.reject(reason, Some(key.display_prefix()))
     }
 
+    /// The response the layer gives `rejection` (its custom builder's, or
+    /// the default), for the routes that refuse a key after the layer.
+    #[cfg(feature = "management")]
+    pub(crate) fn respond(&self, rejection: &Rejection) -> http::Response<bytes::Bytes> {
+        self.engine.respond(rejection)
+    }
+
     /// The store behind the cache.
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.engine.store

@@ -94,6 +94,9 @@ pub(crate) struct Engine {
     limiters: Arc<Limiters>,
     usage: Arc<UsageQueue>,
     watchers: Arc<Watchers>,
+    /// The keys a roll of this process is replacing right now: a second
+    /// roll of one of them is refused, so a key gets one successor.
+    pub(crate) rolling: std::sync::Mutex<std::collections::HashSet<crate::record::KeyId>>,
     challenge: Arc<Challenge>,
     on_rejection: Option<RejectionHandler>,
     query_guard: QueryGuard,
@@ -165,6 +168,7 @@ impl Engine {
             limiters,
             usage,
             watchers,
+            rolling: std::sync::Mutex::default(),
             challenge: Arc::new(settings.challenge),
             on_rejection: settings.on_rejection,
             query_guard: settings.query_guard,

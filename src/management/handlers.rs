@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
@@ -19,8 +20,10 @@ use super::problem::{Problem, ProblemKind};
 use super::wire::{
     CreateKey, CreatedKey, Key, KeyPage, ListParams, ProblemDetails, RenameKey, RollKey,
 };
+use crate::error::ManageError;
 use crate::event::Actor;
 use crate::identity::AuthenticatedKey;
+use crate::limit::RateLimit;
 use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, Scopes};
 use crate::store::KeyCursor;
 
@@ -42,6 +45,12 @@ pub(super) struct Manager {
     scopes: Scopes,
     /// When the calling key expires: no key it makes may outlive it.
     expires_at: Option<DateTime<Utc>>,
+    /// The calling key's own allowance and metadata, which a key it makes
+    /// gets too (none for an owner named by the application).
+    rate_limit: Option<RateLimit>,
+    metadata: serde_json::Value,
+    /// The calling key, checked again before a call that changes keys.
+    key: Option<AuthenticatedKey>,
     actor: Actor,
 }
 
@@ -56,6 +65,9 @@ impl FromRequestParts<Context> for Manager {
                     owner: owner.clone(),
                     scopes: Scopes::All,
                     expires_at: None,
+                    rate_limit: None,
+                    metadata: serde_json::Value::Null,
+                    key: None,
                     actor: Actor::Owner(owner.clone()),
                 }),
                 None => Err(Problem::new(
@@ -70,12 +82,65 @@ impl FromRequestParts<Context> for Manager {
                 owner: key.owner().clone(),
                 scopes: key.scopes().clone(),
                 expires_at: key.expires_at(),
+                rate_limit: key.record().rate_limit,
+                metadata: key.metadata().clone(),
+                key: Some(key.clone()),
                 actor: Actor::Key(key.id()),
             }),
             None => Err(Problem::new(
                 ProblemKind::NoOwner,
                 "the request carries no API key",
             )),
+        }
+    }
+}
+
+impl Manager {
+    /// Checks the calling key again, just before a call that changes keys:
+    /// the layer let it in when the headers came, and the body may have
+    /// taken long enough for it to be revoked or expire since. A key no
+    /// longer usable gets the layer's own refusal.
+    async fn still_usable(&self, context: &Context) -> Result<(), Refused> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let status = match context.keys.get(&self.owner, &key.id()).await {
+            Ok(record) => record.status_at(context.keys.now()),
+            Err(ManageError::NotFound) => KeyStatus::Revoked,
+            Err(error) => return Err(error.into()),
+        };
+        if status == KeyStatus::Active {
+            return Ok(());
+        }
+        let rejection = context.keys.rejection(key, status);
+        Err(Refused::Key(context.keys.respond(&rejection)))
+    }
+}
+
+/// Why a call that changes keys was refused: a problem of the API, or the
+/// layer's refusal of the calling key.
+pub(super) enum Refused {
+    Problem(Problem),
+    Key(http::Response<Bytes>),
+}
+
+impl From<Problem> for Refused {
+    fn from(problem: Problem) -> Self {
+        Self::Problem(problem)
+    }
+}
+
+impl From<ManageError> for Refused {
+    fn from(error: ManageError) -> Self {
+        Self::Problem(error.into())
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Problem(problem) => problem.into_response(),
+            Self::Key(response) => response.map(Body::from),
         }
     }
 }
@@ -335,16 +400,22 @@ pub(super) async fn create_key(
     manager: Manager,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<CreatedKey>), Problem> {
+) -> Result<(StatusCode, Json<CreatedKey>), Refused> {
     let request: CreateKey = required_body(&headers, body)?;
+    manager.still_usable(&context).await?;
     let scopes = requested_scopes(&manager, request.scopes)?;
     let now = context.keys.now();
-    let mut new = NewKey::new(manager.owner.clone(), request.name).scopes(scopes);
+    // No more allowance than the caller's own, and its metadata.
+    let mut new = NewKey::new(manager.owner.clone(), request.name)
+        .scopes(scopes)
+        .metadata(manager.metadata.clone());
+    new.rate_limit = manager.rate_limit;
     if request.expires_at.is_some_and(|at| at <= now) {
         return Err(Problem::new(
             ProblemKind::InvalidExpiry,
             "expires_at must be in the future; omit it for a key that does not expire",
-        ));
+        )
+        .into());
     }
     // A key the caller makes expires no later than the caller.
     new.expires_at = match (request.expires_at, manager.expires_at) {
@@ -355,7 +426,8 @@ pub(super) async fn create_key(
                     "the calling key expires at {}; a key it creates cannot expire later",
                     limit.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
-            ));
+            )
+            .into());
         }
         (Some(at), _) => Some(at),
         (None, limit) => limit,
@@ -405,8 +477,9 @@ pub(super) async fn rename_key(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Key>, Problem> {
+) -> Result<Json<Key>, Refused> {
     let request: RenameKey = required_body(&headers, body)?;
+    manager.still_usable(&context).await?;
     let old = key_to_change(&context, &manager, path, "rename").await?;
     let record = context
         .keys
@@ -433,7 +506,8 @@ pub(super) async fn revoke_key(
     State(context): State<Context>,
     manager: Manager,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Key>, Problem> {
+) -> Result<Json<Key>, Refused> {
+    manager.still_usable(&context).await?;
     let old = key_to_change(&context, &manager, path, "revoke").await?;
     let record = context
         .keys
@@ -455,7 +529,7 @@ pub(super) async fn revoke_key(
     responses(
         (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
         (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "The key is revoked and cannot be rolled", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked or expired, or another call is rolling it", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn roll_key(
@@ -464,22 +538,25 @@ pub(super) async fn roll_key(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<CreatedKey>), Problem> {
+) -> Result<(StatusCode, Json<CreatedKey>), Refused> {
     // No body, or `null`: the defaults.
     let request: RollKey = json_body(&headers, body, true)?.unwrap_or_default();
+    manager.still_usable(&context).await?;
     let overlap = request.overlap.unwrap_or(0);
     if overlap > MAX_OVERLAP_SECS {
         return Err(Problem::new(
             ProblemKind::InvalidOverlap,
             format!("overlap is 0 to {MAX_OVERLAP_SECS} seconds"),
-        ));
+        )
+        .into());
     }
     let old = key_to_change(&context, &manager, path, "roll").await?;
     if old.status_at(context.keys.now()) == KeyStatus::Expired {
         return Err(Problem::new(
             ProblemKind::KeyExpired,
             "the key has expired; create a new one instead",
-        ));
+        )
+        .into());
     }
     if let Some(limit) = manager.expires_at
         && old.expires_at.is_none_or(|at| at > limit)
@@ -487,7 +564,8 @@ pub(super) async fn roll_key(
         return Err(Problem::new(
             ProblemKind::OutlivesCaller,
             "the successor would keep this key's expiry, later than the calling key's",
-        ));
+        )
+        .into());
     }
     let overlap = chrono::Duration::seconds(i64::try_from(overlap).unwrap_or(0));
     let created = context

@@ -56,6 +56,8 @@ pub enum ProblemKind {
     KeyRevoked,
     /// The key has expired, so it cannot be rolled (409).
     KeyExpired,
+    /// Another call is rolling the key; it is rolled into one successor (409).
+    RollInProgress,
     /// The route does not take this method (405).
     MethodNotAllowed,
     /// The key store did not answer; try again (503).
@@ -86,6 +88,7 @@ impl ProblemKind {
             Self::NoSuchRoute => "no-such-route",
             Self::KeyRevoked => "key-revoked",
             Self::KeyExpired => "key-expired",
+            Self::RollInProgress => "roll-in-progress",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::StoreUnavailable => "store-unavailable",
             Self::Internal => "internal",
@@ -113,6 +116,7 @@ impl ProblemKind {
             Self::NoSuchRoute => "No such route",
             Self::KeyRevoked => "The key is revoked",
             Self::KeyExpired => "The key has expired",
+            Self::RollInProgress => "The key is being rolled",
             Self::MethodNotAllowed => "The route does not take this method",
             Self::StoreUnavailable => "The key store is unavailable",
             Self::Internal => "Internal error",
@@ -134,7 +138,7 @@ impl ProblemKind {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound | Self::NoSuchRoute => StatusCode::NOT_FOUND,
-            Self::KeyRevoked | Self::KeyExpired => StatusCode::CONFLICT,
+            Self::KeyRevoked | Self::KeyExpired | Self::RollInProgress => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -217,6 +221,7 @@ impl From<ManageError> for Problem {
             ManageError::InvalidOwner => ProblemKind::NoOwner,
             ManageError::InvalidReason => ProblemKind::InvalidBody,
             ManageError::Revoked => ProblemKind::KeyRevoked,
+            ManageError::RollInProgress => ProblemKind::RollInProgress,
             ManageError::Random(_) => ProblemKind::StoreUnavailable,
             ManageError::Store(StoreError::Corrupt(_)) => ProblemKind::Internal,
             ManageError::Store(_) => ProblemKind::StoreUnavailable,

@@ -205,3 +205,39 @@ async fn the_keys_client_refuses_what_a_hostile_server_sends() {
     let (ok, _, stderr) = run(vec!["revoke", "01a23414-45ea-71a6-bff6-f28a16e8d94b"]).await;
     assert!(!ok && stderr.contains("larger than"), "{stderr}");
 }
+
+/// Plain HTTP to an address that is not a loopback one (here `0.0.0.0`,
+/// which reaches this machine's listener all the same) is refused before
+/// the managing key is sent: it would cross a network in cleartext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_client_sends_no_key_over_plain_http_to_another_host() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "{}" }
+    });
+    let addr = test_support::serve(app).await;
+    let output = tokio::process::Command::new(BINARY)
+        .args([
+            "keys",
+            "list",
+            "--server",
+            &format!("http://0.0.0.0:{}", addr.port()),
+        ])
+        .env("MCP_PROXY_KEY", "bmc_managing")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the key was sent: {stderr}"
+    );
+    assert!(
+        !output.status.success() && stderr.contains("SSH tunnel"),
+        "{stderr}"
+    );
+}

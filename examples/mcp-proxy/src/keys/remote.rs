@@ -57,11 +57,14 @@ impl Remote {
             Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
             None => false,
         };
+        // Checked before anything is sent: plain HTTP would carry the
+        // managing key across a network in cleartext.
         if !loopback {
-            eprintln!(
-                "warning: {} is not this machine, and plain HTTP carries the managing key in cleartext; prefer running this on the server's machine or through an SSH tunnel",
+            return Err(format!(
+                "--server {} is not a loopback address, and plain HTTP would carry the managing key in cleartext; run this on the server's machine or through an SSH tunnel (ssh -L 8080:127.0.0.1:8080 HOST, then --server http://127.0.0.1:8080)",
                 shown(url.host_str().unwrap_or_default())
-            );
+            )
+            .into());
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
