@@ -107,20 +107,7 @@ impl Subject {
 
     /// Serves the app on a free loopback port, with peer addresses.
     pub async fn serve(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local address");
-        let app = self.app.clone();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .expect("server runs");
-        });
-        addr
+        test_support::serve_with_peer_addresses(self.app.clone()).await
     }
 }
 
