@@ -160,6 +160,10 @@ async fn store_failures_coalesced_waits_and_last_used_errors_are_counted() {
     let url = serve(&keys).await;
     let client = test_support::client();
 
+    // Every last-used write fails from the start, before a batch could be
+    // written; with no room to keep its times, each is dropped.
+    store.set_failing_method(StoreMethod::RecordLastUsed, true);
+
     // Eight requests wait on one slow lookup.
     store.set_delay(StoreMethod::FindByHash, Duration::from_millis(300));
     let requests = (0..8).map(|_| {
@@ -173,8 +177,7 @@ async fn store_failures_coalesced_waits_and_last_used_errors_are_counted() {
     }
     store.set_delay(StoreMethod::FindByHash, Duration::ZERO);
 
-    // The last-used write fails; with no room to keep it, it is dropped.
-    store.set_failing_method(StoreMethod::RecordLastUsed, true);
+    // The recorder tries to write the use, fails, and drops it.
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     // A lookup that fails.

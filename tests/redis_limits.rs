@@ -27,6 +27,12 @@ struct Instance {
 }
 
 /// An instance: its own `ApiKeys`, cache and server, on the shared store.
+/// The Redis timeout of the tests that count admissions exactly: long
+/// enough that a loaded machine never turns a slow call into a request
+/// admitted uncounted (the fail-open default after 100 ms), which would
+/// count as a request past the allowance.
+const COUNTED: Duration = Duration::from_secs(10);
+
 async fn instance(
     store: &Arc<MemoryStore>,
     redis: RedisLimits,
@@ -78,7 +84,10 @@ async fn shared_key_allowance(instances: usize) {
     let Some(url) = redis_url() else { return };
     const N: u32 = 20;
     let store = Arc::new(MemoryStore::new());
-    let limits = RedisLimits::new(&url).unwrap().prefix(unique_prefix("key"));
+    let limits = RedisLimits::new(&url)
+        .unwrap()
+        .prefix(unique_prefix("key"))
+        .timeout(COUNTED);
     let mut all = Vec::new();
     for _ in 0..instances {
         all.push(instance(&store, limits.clone(), |b| b).await);
@@ -128,7 +137,8 @@ async fn an_owners_allowance_is_shared_by_its_keys_across_instances() {
     let store = Arc::new(MemoryStore::new());
     let limits = RedisLimits::new(&url)
         .unwrap()
-        .prefix(unique_prefix("owner"));
+        .prefix(unique_prefix("owner"))
+        .timeout(COUNTED);
     let configure = |b: ApiKeysBuilder| {
         b.owner_rate_limit(RateLimit::new(N, HOUR))
             .owner_rate_limit_for("big", RateLimit::new(1000, HOUR))
@@ -177,7 +187,10 @@ async fn a_keys_own_limit_is_checked_before_its_owners_and_counts_nothing_there(
     let Some(url) = redis_url() else { return };
     let store = Arc::new(MemoryStore::new());
     let prefix = unique_prefix("order");
-    let limits = RedisLimits::new(&url).unwrap().prefix(prefix.clone());
+    let limits = RedisLimits::new(&url)
+        .unwrap()
+        .prefix(prefix.clone())
+        .timeout(COUNTED);
     let a = instance(&store, limits, |b| {
         b.owner_rate_limit(RateLimit::new(5, HOUR))
     })
