@@ -40,6 +40,7 @@
 //! | `metrics` | counters, a histogram and a gauge through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) |
 //! | `secret-scanning` | [`secret_scanning`]: an endpoint for GitHub's secret-scanning partner program that verifies reports and revokes leaked keys |
 //! | `management` | [`management`]: a JSON API for the caller's keys (list, create, rename, roll, revoke) as an axum router, with its OpenAPI 3.1 document |
+//! | `oauth` | [`oauth`]: OAuth access tokens (JWTs of one issuer, keys from its JWKS) accepted beside API keys on the same routes; [`Caller`] for either |
 //! | `test-util` | `test_util`: stores that count, fail, wait or hold their calls, and a clock moved by hand |
 //!
 //! # Metrics
@@ -68,6 +69,7 @@
 //! | `tower_api_keys_change_feed_lag` | gauge | changes the follower is behind the feed's head |
 //! | `tower_api_keys_throttle_refusals_total` | counter | requests refused by the failed-attempt throttle |
 //! | `tower_api_keys_rate_limit_refusals_total` | counter | requests refused by a key's rate limit |
+//! | `tower_api_keys_access_token_decisions_total{outcome}` | counter | requests with an OAuth access token (feature `oauth`): `admitted` or `refused` (the reason is in `decisions_total`) |
 //!
 //! # Layout
 //!
@@ -113,12 +115,16 @@ mod engine;
 mod error;
 // The store traits and the backends.
 pub mod store;
+// Beside them: access tokens of an OAuth issuer.
+#[cfg(feature = "oauth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
+pub mod oauth;
 // Leaves.
 #[cfg_attr(not(fuzzing), allow(unreachable_pub, dead_code))]
 mod bearer;
 pub mod clock;
 pub mod event;
-mod identity;
+pub mod identity;
 pub mod key;
 pub mod limit;
 #[cfg_attr(not(fuzzing), allow(unreachable_pub, dead_code))]
@@ -143,7 +149,8 @@ struct ReadmeExamples;
 
 pub use crate::api_keys::{ActingAs, ApiKeys, ApiKeysBuilder, BuildError};
 pub use crate::error::ManageError;
-pub use crate::identity::AuthenticatedKey;
+#[doc(no_inline)]
+pub use crate::identity::{AuthenticatedKey, Caller};
 // Items of the public modules, named here for convenience; their pages are
 // under their modules, so the docs show one path for each.
 #[doc(no_inline)]

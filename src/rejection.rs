@@ -4,11 +4,11 @@
 //! |---|---|---|
 //! | no credentials, or another scheme | 401 | `Bearer realm="..."` |
 //! | malformed header, two headers, key in the URL | 400 | `..., error="invalid_request"` |
-//! | malformed, unknown, expired or revoked key | 401 | `..., error="invalid_token"` |
+//! | malformed, unknown, expired or revoked key; invalid or expired access token | 401 | `..., error="invalid_token"` |
 //! | missing scope | 403 | `..., error="insufficient_scope", scope="..."` |
 //! | key past its rate limit, client past its failed attempts | 429 | none; `Retry-After` |
 //! | oversized `Authorization` / URI | 431 / 414 | none |
-//! | store unavailable | 503 | none; `Retry-After` |
+//! | store, or the OAuth issuer's keys, unavailable | 503 | none; `Retry-After` |
 //!
 //! Every response has a small JSON body and `Cache-Control: no-store`.
 //! Malformed and unknown keys get byte-identical responses.
@@ -67,11 +67,20 @@ pub enum RejectionReason {
     /// The shared rate limiter (Redis) failed or timed out and its policy
     /// is to fail closed: 503, never past the limit.
     RateLimiterUnavailable,
+    /// An OAuth access token that does not verify: a bad signature, another
+    /// issuer or audience, an unknown `kid`, an algorithm not accepted, not
+    /// valid yet (feature `oauth`).
+    InvalidAccessToken,
+    /// An OAuth access token past its `exp` (feature `oauth`).
+    ExpiredAccessToken,
+    /// The OAuth issuer's metadata or signing keys cannot be fetched: the
+    /// token is refused (fail closed, 503).
+    IssuerUnavailable,
 }
 
 impl RejectionReason {
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 21] = [
         Self::MissingCredentials,
         Self::OtherScheme,
         Self::MalformedAuthorization,
@@ -90,6 +99,9 @@ impl RejectionReason {
         Self::TooManyFailedAttempts,
         Self::RateLimited,
         Self::RateLimiterUnavailable,
+        Self::InvalidAccessToken,
+        Self::ExpiredAccessToken,
+        Self::IssuerUnavailable,
     ];
 
     /// The HTTP status.
@@ -97,7 +109,7 @@ impl RejectionReason {
         use RejectionReason::*;
         match self {
             MissingCredentials | OtherScheme | MalformedKey | UnknownKey | ExpiredKey
-            | RevokedKey => StatusCode::UNAUTHORIZED,
+            | RevokedKey | InvalidAccessToken | ExpiredAccessToken => StatusCode::UNAUTHORIZED,
             MalformedAuthorization
             | MultipleAuthorizationHeaders
             | MissingBearerToken
@@ -106,7 +118,9 @@ impl RejectionReason {
             AuthorizationTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UriTooLong => StatusCode::URI_TOO_LONG,
             InsufficientScope => StatusCode::FORBIDDEN,
-            StoreUnavailable | RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | RateLimiterUnavailable | IssuerUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             TooManyFailedAttempts | RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -121,14 +135,16 @@ impl RejectionReason {
             | MissingBearerToken
             | InvalidTokenSyntax
             | CredentialInQuery => Some("invalid_request"),
-            MalformedKey | UnknownKey | ExpiredKey | RevokedKey => Some("invalid_token"),
+            MalformedKey | UnknownKey | ExpiredKey | RevokedKey | InvalidAccessToken
+            | ExpiredAccessToken => Some("invalid_token"),
             InsufficientScope => Some("insufficient_scope"),
             AuthorizationTooLarge
             | UriTooLong
             | StoreUnavailable
             | TooManyFailedAttempts
             | RateLimited
-            | RateLimiterUnavailable => None,
+            | RateLimiterUnavailable
+            | IssuerUnavailable => None,
         }
     }
 
@@ -142,6 +158,7 @@ impl RejectionReason {
                 | Self::TooManyFailedAttempts
                 | Self::RateLimited
                 | Self::RateLimiterUnavailable
+                | Self::IssuerUnavailable
         )
     }
 
@@ -169,6 +186,9 @@ impl RejectionReason {
             TooManyFailedAttempts => "Too many failed attempts from this client; retry later",
             RateLimited => "The API key has used up its request allowance; retry later",
             RateLimiterUnavailable => "Rate limits cannot be checked right now; retry shortly",
+            InvalidAccessToken => "The access token is invalid",
+            ExpiredAccessToken => "The access token has expired",
+            IssuerUnavailable => "Access tokens cannot be checked right now; retry shortly",
         }
     }
 
@@ -194,6 +214,9 @@ impl RejectionReason {
             TooManyFailedAttempts => "too_many_failed_attempts",
             RateLimited => "rate_limited",
             RateLimiterUnavailable => "rate_limiter_unavailable",
+            InvalidAccessToken => "invalid_access_token",
+            ExpiredAccessToken => "expired_access_token",
+            IssuerUnavailable => "issuer_unavailable",
         }
     }
 
@@ -201,7 +224,9 @@ impl RejectionReason {
         match self {
             Self::MissingCredentials | Self::OtherScheme => "unauthorized",
             Self::AuthorizationTooLarge | Self::UriTooLong => "invalid_request",
-            Self::StoreUnavailable | Self::RateLimiterUnavailable => "temporarily_unavailable",
+            Self::StoreUnavailable | Self::RateLimiterUnavailable | Self::IssuerUnavailable => {
+                "temporarily_unavailable"
+            }
             Self::TooManyFailedAttempts | Self::RateLimited => "too_many_requests",
             other => other.error_code().unwrap_or("unauthorized"),
         }
@@ -267,7 +292,9 @@ impl Rejection {
     pub(crate) fn new(reason: RejectionReason, challenge: Arc<Challenge>) -> Self {
         let retry_after = matches!(
             reason,
-            RejectionReason::StoreUnavailable | RejectionReason::RateLimiterUnavailable
+            RejectionReason::StoreUnavailable
+                | RejectionReason::RateLimiterUnavailable
+                | RejectionReason::IssuerUnavailable
         )
         .then_some(challenge.retry_after);
         Self {

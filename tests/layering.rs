@@ -6,7 +6,7 @@
 //! layer      the tower middleware
 //! engine     the shared state and its parts
 //! error      what a management call fails with
-//! store      the store traits and the backends
+//! store      the store traits and the backends; oauth, the token verifier
 //! leaves     key, record, event, clock, rejection, bearer, query, limit,
 //!            stats, identity
 //! ```
@@ -35,7 +35,7 @@ const LAYERS: &[&[&str]] = &[
         "stats",
         "identity",
     ],
-    &["store"],
+    &["store", "oauth"],
     &["error"],
     &["engine"],
     &["layer"],

@@ -68,6 +68,8 @@ pub struct ApiKeysBuilder {
     failed_attempts: Option<FailedAttemptLimit>,
     revoke_exposed: bool,
     on_key_event: Option<KeyEventHandler>,
+    #[cfg(feature = "oauth")]
+    oauth: Option<crate::oauth::OAuth>,
 }
 
 impl ApiKeysBuilder {
@@ -104,7 +106,19 @@ impl ApiKeysBuilder {
             failed_attempts: None,
             revoke_exposed: false,
             on_key_event: None,
+            #[cfg(feature = "oauth")]
+            oauth: None,
         }
+    }
+
+    /// Accepts OAuth access tokens of an issuer beside keys, on every
+    /// route of the layer (feature `oauth`; see [`oauth`](crate::oauth)).
+    /// A token in the key format is always checked as a key.
+    #[cfg(feature = "oauth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
+    pub fn oauth(mut self, settings: crate::oauth::OAuth) -> Self {
+        self.oauth = Some(settings);
+        self
     }
 
     /// The format of the keys (default: `bmc_` and 43 base64url
@@ -420,6 +434,11 @@ impl ApiKeysBuilder {
             self.query_params.iter().map(String::as_str),
         )
         .recognizing(&self.format);
+        #[cfg(feature = "oauth")]
+        let oauth = match self.oauth {
+            Some(settings) => Some(Arc::new(crate::oauth::TokenVerifier::new(settings)?)),
+            None => None,
+        };
         let _guard = runtime.enter();
         #[cfg(feature = "redis")]
         let redis = match self.redis {
@@ -452,6 +471,8 @@ impl ApiKeysBuilder {
             change_poll_interval: self.change_poll_interval,
             change_log_retention: self.change_log_retention,
             on_key_event: self.on_key_event,
+            #[cfg(feature = "oauth")]
+            oauth,
         });
         Ok(ApiKeys { engine })
     }
@@ -492,4 +513,8 @@ pub enum BuildError {
     #[cfg(feature = "redis")]
     #[error(transparent)]
     Redis(#[from] RedisLimitsError),
+    /// The OAuth settings cannot work.
+    #[cfg(feature = "oauth")]
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
 }

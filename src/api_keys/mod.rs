@@ -106,6 +106,13 @@ impl ApiKeys {
         self.engine.reject(reason, Some(key.display_prefix()))
     }
 
+    /// The layer's refusal for `reason`, for the routes that refuse a
+    /// credential after the layer.
+    #[cfg(all(feature = "management", feature = "oauth"))]
+    pub(crate) fn refusal(&self, reason: RejectionReason) -> Rejection {
+        self.engine.reject(reason, None)
+    }
+
     /// The response the layer gives `rejection` (its custom builder's, or
     /// the default), for the routes that refuse a key after the layer.
     #[cfg(feature = "management")]
@@ -116,6 +123,18 @@ impl ApiKeys {
     /// The store behind the cache.
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.engine.store
+    }
+
+    /// The OAuth issuer whose access tokens are accepted, if one is
+    /// configured (feature `oauth`): what protected-resource metadata
+    /// (RFC 9728) names in `authorization_servers`.
+    #[cfg(feature = "oauth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
+    pub fn oauth_issuer(&self) -> Option<&str> {
+        self.engine
+            .oauth
+            .as_deref()
+            .map(crate::oauth::TokenVerifier::issuer)
     }
 
     /// The key format.

@@ -59,6 +59,9 @@ pub(crate) enum Verdict {
     /// A known key whose limits are counted in Redis: ask it.
     #[cfg(feature = "redis")]
     Limit(Limit),
+    /// A token that is not a key, to check as an OAuth access token.
+    #[cfg(feature = "oauth")]
+    Token(super::token::TokenCheck),
 }
 
 /// A known key, admitted but for its limits counted in Redis.
@@ -121,6 +124,10 @@ impl Engine {
             }
         };
         let Ok(key) = self.format.parse_bytes(token) else {
+            #[cfg(feature = "oauth")]
+            if let Some(verdict) = self.token_verdict(token, request) {
+                return verdict;
+            }
             // A key's characters are a subset of b64token's, so the general
             // grammar needs checking only for what is not a key.
             let reason = if bearer::is_b64token(token) {
@@ -357,14 +364,18 @@ impl Engine {
     }
 
     /// The client address, when the failed-attempt throttle is on.
-    fn client<B>(&self, request: &Request<B>) -> Option<ClientKey> {
+    pub(super) fn client<B>(&self, request: &Request<B>) -> Option<ClientKey> {
         self.throttle
             .as_ref()?
             .client(request.extensions(), request.headers())
     }
 
     /// A 429 for a client over its failed-attempt limit.
-    fn throttled(&self, client: Option<ClientKey>, key_prefix: Option<&str>) -> Option<Rejection> {
+    pub(super) fn throttled(
+        &self,
+        client: Option<ClientKey>,
+        key_prefix: Option<&str>,
+    ) -> Option<Rejection> {
         let wait = self.throttle.as_ref()?.blocked(client?)?;
         self.metrics.throttle_refusal();
         Some(
@@ -375,7 +386,7 @@ impl Engine {
 
     /// A failed authentication: counted against the client, and answered
     /// with 429 instead once the client is over its limit.
-    fn failure(
+    pub(super) fn failure(
         &self,
         reason: RejectionReason,
         key_prefix: Option<&str>,

@@ -42,6 +42,8 @@ mod enabled {
         change_feed_lag: Gauge,
         throttle_refusals: Counter,
         rate_limit_refusals: Counter,
+        access_tokens_admitted: Counter,
+        access_tokens_refused: Counter,
     }
 
     impl Metrics {
@@ -68,6 +70,8 @@ mod enabled {
                 change_feed_lag: gauge!("tower_api_keys_change_feed_lag"),
                 throttle_refusals: counter!("tower_api_keys_throttle_refusals_total"),
                 rate_limit_refusals: counter!("tower_api_keys_rate_limit_refusals_total"),
+                access_tokens_admitted: counter!("tower_api_keys_access_token_decisions_total", "outcome" => "admitted"),
+                access_tokens_refused: counter!("tower_api_keys_access_token_decisions_total", "outcome" => "refused"),
             }
         }
 
@@ -138,6 +142,15 @@ mod enabled {
         pub(crate) fn rate_limit_refusal(&self) {
             self.rate_limit_refusals.increment(1);
         }
+
+        #[cfg_attr(not(feature = "oauth"), allow(dead_code))]
+        pub(crate) fn access_token(&self, admitted: bool) {
+            if admitted {
+                self.access_tokens_admitted.increment(1);
+            } else {
+                self.access_tokens_refused.increment(1);
+            }
+        }
     }
 }
 
@@ -186,5 +199,8 @@ mod disabled {
         pub(crate) fn throttle_refusal(&self) {}
         #[inline(always)]
         pub(crate) fn rate_limit_refusal(&self) {}
+        #[inline(always)]
+        #[cfg_attr(not(feature = "oauth"), allow(dead_code))]
+        pub(crate) fn access_token(&self, _: bool) {}
     }
 }

@@ -32,6 +32,8 @@ mod metrics;
 pub(crate) mod rate_limit;
 mod tasks;
 pub(crate) mod throttle;
+#[cfg(feature = "oauth")]
+mod token;
 mod unusable;
 
 pub(crate) use cache::CacheConfig;
@@ -72,6 +74,9 @@ pub(crate) struct Settings {
     pub(crate) change_poll_interval: Duration,
     pub(crate) change_log_retention: Duration,
     pub(crate) on_key_event: Option<KeyEventHandler>,
+    /// The checker of OAuth access tokens, when an issuer is configured.
+    #[cfg(feature = "oauth")]
+    pub(crate) oauth: Option<Arc<crate::oauth::TokenVerifier>>,
 }
 
 /// What the background tasks report to: the metrics and the key events.
@@ -108,6 +113,8 @@ pub(crate) struct Engine {
     metrics: Arc<Metrics>,
     events: EventSink,
     tasks: Tasks,
+    #[cfg(feature = "oauth")]
+    pub(crate) oauth: Option<Arc<crate::oauth::TokenVerifier>>,
 }
 
 impl Engine {
@@ -131,6 +138,11 @@ impl Engine {
         let usage = Arc::new(UsageQueue::default());
         let watchers = Arc::new(Watchers::default());
         let (tasks, stopped) = Tasks::new();
+        // The issuer's keys are fetched ahead of the first token.
+        #[cfg(feature = "oauth")]
+        if let Some(verifier) = settings.oauth.clone() {
+            tokio::spawn(async move { verifier.prefetch().await });
+        }
         tasks.push(Recorder::spawn(
             Arc::clone(&usage),
             Arc::clone(&settings.store),
@@ -180,6 +192,8 @@ impl Engine {
             metrics,
             events,
             tasks,
+            #[cfg(feature = "oauth")]
+            oauth: settings.oauth,
         })
     }
 

@@ -10,7 +10,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use super::Anonymous;
-use crate::identity::AuthenticatedKey;
+use crate::identity::{AuthenticatedKey, Caller};
 use crate::rejection::{Rejection, RejectionReason};
 
 /// Why [`AuthenticatedKey`] could not be extracted.
@@ -24,6 +24,9 @@ pub enum KeyRejection {
     /// The route is not behind an `ApiKeyLayer`: a setup mistake, answered
     /// with 500.
     LayerMissing,
+    /// An OAuth access token authenticated the request, and the handler
+    /// takes only keys: 403. Take [`Caller`] to accept either.
+    NotAKey,
 }
 
 impl fmt::Display for KeyRejection {
@@ -33,6 +36,9 @@ impl fmt::Display for KeyRejection {
             Self::LayerMissing => {
                 f.write_str("AuthenticatedKey was extracted on a route without ApiKeyLayer")
             }
+            Self::NotAKey => f.write_str(
+                "this route takes an API key; the request was authenticated with an access token",
+            ),
         }
     }
 }
@@ -55,6 +61,7 @@ impl IntoResponse for KeyRejection {
             Self::LayerMissing => {
                 (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
             }
+            Self::NotAKey => (StatusCode::FORBIDDEN, self.to_string()).into_response(),
         }
     }
 }
@@ -83,6 +90,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthenticatedKey {
         if let Some(key) = parts.extensions.get::<AuthenticatedKey>() {
             return Ok(key.clone());
         }
+        if by_token(parts) {
+            return Err(KeyRejection::NotAKey);
+        }
         match parts.extensions.get::<Anonymous>() {
             Some(Anonymous(inner)) => Err(KeyRejection::Missing(
                 inner.reject(RejectionReason::MissingCredentials, None),
@@ -102,6 +112,58 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthenticatedKey {
     ) -> Result<Option<Self>, Self::Rejection> {
         if let Some(key) = parts.extensions.get::<AuthenticatedKey>() {
             return Ok(Some(key.clone()));
+        }
+        if parts.extensions.get::<Anonymous>().is_some() || by_token(parts) {
+            return Ok(None);
+        }
+        Err(KeyRejection::LayerMissing)
+    }
+}
+
+/// Whether an access token authenticated the request.
+fn by_token(parts: &Parts) -> bool {
+    #[cfg(feature = "oauth")]
+    {
+        parts
+            .extensions
+            .get::<crate::identity::AccessToken>()
+            .is_some()
+    }
+    #[cfg(not(feature = "oauth"))]
+    {
+        let _ = parts;
+        false
+    }
+}
+
+/// Extracts whoever authenticated the request, by key or (feature
+/// `oauth`) by access token; refused as [`AuthenticatedKey`] is.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = KeyRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = Caller::from_extensions(&parts.extensions) {
+            return Ok(caller);
+        }
+        match parts.extensions.get::<Anonymous>() {
+            Some(Anonymous(inner)) => Err(KeyRejection::Missing(
+                inner.reject(RejectionReason::MissingCredentials, None),
+            )),
+            None => Err(KeyRejection::LayerMissing),
+        }
+    }
+}
+
+/// `Option<Caller>`: `None` on an optional route without credentials.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
+    type Rejection = KeyRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if let Some(caller) = Caller::from_extensions(&parts.extensions) {
+            return Ok(Some(caller));
         }
         if parts.extensions.get::<Anonymous>().is_some() {
             return Ok(None);

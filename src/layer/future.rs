@@ -13,7 +13,30 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
+#[cfg(feature = "oauth")]
+use crate::identity::AccessToken;
 use crate::identity::AuthenticatedKey;
+
+/// Who an asynchronous check admitted, for the request's extensions.
+pub(super) enum Admitted {
+    Key(AuthenticatedKey),
+    #[cfg(feature = "oauth")]
+    Token(AccessToken),
+}
+
+impl Admitted {
+    fn insert_into(self, extensions: &mut http::Extensions) {
+        match self {
+            Self::Key(key) => {
+                extensions.insert(key);
+            }
+            #[cfg(feature = "oauth")]
+            Self::Token(token) => {
+                extensions.insert(token);
+            }
+        }
+    }
+}
 
 pin_project! {
     /// The response future of [`ApiKeyService`].
@@ -40,7 +63,7 @@ pin_project! {
             response: Option<Response<Bytes>>,
         },
         Authenticating {
-            lookup: BoxFuture<'static, Result<AuthenticatedKey, Response<Bytes>>>,
+            lookup: BoxFuture<'static, Result<Admitted, Response<Bytes>>>,
             // The ready service and the request, for when the key is admitted;
             // `None` where the outcome can only be a refusal. Boxed, so that
             // the future stays small on the paths that need no lookup.
@@ -84,7 +107,7 @@ where
                             let (mut service, mut request) = *pending
                                 .take()
                                 .expect("ResponseFuture polled after completion");
-                            request.extensions_mut().insert(identity);
+                            identity.insert_into(request.extensions_mut());
                             let future = service.call(request);
                             this.state.set(State::Calling { future });
                         }

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::future::{ResponseFuture, State};
+use super::future::{Admitted, ResponseFuture, State};
 use crate::engine::{Engine, Requirement, Verdict};
 
 /// The service made by [`ApiKeyLayer`](super::ApiKeyLayer).
@@ -108,6 +108,7 @@ where
                         let scoped = requirement.clone();
                         keys.lookup(lookup, requirement)
                             .await
+                            .map(Admitted::Key)
                             .map_err(|rejection| respond.respond(&scoped.scoped(rejection)))
                     }),
                     pending: Some(Box::new((ready, request))),
@@ -123,7 +124,26 @@ where
                         let respond = Arc::clone(&keys);
                         keys.limit(limit)
                             .await
+                            .map(Admitted::Key)
                             .map_err(|rejection| respond.respond(&rejection))
+                    }),
+                    pending: Some(Box::new((ready, request))),
+                }
+            }
+            #[cfg(feature = "oauth")]
+            Verdict::Token(check) => {
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                let keys = Arc::clone(&self.keys);
+                let requirement = self.requirement.clone();
+                State::Authenticating {
+                    lookup: Box::pin(async move {
+                        let respond = Arc::clone(&keys);
+                        let scoped = requirement.clone();
+                        keys.verify_token(check, requirement)
+                            .await
+                            .map(Admitted::Token)
+                            .map_err(|rejection| respond.respond(&scoped.scoped(rejection)))
                     }),
                     pending: Some(Box::new((ready, request))),
                 }

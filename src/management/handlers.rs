@@ -51,6 +51,9 @@ pub(super) struct Manager {
     metadata: serde_json::Value,
     /// The calling key, checked again before a call that changes keys.
     key: Option<AuthenticatedKey>,
+    /// The calling access token, checked again likewise.
+    #[cfg(feature = "oauth")]
+    token: Option<crate::identity::AccessToken>,
     actor: Actor,
 }
 
@@ -68,6 +71,8 @@ impl FromRequestParts<Context> for Manager {
                     rate_limit: None,
                     metadata: serde_json::Value::Null,
                     key: None,
+                    #[cfg(feature = "oauth")]
+                    token: None,
                     actor: Actor::Owner(owner.clone()),
                 }),
                 None => Err(Problem::new(
@@ -75,6 +80,23 @@ impl FromRequestParts<Context> for Manager {
                     "the request carries no owner: sign in first",
                 )),
             };
+        }
+        // A user signed in through OAuth manages the keys of the token's
+        // subject, granting no scope the token lacks. The token's short
+        // life bounds the session, not the keys it makes: minting a key
+        // to use where OAuth cannot go is what the route is for.
+        #[cfg(feature = "oauth")]
+        if let Some(token) = parts.extensions.get::<crate::identity::AccessToken>() {
+            return Ok(Self {
+                owner: token.owner().clone(),
+                scopes: token.scopes().clone(),
+                expires_at: None,
+                rate_limit: None,
+                metadata: serde_json::Value::Null,
+                key: None,
+                token: Some(token.clone()),
+                actor: Actor::Owner(token.owner().clone()),
+            });
         }
         // The router's own key layer put the key here (and checked its scope).
         match parts.extensions.get::<AuthenticatedKey>() {
@@ -85,6 +107,8 @@ impl FromRequestParts<Context> for Manager {
                 rate_limit: key.record().rate_limit,
                 metadata: key.metadata().clone(),
                 key: Some(key.clone()),
+                #[cfg(feature = "oauth")]
+                token: None,
                 actor: Actor::Key(key.id()),
             }),
             None => Err(Problem::new(
@@ -101,6 +125,15 @@ impl Manager {
     /// taken long enough for it to be revoked or expire since. A key no
     /// longer usable gets the layer's own refusal.
     async fn still_usable(&self, context: &Context) -> Result<(), Refused> {
+        #[cfg(feature = "oauth")]
+        if let Some(token) = &self.token
+            && token.expires_at() <= context.keys.now()
+        {
+            let rejection = context
+                .keys
+                .refusal(crate::rejection::RejectionReason::ExpiredAccessToken);
+            return Err(Refused::Key(context.keys.respond(&rejection)));
+        }
         let Some(key) = &self.key else {
             return Ok(());
         };

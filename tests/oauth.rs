@@ -1,0 +1,680 @@
+//! OAuth access tokens beside keys, over real sockets: an issuer of the
+//! test's own serves its metadata and key set on a loopback port, tokens
+//! are signed with its keys (or forged), and a real HTTP client sends them
+//! to an app behind the layer. Every bad token gets the RFC 6750 answer
+//! and changes nothing; a token in the key format never reaches the
+//! issuer; an issuer that cannot be reached makes tokens a 503, never a
+//! pass. The real authorization server (oidc-provider) is driven in the
+//! example's tests.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tower_api_keys::oauth::OAuth;
+use tower_api_keys::{ApiKeys, AuthenticatedKey, Caller, MemoryStore, NewKey};
+
+const RESOURCE: &str = "https://mcp.example.test/mcp";
+
+/// A signing key of the issuer, with its `kid`.
+struct IssuerKey {
+    kid: String,
+    signing: SigningKey,
+}
+
+impl IssuerKey {
+    fn new(kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            signing: SigningKey::random(&mut rand_core::OsRng),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let point = self.signing.verifying_key().to_encoded_point(false);
+        json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+        })
+    }
+
+    fn public_pem(&self) -> String {
+        self.signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap()
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let pem = self.signing.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+/// What the issuer serves, and how often it was asked.
+#[derive(Default)]
+struct Served {
+    keys: Mutex<Vec<Value>>,
+    /// Serve 500s instead.
+    down: std::sync::atomic::AtomicBool,
+    metadata_fetches: AtomicUsize,
+    jwks_fetches: AtomicUsize,
+}
+
+struct Issuer {
+    url: String,
+    served: Arc<Served>,
+}
+
+impl Issuer {
+    async fn start(keys: &[&IssuerKey]) -> Self {
+        let served = Arc::new(Served::default());
+        *served.keys.lock().unwrap() = keys.iter().map(|key| key.jwk()).collect();
+        let app = Router::new()
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(
+                    |State(served): State<Arc<Served>>, headers: http::HeaderMap| async move {
+                        served.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+                        if served.down.load(Ordering::SeqCst) {
+                            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+                        }
+                        let host = headers["host"].to_str().unwrap().to_owned();
+                        Ok(axum::Json(json!({
+                            "issuer": format!("http://{host}"),
+                            "jwks_uri": format!("http://{host}/jwks"),
+                        })))
+                    },
+                ),
+            )
+            .route(
+                "/jwks",
+                get(|State(served): State<Arc<Served>>| async move {
+                    served.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                    if served.down.load(Ordering::SeqCst) {
+                        return Err(StatusCode::INTERNAL_SERVER_ERROR);
+                    }
+                    Ok(axum::Json(json!({ "keys": *served.keys.lock().unwrap() })))
+                }),
+            )
+            .with_state(Arc::clone(&served));
+        let addr: SocketAddr = test_support::serve(app).await;
+        Self {
+            url: format!("http://{addr}"),
+            served,
+        }
+    }
+
+    fn claims(&self, sub: &str, scope: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({
+            "iss": self.url, "sub": sub, "aud": RESOURCE, "scope": scope,
+            "client_id": "client-1", "iat": now, "exp": now + 600, "jti": "t1",
+        })
+    }
+
+    fn jwks_fetches(&self) -> usize {
+        self.served.jwks_fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// An app behind keys and the issuer's tokens: `/whoami` takes either,
+/// `/scoped` needs `files:read`, `/key-only` takes keys alone.
+struct App {
+    url: String,
+    keys: ApiKeys,
+}
+
+impl App {
+    async fn start(oauth: Option<OAuth>) -> Self {
+        let mut builder = ApiKeys::builder(MemoryStore::new());
+        if let Some(oauth) = oauth {
+            builder = builder.oauth(oauth);
+        }
+        let keys = builder.build().unwrap();
+        let whoami = |caller: Caller| async move {
+            axum::Json(json!({
+                "credential": caller.credential().as_str(),
+                "owner": caller.owner().as_str(),
+                "name": caller.name(),
+                "scopes": caller.scopes().as_set(),
+            }))
+        };
+        let app = Router::new()
+            .route("/whoami", get(whoami))
+            .route(
+                "/key-only",
+                get(|key: AuthenticatedKey| async move { key.name().to_owned() }),
+            )
+            .layer(keys.layer())
+            .merge(
+                Router::new()
+                    .route("/scoped", get(whoami))
+                    .layer(keys.layer().require_scope("files:read")),
+            );
+        let addr: SocketAddr = test_support::serve(app).await;
+        Self {
+            url: format!("http://{addr}"),
+            keys,
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, String, Value) {
+        let response = test_support::client()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
+        (status, challenge, body)
+    }
+}
+
+fn oauth(issuer: &Issuer) -> OAuth {
+    OAuth::new(&issuer.url, RESOURCE)
+}
+
+#[tokio::test]
+async fn a_token_of_the_issuer_authenticates_beside_keys() {
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = App::start(Some(oauth(&issuer))).await;
+    let token = key.sign(&issuer.claims("user-42", "files:read mcp"));
+    let (status, _, body) = app.get("/whoami", &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credential"], "access_token");
+    assert_eq!(body["owner"], "user-42");
+    assert_eq!(body["name"], "client-1");
+    assert_eq!(body["scopes"], json!(["files:read", "mcp"]));
+
+    // A key on the same route, through the same layer.
+    let created = app.keys.create(NewKey::new("acct_1", "ci")).await.unwrap();
+    let (status, _, body) = app.get("/whoami", created.secret.expose_secret()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["credential"], "api_key");
+    assert_eq!(body["owner"], "acct_1");
+
+    // The route's scope applies to tokens as to keys.
+    let (status, _, _) = app.get("/scoped", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let narrow = key.sign(&issuer.claims("user-42", "mcp"));
+    let (status, challenge, body) = app.get("/scoped", &narrow).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"files:read\""), "{challenge}");
+    assert_eq!(body["error"], "insufficient_scope");
+
+    // A handler that takes keys alone refuses a token without a panic.
+    let (status, _, _) = app.get("/key-only", &token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Many requests, one fetch of the key set.
+    assert_eq!(issuer.jwks_fetches(), 1);
+}
+
+/// Forges a token: `header` and `payload` as given, and a signature.
+fn compact(header: &Value, payload: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+#[tokio::test]
+async fn every_bad_token_is_refused_as_rfc_6750_says() {
+    let key = IssuerKey::new("k1");
+    let stranger = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = App::start(Some(
+        oauth(&issuer).jwks_refetch_interval(Duration::from_secs(3600)),
+    ))
+    .await;
+    let good = issuer.claims("user-42", "mcp");
+    let now = chrono::Utc::now().timestamp();
+    let with = |field: &str, value: Value| {
+        let mut claims = good.clone();
+        claims[field] = value;
+        claims
+    };
+    let valid = key.sign(&good);
+    let (header, rest) = valid.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let other_payload = URL_SAFE_NO_PAD.encode(with("sub", json!("admin")).to_string());
+    // HS256 with the issuer's public key as the secret (the classic confusion).
+    let hs256 = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(
+            &header,
+            &good,
+            &EncodingKey::from_secret(key.public_pem().as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "expired",
+            key.sign(&with("exp", json!(now - 120))),
+            "The access token has expired",
+        ),
+        (
+            "not yet valid",
+            key.sign(&with("nbf", json!(now + 600))),
+            "The access token is invalid",
+        ),
+        (
+            "wrong issuer",
+            key.sign(&with("iss", json!("https://evil.test"))),
+            "The access token is invalid",
+        ),
+        (
+            "another resource",
+            key.sign(&with("aud", json!("https://other.test/mcp"))),
+            "The access token is invalid",
+        ),
+        (
+            "no subject",
+            key.sign(&{
+                let mut c = good.clone();
+                c.as_object_mut().unwrap().remove("sub");
+                c
+            }),
+            "The access token is invalid",
+        ),
+        (
+            "a control character in sub",
+            key.sign(&with("sub", json!("user\u{1b}[2J"))),
+            "The access token is invalid",
+        ),
+        (
+            "unknown kid",
+            IssuerKey::new("k9").sign(&good),
+            "The access token is invalid",
+        ),
+        (
+            "signed by a stranger with a known kid",
+            stranger.sign(&good),
+            "The access token is invalid",
+        ),
+        (
+            "alg none",
+            compact(&json!({"alg": "none", "kid": "k1"}), &good, b""),
+            "The access token is invalid",
+        ),
+        (
+            "HS256 with the public key",
+            hs256,
+            "The access token is invalid",
+        ),
+        (
+            "a signature over another payload",
+            format!("{header}.{other_payload}.{signature}"),
+            "The access token is invalid",
+        ),
+        (
+            "truncated",
+            valid[..valid.len() - 10].to_owned(),
+            "The access token is invalid",
+        ),
+        (
+            "two segments",
+            format!("{header}.{other_payload}"),
+            "The access token is invalid",
+        ),
+    ];
+    for (case, token, description) in cases {
+        let (status, challenge, body) = app.get("/whoami", &token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert!(
+            challenge.starts_with("Bearer realm=\"api\""),
+            "{case}: {challenge}"
+        );
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{case}: {challenge}"
+        );
+        assert_eq!(body["error"], "invalid_token", "{case}");
+        assert_eq!(body["error_description"], description, "{case}");
+    }
+    // Oversized: refused before any parsing.
+    let huge = format!(
+        "{}.{}.{}",
+        "a".repeat(3000),
+        "b".repeat(1000),
+        "c".repeat(200)
+    );
+    let (status, _, _) = app.get("/whoami", &huge).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // Outside the b64token grammar: a 400, as for any token.
+    let (status, _, body) = app.get("/whoami", "eyJ.abc.d!ef").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    // The unknown kids caused no fetch beyond the first (the interval is an hour).
+    assert_eq!(
+        issuer.jwks_fetches(),
+        1,
+        "a made-up kid is no lever on the issuer"
+    );
+    // The good token still works: nothing above changed anything.
+    assert_eq!(app.get("/whoami", &valid).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_token_in_the_key_format_is_checked_as_a_key_and_never_reaches_the_issuer() {
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = App::start(Some(oauth(&issuer))).await;
+    // Wait for the prefetch, so that the count below is steady.
+    let _ = app
+        .get("/whoami", &key.sign(&issuer.claims("u", "mcp")))
+        .await;
+    let fetches = (
+        issuer.served.metadata_fetches.load(Ordering::SeqCst),
+        issuer.jwks_fetches(),
+    );
+    for token in [
+        "bmc_not-a-key",
+        "bmc_eyJhbGciOiJFUzI1NiJ9.e30.c2ln",
+        &format!("bmc_{}", "A".repeat(43)),
+    ] {
+        let (status, challenge, body) = app.get("/whoami", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token}");
+        assert_eq!(
+            body["error_description"], "The API key is invalid",
+            "{token}"
+        );
+        assert!(challenge.contains("invalid_token"));
+    }
+    assert_eq!(
+        (
+            issuer.served.metadata_fetches.load(Ordering::SeqCst),
+            issuer.jwks_fetches()
+        ),
+        fetches
+    );
+}
+
+#[tokio::test]
+async fn without_an_issuer_a_jwt_is_a_malformed_key_as_before() {
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = App::start(None).await;
+    let (status, challenge, body) = app
+        .get("/whoami", &key.sign(&issuer.claims("u", "mcp")))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error_description"], "The API key is invalid");
+    assert!(!challenge.contains("authorization_uri"), "{challenge}");
+    assert_eq!(issuer.jwks_fetches(), 0);
+    assert_eq!(app.keys.oauth_issuer(), None);
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_fails_closed_and_keys_still_work() {
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    issuer.served.down.store(true, Ordering::SeqCst);
+    let app = App::start(Some(oauth(&issuer))).await;
+    let token = key.sign(&issuer.claims("user-42", "mcp"));
+    let (status, challenge, body) = app.get("/whoami", &token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(challenge.is_empty());
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // A closed port: the same.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let nowhere = App::start(Some(OAuth::new(format!("http://{closed}"), RESOURCE))).await;
+    assert_eq!(
+        nowhere.get("/whoami", &token).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Keys do not depend on the issuer.
+    let created = app.keys.create(NewKey::new("acct_1", "ci")).await.unwrap();
+    assert_eq!(
+        app.get("/whoami", created.secret.expose_secret()).await.0,
+        StatusCode::OK
+    );
+    // Back up: tokens pass again, after the short back-off.
+    issuer.served.down.store(false, Ordering::SeqCst);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = app.get("/whoami", &token).await.0;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rotated_keys_are_honoured() {
+    let old = IssuerKey::new("2026-11");
+    let new = IssuerKey::new("2026-12");
+    let issuer = Issuer::start(&[&old]).await;
+    let app = App::start(Some(oauth(&issuer).jwks_refetch_interval(Duration::ZERO))).await;
+    assert_eq!(
+        app.get("/whoami", &old.sign(&issuer.claims("u", "mcp")))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // The issuer publishes the new key beside the old, then signs with it.
+    *issuer.served.keys.lock().unwrap() = vec![old.jwk(), new.jwk()];
+    assert_eq!(
+        app.get("/whoami", &new.sign(&issuer.claims("u", "mcp")))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Then withdraws the old one: its tokens stop working once the set is
+    // fetched again (here, when a token names a kid it lacks).
+    *issuer.served.keys.lock().unwrap() = vec![new.jwk()];
+    let _ = app
+        .get(
+            "/whoami",
+            &IssuerKey::new("unknown").sign(&issuer.claims("u", "mcp")),
+        )
+        .await;
+    assert_eq!(
+        app.get("/whoami", &old.sign(&issuer.claims("u", "mcp")))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "a withdrawn key verifies nothing"
+    );
+    assert_eq!(
+        app.get("/whoami", &new.sign(&issuer.claims("u", "mcp")))
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn settings_that_cannot_work_are_refused_at_build() {
+    for bad in [
+        OAuth::new("ftp://auth.test", RESOURCE),
+        OAuth::new("https://auth.test?x=1", RESOURCE),
+        OAuth::new("https://auth.test", ""),
+        OAuth::new("https://auth.test", RESOURCE).algorithms(["HS256"]),
+        OAuth::new("https://auth.test", RESOURCE).algorithms(["none"]),
+        OAuth::new("https://auth.test", RESOURCE).algorithms(Vec::<String>::new()),
+    ] {
+        let built = ApiKeys::builder(MemoryStore::new())
+            .oauth(bad.clone())
+            .build();
+        assert!(built.is_err(), "{bad:?} was accepted");
+    }
+}
+
+#[tokio::test]
+async fn no_token_reaches_the_logs() {
+    let capture = test_support::Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = App::start(Some(oauth(&issuer))).await;
+    let good = key.sign(&issuer.claims("user-42", "mcp"));
+    let forged = IssuerKey::new("k1").sign(&issuer.claims("user-42", "mcp"));
+    assert_eq!(app.get("/whoami", &good).await.0, StatusCode::OK);
+    assert_eq!(
+        app.get("/whoami", &forged).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let logs = capture.text();
+    assert!(
+        logs.contains("access token refused"),
+        "the refusal is logged: {logs}"
+    );
+    for token in [&good, &forged] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            !logs.contains(signature),
+            "a token's signature is in the logs"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_signed_in_with_oauth_manages_their_own_keys_and_no_one_elses() {
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let keys = ApiKeys::builder(MemoryStore::new())
+        .oauth(oauth(&issuer))
+        .build()
+        .unwrap();
+    let app = Router::new().nest("/api", keys.management().mounted_at("/api").router());
+    let addr: SocketAddr = test_support::serve(app).await;
+    let http = test_support::client();
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("http://{addr}/api{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let someone_else = keys.create(NewKey::new("user-7", "theirs")).await.unwrap();
+    let token = key.sign(&issuer.claims("user-42", "keys:manage mcp"));
+
+    // The create-key flow: a key from an OAuth login, shown once.
+    let (status, created) = call(
+        reqwest::Method::POST,
+        "/keys",
+        &token,
+        Some(json!({"name": "laptop"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("bmc_"));
+    assert_eq!(
+        created["key"]["scopes"],
+        json!(["keys:manage", "mcp"]),
+        "{created}"
+    );
+    let made = keys.authenticate(&secret).await.unwrap();
+    assert_eq!(made.owner().as_str(), "user-42");
+    let id = made.id().to_string();
+
+    // Only the subject's keys are listed, and another owner's id is unknown.
+    let (status, page) = call(reqwest::Method::GET, "/keys", &token, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["keys"].as_array().unwrap().len(), 1, "{page}");
+    let theirs = format!("/keys/{}", someone_else.record.id);
+    assert_eq!(
+        call(reqwest::Method::GET, &theirs, &token, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(
+            reqwest::Method::POST,
+            &format!("{theirs}/revoke"),
+            &token,
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // No scope the token lacks.
+    let (status, problem) = call(
+        reqwest::Method::POST,
+        "/keys",
+        &token,
+        Some(json!({"name": "x", "scopes": ["admin"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    // A token without the management scope is refused by the router's layer.
+    let plain = key.sign(&issuer.claims("user-42", "mcp"));
+    let (status, body) = call(reqwest::Method::GET, "/keys", &plain, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "insufficient_scope");
+
+    // Revoke, with immediate effect.
+    let (status, revoked) = call(
+        reqwest::Method::POST,
+        &format!("/keys/{id}/revoke"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert!(keys.authenticate(&secret).await.is_err());
+    assert_eq!(
+        keys.authenticate(someone_else.secret.expose_secret())
+            .await
+            .unwrap()
+            .owner()
+            .as_str(),
+        "user-7"
+    );
+}
