@@ -20,7 +20,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use mcp_proxy::proxy::{identity_headers, prepare_request_headers};
 use tower_api_keys::fuzzing::{Credentials, credentials};
-use tower_api_keys::{ApiKeys, AuthenticatedKey, MemoryStore, NewKey};
+use tower_api_keys::{ApiKeys, Caller, MemoryStore, NewKey};
 
 /// Removed wherever they appear (RFC 9110 §7.6.1, and the legacy two).
 const HOP_BY_HOP: &[&str] = &[
@@ -55,7 +55,7 @@ const KNOWN: &[&str] = &[
 ];
 
 struct Harness {
-    key: AuthenticatedKey,
+    key: Caller,
     secret: String,
     authority: HeaderValue,
     identity: HeaderMap,
@@ -74,7 +74,7 @@ fn harness() -> &'static Harness {
             new.metadata = serde_json::json!({"team": "a b%"});
             let created = keys.create(new).await.expect("create");
             let secret = created.secret.expose_secret().to_owned();
-            let key = keys.authenticate(&secret).await.expect("authenticate");
+            let key = Caller::Key(keys.authenticate(&secret).await.expect("authenticate"));
             let identity = identity_headers(&key);
             Harness {
                 key,

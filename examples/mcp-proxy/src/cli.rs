@@ -144,6 +144,16 @@ pub struct ServeArgs {
     /// or in this file; a reported key is revoked at once.
     #[arg(long, value_name = "URL-OR-FILE")]
     pub secret_scanning_keys: Option<String>,
+    /// Also accept OAuth access tokens (JWTs) of this issuer on /mcp and
+    /// the API, beside keys; its metadata and signing keys are fetched from
+    /// it. The protected-resource metadata then names it, so clients
+    /// without a key can sign in; clients that send a key never need to.
+    #[arg(long, value_name = "URL")]
+    pub oauth_issuer: Option<String>,
+    /// The audience access tokens must be for (default: the public URL of
+    /// /mcp, the resource clients name, RFC 8707).
+    #[arg(long, value_name = "URI", requires = "oauth_issuer")]
+    pub oauth_audience: Option<String>,
 }
 
 impl Default for ServeArgs {

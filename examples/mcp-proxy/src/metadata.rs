@@ -1,9 +1,12 @@
 //! RFC 9728 protected-resource metadata for `/mcp`, served without a key.
 //!
 //! MCP clients read it from the `resource_metadata` of a 401's challenge.
-//! It names no authorization server: keys are issued out of band (with
-//! `keys create`), not through OAuth, so a client needs a key configured
-//! as a header rather than a login flow.
+//! Without `--oauth-issuer` it names no authorization server: keys are
+//! issued out of band (with `keys create`), so a client needs a key
+//! configured as a header rather than a login flow. With it, it names the
+//! issuer in `authorization_servers`, and a client without a key signs in
+//! there; a client that sends a valid key never sees a 401, so nothing
+//! pushes it into OAuth.
 
 use std::sync::Arc;
 
@@ -24,8 +27,9 @@ pub fn url(public_url: &str) -> String {
 }
 
 /// The document: `resource` is the public URL of `/mcp`; keys go in the
-/// `Authorization` header only; the scope `/mcp` needs, if any.
-pub fn document(public_url: &str, mcp_scope: Option<&str>) -> Value {
+/// `Authorization` header only; the scope `/mcp` needs, if any; the OAuth
+/// issuer, if any.
+pub fn document(public_url: &str, mcp_scope: Option<&str>, issuer: Option<&str>) -> Value {
     let mut document = json!({
         "resource": format!("{public_url}/mcp"),
         "resource_name": "MCP proxy (tower-api-keys example)",
@@ -33,6 +37,9 @@ pub fn document(public_url: &str, mcp_scope: Option<&str>) -> Value {
     });
     if let Some(scope) = mcp_scope {
         document["scopes_supported"] = json!([scope]);
+    }
+    if let Some(issuer) = issuer {
+        document["authorization_servers"] = json!([issuer]);
     }
     document
 }

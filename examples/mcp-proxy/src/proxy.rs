@@ -32,9 +32,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio_util::sync::CancellationToken;
-use tower_api_keys::{ApiKeys, AuthenticatedKey};
+use tower_api_keys::{ApiKeys, Caller};
 
-use crate::session::{MCP_SESSION_ID, SessionBindings, SessionCheck};
+use crate::session::{Holder, MCP_SESSION_ID, SessionBindings, SessionCheck};
 
 /// The key's id, sent upstream.
 pub static KEY_ID: HeaderName = HeaderName::from_static("x-api-key-id");
@@ -48,6 +48,9 @@ pub static KEY_SCOPES: HeaderName = HeaderName::from_static("x-api-key-scopes");
 pub static KEY_PREFIX: HeaderName = HeaderName::from_static("x-api-key-prefix");
 /// The key's metadata as JSON, percent-encoded; sent when it is not `null`.
 pub static KEY_METADATA: HeaderName = HeaderName::from_static("x-api-key-metadata");
+/// `access_token` when an OAuth access token, not a key, authenticated the
+/// request (absent for keys).
+pub static KEY_CREDENTIAL: HeaderName = HeaderName::from_static("x-api-key-credential");
 
 /// Bytes escaped in identity header values: controls, non-ASCII, and `%`
 /// itself, so that decoding is always right.
@@ -154,19 +157,21 @@ impl Proxy {
     }
 }
 
-/// The `/mcp` handler (POST, GET and DELETE).
-pub async fn forward(
-    State(proxy): State<Proxy>,
-    key: AuthenticatedKey,
-    request: Request,
-) -> Response {
+/// The `/mcp` handler (POST, GET and DELETE), for a key or an access
+/// token alike.
+pub async fn forward(State(proxy): State<Proxy>, caller: Caller, request: Request) -> Response {
     let mut reservation = None;
-    let session = match proxy.sessions.check(request.headers(), key.id()).await {
+    let holder = Holder::of(&caller);
+    let session = match proxy
+        .sessions
+        .check(request.headers(), holder.clone())
+        .await
+    {
         SessionCheck::Refused => return crate::session::refused(),
         // A POST without a session may open one: it takes one of the key's
         // places before it is forwarded, and gives it back unless it does.
         SessionCheck::NoSession if request.method() == Method::POST => {
-            match proxy.sessions.reserve(key.id()).await {
+            match proxy.sessions.reserve(holder.clone()).await {
                 Some(place) => reservation = Some(place),
                 None => return proxy.sessions.too_many(),
             }
@@ -181,7 +186,7 @@ pub async fn forward(
         Err(error) => return error_response(StatusCode::BAD_REQUEST, "invalid_request", error),
     };
     let mut headers = parts.headers;
-    prepare_request_headers(&mut headers, &proxy.target.authority, &key);
+    prepare_request_headers(&mut headers, &proxy.target.authority, &caller);
     let method = parts.method;
     let mut upstream_request = http::Request::new(body);
     *upstream_request.method_mut() = method.clone();
@@ -199,9 +204,9 @@ pub async fn forward(
             return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting_down",
                 "the proxy is shutting down");
         }
-        status = proxy.keys.until_unusable(&key) => {
-            tracing::info!(key_id = %key.id(), %status, "cut a request waiting on the upstream: its key is no longer usable");
-            return proxy.keys.rejection(&key, status).into_response();
+        rejection = proxy.keys.until_refused(&caller) => {
+            tracing::info!(holder = %holder, reason = %rejection.reason(), "cut a request waiting on the upstream: its credential is no longer usable");
+            return rejection.into_response();
         }
     };
     let response = match response {
@@ -238,7 +243,7 @@ pub async fn forward(
         match reservation.take() {
             Some(place) => proxy.sessions.bind(id, place).await,
             None if session.as_deref() != Some(id) => tracing::warn!(
-                key_id = %key.id(),
+                holder = %holder,
                 "the upstream issued a session outside a request that may open one; not bound"
             ),
             None => {}
@@ -260,8 +265,8 @@ pub async fn forward(
     let stop = async move {
         tokio::select! {
             () = shutdown.cancelled() => {}
-            status = keys.until_unusable(&key) => {
-                tracing::info!(key_id = %key.id(), %status, "ended a stream: its key is no longer usable");
+            rejection = keys.until_refused(&caller) => {
+                tracing::info!(holder = %holder, reason = %rejection.reason(), "ended a stream: its credential is no longer usable");
             }
         }
     };
@@ -285,12 +290,8 @@ fn client_body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 /// Rewrites the caller's headers for the upstream. Public for the fuzz
 /// target alone (`fuzz/fuzz_targets/proxy_headers.rs`): not a stable API.
 #[doc(hidden)]
-pub fn prepare_request_headers(
-    headers: &mut HeaderMap,
-    authority: &HeaderValue,
-    key: &AuthenticatedKey,
-) {
-    // The key goes nowhere: not in `Authorization`, nor in any other header
+pub fn prepare_request_headers(headers: &mut HeaderMap, authority: &HeaderValue, caller: &Caller) {
+    // The key (or access token) goes nowhere: not in `Authorization`, nor in any other header
     // that repeats it (`X-Api-Key`, a cookie, ...). It is read before the
     // hop-by-hop headers go, since `Connection: authorization` would take
     // `Authorization` with them and leave the copies unrecognised. Like the
@@ -323,7 +324,7 @@ pub fn prepare_request_headers(
         headers.remove(name);
     }
     headers.insert(header::HOST, authority.clone());
-    headers.extend(identity_headers(key));
+    headers.extend(identity_headers(caller));
 }
 
 /// Whether a header name is, or reads as, one of the identity headers: with
@@ -338,16 +339,25 @@ fn is_identity_name(name: &HeaderName) -> bool {
             .all(|(&got, &want)| got == want || (want == b'-' && (got == b'_' || got == b'.')))
 }
 
-/// The headers that tell the upstream which key called: [`KEY_ID`],
+/// The headers that tell the upstream who called. For a key: [`KEY_ID`],
 /// [`KEY_NAME`], [`KEY_OWNER`], [`KEY_SCOPES`], [`KEY_PREFIX`] and, when the
-/// key has metadata, [`KEY_METADATA`]. Text values
-/// are percent-encoded UTF-8 (a name may hold any character).
-pub fn identity_headers(key: &AuthenticatedKey) -> HeaderMap {
+/// key has metadata, [`KEY_METADATA`]. For an access token:
+/// [`KEY_CREDENTIAL`] `access_token`, [`KEY_OWNER`] (its subject),
+/// [`KEY_NAME`] (its client) and [`KEY_SCOPES`]; never the token. Text
+/// values are percent-encoded UTF-8 (a name may hold any character).
+pub fn identity_headers(caller: &Caller) -> HeaderMap {
     let text = |value: &str| {
         HeaderValue::from_str(&utf8_percent_encode(value, HEADER_TEXT).to_string())
             .expect("percent-encoded text is a valid header value")
     };
     let mut headers = HeaderMap::with_capacity(6);
+    let Some(key) = caller.key() else {
+        headers.insert(KEY_CREDENTIAL.clone(), text(caller.credential().as_str()));
+        headers.insert(KEY_NAME.clone(), text(caller.name()));
+        headers.insert(KEY_OWNER.clone(), text(caller.owner().as_str()));
+        headers.insert(KEY_SCOPES.clone(), text(&caller.scopes().to_string()));
+        return headers;
+    };
     headers.insert(KEY_ID.clone(), text(&key.id().to_string()));
     headers.insert(KEY_NAME.clone(), text(key.name()));
     headers.insert(KEY_OWNER.clone(), text(key.owner().as_str()));

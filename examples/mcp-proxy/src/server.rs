@@ -9,9 +9,10 @@ use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_api_keys::limit::{RedisLimits, WhenUnavailable};
+use tower_api_keys::oauth::OAuth;
 use tower_api_keys::secret_scanning::{PublicKeySource, SecretScanning};
 use tower_api_keys::store::ListKeys;
-use tower_api_keys::{ApiKeys, AuthenticatedKey, KeyStore, NewKey};
+use tower_api_keys::{ApiKeys, Caller, KeyStore, NewKey};
 
 use crate::audit::AuditLog;
 use crate::cli::{DEFAULT_OWNER, ServeArgs};
@@ -49,6 +50,9 @@ pub const SECRET_SCANNING_PATH: &str = "/github/secret-scanning";
 
 /// The application:
 ///
+/// Wherever a key is accepted, so is an access token of the OAuth issuer,
+/// if one is configured.
+///
 /// | route | key | |
 /// |---|---|---|
 /// | `POST`, `GET`, `DELETE /mcp` | yes (and `mcp_scope`) | proxied to the upstream; foreign `Origin` 403 first |
@@ -57,7 +61,7 @@ pub const SECRET_SCANNING_PATH: &str = "/github/secret-scanning";
 /// | `GET /api/v2/openapi.json` | no | its OpenAPI 3.1 document |
 /// | `GET /settings/api-keys` | no (the page asks for a key) | the Settings → API Keys page |
 /// | `GET /.well-known/oauth-protected-resource` | no | RFC 9728 metadata |
-/// | `GET /.well-known/oauth-authorization-server`, `POST /register` | no | 404 / 400 saying this server takes API keys, not OAuth |
+/// | `GET /.well-known/oauth-authorization-server`, `POST /register` | no | without an OAuth issuer: 404 / 400 saying this server takes API keys, not OAuth |
 /// | `GET /healthz` | no | `ok` |
 /// | `POST /github/secret-scanning` | GitHub's signature | with `secret_scanning`: revokes reported keys |
 ///
@@ -94,25 +98,31 @@ pub fn router(keys: &ApiKeys, config: &Config, shutdown: CancellationToken) -> R
             keys.management().mounted_at(MANAGEMENT_PATH).router(),
         )
         .merge(crate::settings::router());
+    let issuer = keys.oauth_issuer();
     let document = Arc::new(metadata::document(
         &config.public_url,
         config.mcp_scope.as_deref(),
+        issuer,
     ));
-    let public = Router::new()
+    let mut public = Router::new()
         .route(metadata::PATH, get(metadata::serve))
         .route(metadata::PATH_FOR_MCP, get(metadata::serve))
         .with_state(document)
-        // Where OAuth clients look next after a refused key: told why.
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(metadata::no_authorization_server),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(metadata::no_authorization_server),
-        )
-        .route("/register", axum::routing::post(metadata::no_registration))
         .route("/healthz", get(|| async { "ok" }));
+    if issuer.is_none() {
+        // Where OAuth clients look next after a refused key: told why.
+        // With an issuer, the metadata sends them to it instead.
+        public = public
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(metadata::no_authorization_server),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                get(metadata::no_authorization_server),
+            )
+            .route("/register", axum::routing::post(metadata::no_registration));
+    }
     let mut app = mcp.merge(api).merge(public);
     if let Some(source) = &config.secret_scanning {
         let scanning = SecretScanning::new(keys.clone(), source.clone());
@@ -121,10 +131,10 @@ pub fn router(keys: &ApiKeys, config: &Config, shutdown: CancellationToken) -> R
     app
 }
 
-/// `GET /api/v2/projects`: the calling key's projects (a fixed demo list).
-/// One owner's data: not for shared caches.
-async fn projects(key: AuthenticatedKey) -> impl axum::response::IntoResponse {
-    let owner = key.owner().as_str();
+/// `GET /api/v2/projects`: the caller's projects (a fixed demo list), by
+/// key or access token. One owner's data: not for shared caches.
+async fn projects(caller: Caller) -> impl axum::response::IntoResponse {
+    let owner = caller.owner().as_str();
     (
         [(http::header::CACHE_CONTROL, "no-store")],
         Json(json!([
@@ -149,6 +159,10 @@ pub struct Protections {
     pub redis_fail_closed: bool,
     /// Failed authentications allowed per client address per minute.
     pub max_failed_attempts: Option<u32>,
+    /// Access tokens of this OAuth issuer accepted beside keys.
+    pub oauth_issuer: Option<String>,
+    /// The audience they must be for (default: `<public URL>/mcp`).
+    pub oauth_audience: Option<String>,
 }
 
 impl From<&ServeArgs> for Protections {
@@ -160,6 +174,8 @@ impl From<&ServeArgs> for Protections {
             redis: args.redis.clone(),
             redis_fail_closed: args.redis_fail_closed,
             max_failed_attempts: args.max_failed_attempts,
+            oauth_issuer: args.oauth_issuer.clone(),
+            oauth_audience: args.oauth_audience.clone(),
         }
     }
 }
@@ -208,6 +224,13 @@ pub fn api_keys(
             failures,
             Duration::from_secs(60),
         ));
+    }
+    if let Some(issuer) = &protections.oauth_issuer {
+        let audience = protections
+            .oauth_audience
+            .clone()
+            .unwrap_or_else(|| format!("{public_url}/mcp"));
+        builder = builder.oauth(OAuth::new(issuer, audience));
     }
     if let Some(audit) = audit {
         builder = audit.attach(builder);
@@ -312,6 +335,9 @@ pub async fn run(
     }
     if let Some(addr) = metrics {
         eprintln!("  metrics        http://{addr}/metrics");
+    }
+    if let Some(issuer) = keys.oauth_issuer() {
+        eprintln!("  OAuth          access tokens of {issuer} accepted beside keys");
     }
     if let Some(keys) = &args.secret_scanning_keys {
         eprintln!("  leak reports   {url}{SECRET_SCANNING_PATH} (GitHub's keys from {keys})");

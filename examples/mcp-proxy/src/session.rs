@@ -1,8 +1,8 @@
-//! Which key opened which MCP session.
+//! Which key (or access token holder) opened which MCP session.
 //!
 //! An `Mcp-Session-Id` is a bearer capability of its own: whoever presents
-//! it speaks in that session. The proxy remembers the key that received each
-//! session id from the upstream and lets only that key use it.
+//! it speaks in that session. The proxy remembers the credential that
+//! received each session id from the upstream and lets only that one use it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +11,53 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, StatusCode};
 use moka::future::Cache;
-use tower_api_keys::record::KeyId;
+use tower_api_keys::Caller;
+
+/// Whose sessions: a key, by its id, or an access token's holder, by its
+/// issuer, subject and client together (every token of one sign-in shares
+/// the sessions it opened, as a key's requests do). Logs show a key's id,
+/// and for a token a digest, never the subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Holder(Arc<str>);
+
+impl Holder {
+    /// The holder of the credential that authenticated a request.
+    pub fn of(caller: &Caller) -> Self {
+        match caller {
+            Caller::Key(key) => Self(key.id().to_string().into()),
+            Caller::Token(token) => {
+                use sha2::Digest as _;
+                let mut digest = sha2::Sha256::new();
+                for part in [
+                    token.issuer(),
+                    token.owner().as_str(),
+                    token.client_id().unwrap_or(""),
+                ] {
+                    digest.update(part.len().to_le_bytes());
+                    digest.update(part.as_bytes());
+                }
+                let digest = digest.finalize();
+                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                Self(format!("token-{hex}").into())
+            }
+            // A credential of a kind this example does not know yet shares
+            // no session with any other.
+            _ => Self(format!("other-{}", fresh_id()).into()),
+        }
+    }
+}
+
+fn fresh_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// `Mcp-Session-Id`.
 pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -35,10 +81,10 @@ pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id"
 /// such requests race.
 #[derive(Debug, Clone)]
 pub struct SessionBindings {
-    owners: Cache<String, KeyId>,
+    owners: Cache<String, Holder>,
     /// Sessions bound to each key, kept in step with `owners` by its
     /// eviction listener, plus the places reserved by requests in flight.
-    open: Arc<Mutex<HashMap<KeyId, usize>>>,
+    open: Arc<Mutex<HashMap<Holder, usize>>>,
     /// Most sessions (and reservations) one key may hold.
     max_per_key: usize,
 }
@@ -72,13 +118,13 @@ impl SessionBindings {
     /// An empty table whose sessions are forgotten after `idle` unused, and
     /// whose keys may hold `max_per_key` sessions each.
     pub fn with_limits(idle: Duration, max_per_key: usize) -> Self {
-        let open: Arc<Mutex<HashMap<KeyId, usize>>> = Arc::default();
+        let open: Arc<Mutex<HashMap<Holder, usize>>> = Arc::default();
         let on_evict = Arc::clone(&open);
         Self {
             owners: Cache::builder()
                 .max_capacity(Self::CAPACITY)
                 .time_to_idle(idle)
-                .eviction_listener(move |_session, key: KeyId, _cause| {
+                .eviction_listener(move |_session, key: Holder, _cause| {
                     let mut open = on_evict.lock().unwrap_or_else(PoisonError::into_inner);
                     if let Some(count) = open.get_mut(&key) {
                         *count = count.saturating_sub(1);
@@ -96,8 +142,8 @@ impl SessionBindings {
     /// Takes one of `key`'s session places for a request that may open a
     /// session; `None` when the key holds its most already
     /// (sessions and reservations together).
-    pub async fn reserve(&self, key: KeyId) -> Option<Reservation> {
-        if let Some(reservation) = self.try_reserve(key) {
+    pub async fn reserve(&self, key: Holder) -> Option<Reservation> {
+        if let Some(reservation) = self.try_reserve(key.clone()) {
             return Some(reservation);
         }
         // Sessions idle past their time may not have been counted out yet.
@@ -105,9 +151,9 @@ impl SessionBindings {
         self.try_reserve(key)
     }
 
-    fn try_reserve(&self, key: KeyId) -> Option<Reservation> {
+    fn try_reserve(&self, key: Holder) -> Option<Reservation> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(key).or_insert(0);
+        let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.max_per_key {
             return None;
         }
@@ -121,7 +167,7 @@ impl SessionBindings {
 
     /// Checks the request's session id (if any) against `key`. More than one
     /// `Mcp-Session-Id` header, or one that is not text, is refused.
-    pub async fn check(&self, headers: &HeaderMap, key: KeyId) -> SessionCheck {
+    pub async fn check(&self, headers: &HeaderMap, key: Holder) -> SessionCheck {
         let mut values = headers.get_all(&MCP_SESSION_ID).iter();
         let Some(value) = values.next() else {
             return SessionCheck::NoSession;
@@ -144,11 +190,11 @@ impl SessionBindings {
     /// Binds `session` to the reservation's key, which keeps the place for
     /// it, unless the session is bound already (the place is given back).
     pub async fn bind(&self, session: &str, mut reservation: Reservation) {
-        let key = reservation.key;
+        let key = reservation.key.clone();
         let entry = self
             .owners
             .entry_by_ref(session)
-            .or_insert_with(async { key })
+            .or_insert_with(async { key.clone() })
             .await;
         if entry.is_fresh() {
             // The eviction listener gives the place back with the session.
@@ -169,8 +215,8 @@ impl SessionBindings {
 /// bound with it.
 #[derive(Debug)]
 pub struct Reservation {
-    open: Arc<Mutex<HashMap<KeyId, usize>>>,
-    key: KeyId,
+    open: Arc<Mutex<HashMap<Holder, usize>>>,
+    key: Holder,
     bound: bool,
 }
 

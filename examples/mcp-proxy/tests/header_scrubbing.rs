@@ -12,7 +12,7 @@ async fn scrub(authorization: &str) -> (HeaderMap, String) {
     let keys = ApiKeys::builder(MemoryStore::new()).build().unwrap();
     let created = keys.create(NewKey::new("acct_1", "alice")).await.unwrap();
     let secret = created.secret.expose_secret().to_owned();
-    let key = keys.authenticate(&secret).await.unwrap();
+    let key = tower_api_keys::Caller::Key(keys.authenticate(&secret).await.unwrap());
     let mut headers = HeaderMap::new();
     let value = authorization.replace("{key}", &secret);
     headers.insert(
