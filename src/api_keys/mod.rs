@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::identity::AuthenticatedKey;
+use crate::identity::{AuthenticatedKey, Caller};
 use crate::key::{KeyFormat, KeyHasher};
 use crate::layer::ApiKeyLayer;
 use crate::record::KeyStatus;
@@ -91,6 +91,29 @@ impl ApiKeys {
     /// ```
     pub async fn until_unusable(&self, key: &AuthenticatedKey) -> KeyStatus {
         self.engine.until_unusable(key).await
+    }
+
+    /// Waits until the credential of `caller` can no longer be used (a key
+    /// revoked or expired, as [`until_unusable`](Self::until_unusable) says;
+    /// an access token at its `exp`, as the clock reads now), then gives the
+    /// rejection the layer gives it from then on: for code that cuts a
+    /// request or a stream in flight, whichever credential opened it.
+    pub async fn until_refused(&self, caller: &Caller) -> Rejection {
+        match caller {
+            Caller::Key(key) => {
+                let status = self.until_unusable(key).await;
+                self.rejection(key, status)
+            }
+            #[cfg(feature = "oauth")]
+            Caller::Token(token) => {
+                let left = (token.expires_at() - self.now())
+                    .to_std()
+                    .unwrap_or_default();
+                tokio::time::sleep(left).await;
+                self.engine
+                    .reject(RejectionReason::ExpiredAccessToken, None)
+            }
+        }
     }
 
     /// The rejection the layer gives a request with `key` once the key is
