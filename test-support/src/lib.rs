@@ -3,7 +3,8 @@
 //! uses, temporary directories, the services the tests need (PostgreSQL,
 //! Redis) with a loud skip where they are not configured, a router served on
 //! a real loopback socket, captured log lines, a `redis-server` of a test's
-//! own and (feature `browser`) a headless Chromium driven over WebDriver.
+//! own, (feature `browser`) a headless Chromium driven over WebDriver and
+//! (feature `oauth`) an OpenID Certified authorization server on Node.
 
 use std::future::Future;
 use std::io::Write;
@@ -17,6 +18,8 @@ use axum::Router;
 
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 pub mod pg;
 pub mod redis;
 
