@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -77,8 +78,21 @@ struct Served {
     keys: Mutex<Vec<Value>>,
     /// Serve 500s instead.
     down: std::sync::atomic::AtomicBool,
+    /// How the issuer misbehaves, if it does.
+    hostile: Mutex<Option<Hostile>>,
     metadata_fetches: AtomicUsize,
     jwks_fetches: AtomicUsize,
+}
+
+/// The ways an issuer (or whoever answers in its place) can misbehave.
+#[derive(Clone)]
+enum Hostile {
+    /// Metadata naming another issuer (a mix-up).
+    OtherIssuer,
+    /// The metadata redirects elsewhere.
+    Redirect(String),
+    /// A key set of a few megabytes.
+    HugeKeySet,
 }
 
 struct Issuer {
@@ -100,10 +114,19 @@ impl Issuer {
                             return Err(StatusCode::INTERNAL_SERVER_ERROR);
                         }
                         let host = headers["host"].to_str().unwrap().to_owned();
+                        let hostile = served.hostile.lock().unwrap().clone();
+                        let issuer = match hostile {
+                            Some(Hostile::OtherIssuer) => "https://someone-else.test".to_owned(),
+                            Some(Hostile::Redirect(to)) => {
+                                return Ok(axum::response::Redirect::temporary(&to).into_response());
+                            }
+                            _ => format!("http://{host}"),
+                        };
                         Ok(axum::Json(json!({
-                            "issuer": format!("http://{host}"),
+                            "issuer": issuer,
                             "jwks_uri": format!("http://{host}/jwks"),
-                        })))
+                        }))
+                        .into_response())
                     },
                 ),
             )
@@ -113,6 +136,12 @@ impl Issuer {
                     served.jwks_fetches.fetch_add(1, Ordering::SeqCst);
                     if served.down.load(Ordering::SeqCst) {
                         return Err(StatusCode::INTERNAL_SERVER_ERROR);
+                    }
+                    if matches!(*served.hostile.lock().unwrap(), Some(Hostile::HugeKeySet)) {
+                        let padding = "A".repeat(4 << 20);
+                        return Ok(axum::Json(
+                            json!({ "keys": *served.keys.lock().unwrap(), "padding": padding }),
+                        ));
                     }
                     Ok(axum::Json(json!({ "keys": *served.keys.lock().unwrap() })))
                 }),
@@ -677,4 +706,150 @@ async fn a_user_signed_in_with_oauth_manages_their_own_keys_and_no_one_elses() {
             .as_str(),
         "user-7"
     );
+}
+
+#[tokio::test]
+async fn an_issuer_that_cannot_be_trusted_makes_tokens_a_503_not_a_pass() {
+    let key = IssuerKey::new("k1");
+    // A target the redirect points at: it must never be asked.
+    let elsewhere = Issuer::start(&[&key]).await;
+    for hostile in [
+        Hostile::OtherIssuer,
+        Hostile::Redirect(format!(
+            "{}/.well-known/oauth-authorization-server",
+            elsewhere.url
+        )),
+        Hostile::HugeKeySet,
+    ] {
+        let issuer = Issuer::start(&[&key]).await;
+        *issuer.served.hostile.lock().unwrap() = Some(hostile);
+        let app = App::start(Some(oauth(&issuer))).await;
+        let token = key.sign(&issuer.claims("user-42", "mcp"));
+        let (status, _, body) = app.get("/whoami", &token).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+    assert_eq!(
+        elsewhere.served.metadata_fetches.load(Ordering::SeqCst),
+        0,
+        "a redirect was followed"
+    );
+}
+
+#[tokio::test]
+async fn no_token_makes_the_layer_fetch_a_url_it_names_and_a_down_issuer_is_not_asked_per_request()
+{
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let attacker = Issuer::start(&[&key]).await;
+    let app = App::start(Some(oauth(&issuer).jwks_refetch_interval(Duration::ZERO))).await;
+    assert_eq!(
+        app.get("/whoami", &key.sign(&issuer.claims("u", "mcp")))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // jku / x5u in the header, and kids shaped like paths or URLs: each is
+    // at most an unknown kid, and nothing is fetched from where they point.
+    let claims = issuer.claims("u", "mcp");
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    for header in [
+        json!({"alg": "ES256", "kid": "k9", "jku": format!("{}/jwks", attacker.url)}),
+        json!({"alg": "ES256", "kid": "k9", "x5u": format!("{}/jwks", attacker.url)}),
+        json!({"alg": "ES256", "kid": format!("{}/jwks", attacker.url)}),
+        json!({"alg": "ES256", "kid": "../../jwks?x=\u{0}"}),
+        json!({"alg": "ES256", "kid": "k".repeat(2000)}),
+    ] {
+        let signing_input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+        let signature: p256::ecdsa::Signature =
+            p256::ecdsa::signature::Signer::sign(&key.signing, signing_input.as_bytes());
+        let token = format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        );
+        let (status, _, body) = app.get("/whoami", &token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header}: {body}");
+    }
+    assert_eq!(
+        attacker.served.metadata_fetches.load(Ordering::SeqCst) + attacker.jwks_fetches(),
+        0,
+        "a URL from a token was fetched"
+    );
+
+    // An issuer that is down is asked again only after a back-off, not
+    // once per request.
+    let down = Issuer::start(&[&key]).await;
+    down.served.down.store(true, Ordering::SeqCst);
+    let app = App::start(Some(oauth(&down))).await;
+    let token = key.sign(&down.claims("u", "mcp"));
+    for _ in 0..30 {
+        assert_eq!(
+            app.get("/whoami", &token).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    let asked = down.served.metadata_fetches.load(Ordering::SeqCst);
+    assert!(
+        asked <= 4,
+        "the issuer was asked {asked} times for 30 requests"
+    );
+}
+
+#[tokio::test]
+async fn bad_tokens_count_as_failed_attempts() {
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let keys = ApiKeys::builder(MemoryStore::new())
+        .oauth(oauth(&issuer))
+        .failed_attempt_limit(tower_api_keys::limit::FailedAttemptLimit::new(
+            3,
+            Duration::from_secs(60),
+        ))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/whoami",
+            get(|caller: Caller| async move { caller.owner().as_str().to_owned() }),
+        )
+        .layer(keys.layer());
+    let addr = test_support::serve_with_peer_addresses(app).await;
+    let forged = IssuerKey::new("k1").sign(&issuer.claims("u", "mcp"));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = test_support::client()
+            .get(format!("http://{addr}/whoami"))
+            .bearer_auth(&forged)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+}
+
+#[tokio::test]
+async fn a_token_cannot_borrow_another_algorithm_for_its_key() {
+    // The key set says ES256 for k1; a token claiming ES384 under k1, or a
+    // key published without alg used for an RSA algorithm, is refused.
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = App::start(Some(oauth(&issuer))).await;
+    let payload = URL_SAFE_NO_PAD.encode(issuer.claims("u", "mcp").to_string());
+    for alg in ["ES384", "RS256", "PS256", "EdDSA"] {
+        let signing_input = format!(
+            "{}.{payload}",
+            URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": "k1"}).to_string())
+        );
+        let signature: p256::ecdsa::Signature =
+            p256::ecdsa::signature::Signer::sign(&key.signing, signing_input.as_bytes());
+        let token = format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        );
+        assert_eq!(
+            app.get("/whoami", &token).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{alg}"
+        );
+    }
 }

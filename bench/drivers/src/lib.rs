@@ -10,6 +10,8 @@
 //! file by file into each bench, binary and test.
 
 pub mod lookups;
+#[cfg(feature = "oauth")]
+pub mod tokens;
 
 use std::convert::Infallible;
 use std::future::Ready;

@@ -19,7 +19,7 @@ use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::proxy::{KEY_ID, KEY_NAME, KEY_OWNER, KEY_SCOPES};
+use crate::proxy::{KEY_CREDENTIAL, KEY_ID, KEY_NAME, KEY_OWNER, KEY_SCOPES};
 
 /// Arguments of `echo`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -37,10 +37,13 @@ pub struct SlowArgs {
     pub step_ms: u64,
 }
 
-/// What `whoami` answers: the calling key as the proxy passed it.
+/// What `whoami` answers: the caller as the proxy passed it.
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WhoAmI {
-    /// The key's id.
+    /// `api_key`, or `access_token` for a caller signed in with OAuth.
+    #[serde(default)]
+    pub credential: String,
+    /// The key's id (empty for an access token).
     pub key_id: String,
     /// The key's name.
     pub key_name: String,
@@ -88,16 +91,17 @@ impl DemoUpstream {
                 .and_then(|value| value.to_str().ok())
                 .map(|value| percent_decode_str(value).decode_utf8_lossy().into_owned())
         };
-        let (Some(key_id), Some(key_name)) = (header(&KEY_ID), header(&KEY_NAME)) else {
+        let (Some(key_name), Some(owner)) = (header(&KEY_NAME), header(&KEY_OWNER)) else {
             return Err(ErrorData::invalid_request(
-                "no API key identity: call this server through the proxy",
+                "no caller identity: call this server through the proxy",
                 None,
             ));
         };
         Ok(Json(WhoAmI {
-            key_id,
+            credential: header(&KEY_CREDENTIAL).unwrap_or_else(|| "api_key".to_owned()),
+            key_id: header(&KEY_ID).unwrap_or_default(),
             key_name,
-            owner: header(&KEY_OWNER).unwrap_or_default(),
+            owner,
             scopes: header(&KEY_SCOPES).unwrap_or_default(),
             saw_authorization: parts.headers.contains_key(http::header::AUTHORIZATION),
         }))

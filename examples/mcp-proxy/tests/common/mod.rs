@@ -158,6 +158,9 @@ pub struct Options {
     pub limits: Option<mcp_proxy::listener::ConnectionLimits>,
     /// GitHub's public keys, to take secret-scanning reports.
     pub secret_scanning: Option<tower_api_keys::secret_scanning::PublicKeySource>,
+    /// The proxy's socket, bound by the test (to know its URL before the
+    /// proxy starts, as an authorization server set up for it needs).
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 /// The example's router on a loopback port, over a SQLite store in a
@@ -186,7 +189,10 @@ impl Running {
         let upstream_addr =
             test_support::serve_until(upstream_app, stop.clone().cancelled_owned()).await;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = match options.listener {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
         let url = format!("http://{}", listener.local_addr().unwrap());
         let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
         let keys = server::api_keys(

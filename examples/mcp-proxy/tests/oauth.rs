@@ -1,0 +1,342 @@
+//! OAuth beside keys on one running proxy, with real parts only: a real
+//! authorization server (oidc-provider, OpenID Certified) issuing JWT
+//! access tokens for the proxy's `/mcp`, the Python MCP SDK's own OAuth
+//! client doing the whole flow from the 401 (discovery, registration,
+//! authorization code with PKCE, token, tool call), and, on the same
+//! server in the same test, clients configured with a key header (the
+//! Python SDK and rmcp) that connect without any OAuth step.
+//!
+//! Needs Node (for oidc-provider) and Python with the `mcp` package
+//! (`pip install -r tests/python/requirements.txt`); without them the tests
+//! say so loudly and pass, and with `REQUIRE_OAUTH=1` they fail instead.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use common::{Options, Running, connect, whoami};
+use mcp_proxy::server;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_support::oauth::AuthorizationServer;
+
+/// The scopes the authorization server grants for the proxy: `/mcp`
+/// requires `mcp`; the management API requires `keys:manage`.
+const SCOPES: &str = "mcp keys:manage";
+
+/// `python3` with the `mcp` package, or a loud skip (a failure with
+/// `REQUIRE_OAUTH=1`).
+fn python() -> Option<&'static str> {
+    static BANNER: Once = Once::new();
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import mcp, httpx2"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if ok {
+        return Some("python3");
+    }
+    assert!(
+        std::env::var("REQUIRE_OAUTH").as_deref() != Ok("1"),
+        "REQUIRE_OAUTH=1 but python3 cannot import mcp: pip install -r examples/mcp-proxy/tests/python/requirements.txt"
+    );
+    BANNER.call_once(|| {
+        eprintln!(
+            "\n==================================================================\n\
+             SKIPPED: python3 with the mcp package is missing; the OAuth client tests did not run\n\
+             (pip install -r examples/mcp-proxy/tests/python/requirements.txt)\n\
+             ==================================================================\n"
+        );
+    });
+    None
+}
+
+/// Runs one of the Python clients; its one JSON line, or its error.
+fn run_python(script: &str, args: &[&str], key: Option<&str>) -> Result<Value, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let mut command = std::process::Command::new("python3");
+    command.current_dir(&dir).arg(script).args(args);
+    if let Some(key) = key {
+        command.env("MCP_API_KEY", key);
+    }
+    let out = command.output().map_err(|error| error.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{script} failed: {stderr}"));
+    }
+    serde_json::from_str(stdout.trim())
+        .map_err(|error| format!("{script}: {error}: {stdout} {stderr}"))
+}
+
+/// A proxy that takes `auth`'s tokens, on `listener`, with `/mcp` needing
+/// the scope `mcp`.
+async fn proxy_for(auth: &AuthorizationServer, listener: tokio::net::TcpListener) -> Running {
+    Running::with(Options {
+        listener: Some(listener),
+        mcp_scope: Some("mcp".to_owned()),
+        protections: server::Protections {
+            oauth_issuer: Some(auth.issuer().to_owned()),
+            ..server::Protections::default()
+        },
+        ..Options::default()
+    })
+    .await
+}
+
+async fn bind() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+#[tokio::test]
+async fn oauth_clients_sign_in_and_key_clients_never_see_oauth_on_the_same_server() {
+    let Some(_) = python() else { return };
+    let (listener, url) = bind().await;
+    let resource = format!("{url}/mcp");
+    let Some(auth) = AuthorizationServer::start(&[&resource], SCOPES).await else {
+        return;
+    };
+    let running = proxy_for(&auth, listener).await;
+    let mcp = running.mcp();
+
+    // The metadata sends OAuth clients to the issuer; the 401 points at it.
+    let document: Value = reqwest::get(format!("{url}/.well-known/oauth-protected-resource"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["resource"], resource);
+    assert_eq!(document["authorization_servers"], json!([auth.issuer()]));
+    assert_eq!(document["scopes_supported"], json!(["mcp"]));
+    let challenge = reqwest::Client::new().post(&mcp).send().await.unwrap();
+    assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
+    let header = challenge.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        header.contains(&format!(
+            "resource_metadata=\"{url}/.well-known/oauth-protected-resource\""
+        )),
+        "{header}"
+    );
+    // The "this server takes keys only" answers are gone with an issuer.
+    let old = reqwest::get(format!("{url}/.well-known/oauth-authorization-server"))
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::NOT_FOUND);
+    assert!(
+        !old.text()
+            .await
+            .unwrap()
+            .contains("takes API keys, not OAuth")
+    );
+
+    // The Python SDK's OAuth client: the whole flow, then whoami.
+    let signed_in = tokio::task::spawn_blocking({
+        let mcp = mcp.clone();
+        move || {
+            run_python(
+                "oauth_client.py",
+                &[&mcp, "alice", "--tool", "whoami"],
+                None,
+            )
+        }
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(signed_in["authorized"], true);
+    let who: Value = serde_json::from_str(signed_in["result"].as_str().unwrap()).unwrap();
+    assert_eq!(who["credential"], "access_token", "{who}");
+    assert_eq!(who["owner"], "alice");
+    assert!(
+        who["scopes"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "mcp"),
+        "{who}"
+    );
+    assert_eq!(who["saw_authorization"], false, "the token went upstream");
+
+    // On the same server: the Python SDK with a key header, no OAuth step
+    // (the client fails if anything fetches OAuth metadata or gets a 401).
+    let (key, record) = running
+        .key_with(
+            tower_api_keys::NewKey::new("acct_1", "python")
+                .scopes(tower_api_keys::record::Scopes::only(["mcp"])),
+        )
+        .await;
+    let by_key = tokio::task::spawn_blocking({
+        let mcp = mcp.clone();
+        let key = key.clone();
+        move || run_python("key_client.py", &[&mcp, "--tool", "whoami"], Some(&key))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let who: Value = serde_json::from_str(by_key["result"].as_str().unwrap()).unwrap();
+    assert_eq!(who["credential"], "api_key");
+    assert_eq!(who["key_id"], record.id.to_string());
+
+    // And rmcp with the key as its header.
+    let client = connect(&mcp, &key).await.unwrap();
+    let who = whoami(&client).await;
+    assert_eq!(who.key_id, record.id.to_string());
+    assert_eq!(who.credential, "api_key");
+    client.cancel().await.unwrap();
+    running.upstream.assert_no_authorization();
+}
+
+/// A user signed in with OAuth manages their keys through the API (the
+/// `create-key` flow), and the key made works on `/mcp` by itself.
+#[tokio::test]
+async fn a_user_signed_in_with_oauth_creates_lists_and_revokes_their_keys() {
+    let (listener, url) = bind().await;
+    let resource = format!("{url}/mcp");
+    let Some(auth) = AuthorizationServer::start(&[&resource], SCOPES).await else {
+        return;
+    };
+    let running = proxy_for(&auth, listener).await;
+    let http = common::http();
+    let api = format!("{url}{}/keys", server::MANAGEMENT_PATH);
+    let token = auth.user_token("bob", &resource, "mcp keys:manage").await;
+
+    let created: Value = http
+        .post(&api)
+        .bearer_auth(&token)
+        .json(&json!({"name": "laptop", "scopes": ["mcp"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().expect("a secret").to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    let made = running.keys.authenticate(&secret).await.unwrap();
+    assert_eq!(made.owner().as_str(), "bob");
+
+    // The key made from the login works on /mcp without any token.
+    let client = connect(&running.mcp(), &secret).await.unwrap();
+    assert_eq!(whoami(&client).await.owner, "bob");
+    client.cancel().await.unwrap();
+
+    let page: Value = http
+        .get(&api)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["keys"].as_array().unwrap().len(), 1);
+    // No escalation: a scope the token lacks.
+    let refused = http
+        .post(&api)
+        .bearer_auth(&token)
+        .json(&json!({"name": "x", "scopes": ["admin"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // A token without keys:manage cannot manage.
+    let mcp_only = auth.user_token("bob", &resource, "mcp").await;
+    let refused = http.get(&api).bearer_auth(&mcp_only).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let revoked = http
+        .post(format!("{api}/{id}/revoke"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert!(running.keys.authenticate(&secret).await.is_err());
+}
+
+/// Tokens that must not pass, from the real issuer or forged from its
+/// tokens: each is a 401 `invalid_token` (a 503 when no issuer answers),
+/// and nothing reaches the upstream.
+#[tokio::test]
+async fn bad_tokens_from_or_beside_the_real_issuer_are_refused() {
+    let (listener, url) = bind().await;
+    let resource = format!("{url}/mcp");
+    let other = "http://127.0.0.1:9/other-mcp";
+    let Some(auth) = AuthorizationServer::start(&[&resource, other], SCOPES).await else {
+        return;
+    };
+    let running = proxy_for(&auth, listener).await;
+    let http = common::http();
+    let good = auth.user_token("carol", &resource, "mcp").await;
+    let for_other = auth.user_token("carol", other, "mcp").await;
+    let (head, rest) = good.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+    claims["sub"] = json!("admin");
+    let swapped = format!("{head}.{}.{signature}", b64.encode(claims.to_string()));
+    let header: Value = serde_json::from_slice(&b64.decode(head).unwrap()).unwrap();
+    let none = format!(
+        "{}.{payload}.",
+        b64.encode(json!({"alg": "none", "kid": header["kid"]}).to_string())
+    );
+    let cases = [
+        ("a token for another resource", for_other),
+        ("a signature over another payload", swapped),
+        ("alg none", none),
+        ("truncated", good[..good.len() - 12].to_owned()),
+    ];
+    for (case, token) in cases {
+        let response = common::mcp_post(&http, &running.mcp(), &token, common::initialize_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{case}: {challenge}"
+        );
+    }
+    assert_eq!(
+        running.upstream.count(),
+        0,
+        "a bad token reached the upstream"
+    );
+    // The good one passes.
+    let response = common::mcp_post(&http, &running.mcp(), &good, common::initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // An issuer that does not answer: fail closed.
+    drop(auth);
+    let (listener, _) = bind().await;
+    let gone = Running::with(Options {
+        listener: Some(listener),
+        protections: server::Protections {
+            oauth_issuer: Some("http://127.0.0.1:9".to_owned()),
+            ..server::Protections::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let response = common::mcp_post(&http, &gone.mcp(), &good, common::initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
