@@ -58,6 +58,22 @@ impl IssuerKey {
             .unwrap()
     }
 
+    /// Signs `claims` under a header as given, with this key's ES256,
+    /// whatever the header claims.
+    fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature: p256::ecdsa::Signature =
+            p256::ecdsa::signature::Signer::sign(&self.signing, signing_input.as_bytes());
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
+    }
+
     fn sign(&self, claims: &Value) -> String {
         let pem = self.signing.to_pkcs8_pem(LineEnding::LF).unwrap();
         let mut header = Header::new(Algorithm::ES256);
@@ -751,7 +767,6 @@ async fn no_token_makes_the_layer_fetch_a_url_it_names_and_a_down_issuer_is_not_
     // jku / x5u in the header, and kids shaped like paths or URLs: each is
     // at most an unknown kid, and nothing is fetched from where they point.
     let claims = issuer.claims("u", "mcp");
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     for header in [
         json!({"alg": "ES256", "kid": "k9", "jku": format!("{}/jwks", attacker.url)}),
         json!({"alg": "ES256", "kid": "k9", "x5u": format!("{}/jwks", attacker.url)}),
@@ -759,13 +774,7 @@ async fn no_token_makes_the_layer_fetch_a_url_it_names_and_a_down_issuer_is_not_
         json!({"alg": "ES256", "kid": "../../jwks?x=\u{0}"}),
         json!({"alg": "ES256", "kid": "k".repeat(2000)}),
     ] {
-        let signing_input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
-        let signature: p256::ecdsa::Signature =
-            p256::ecdsa::signature::Signer::sign(&key.signing, signing_input.as_bytes());
-        let token = format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        );
+        let token = key.sign_with_header(&header, &claims);
         let (status, _, body) = app.get("/whoami", &token).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{header}: {body}");
     }
@@ -834,22 +843,88 @@ async fn a_token_cannot_borrow_another_algorithm_for_its_key() {
     let key = IssuerKey::new("k1");
     let issuer = Issuer::start(&[&key]).await;
     let app = App::start(Some(oauth(&issuer))).await;
-    let payload = URL_SAFE_NO_PAD.encode(issuer.claims("u", "mcp").to_string());
+    let claims = issuer.claims("u", "mcp");
     for alg in ["ES384", "RS256", "PS256", "EdDSA"] {
-        let signing_input = format!(
-            "{}.{payload}",
-            URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": "k1"}).to_string())
-        );
-        let signature: p256::ecdsa::Signature =
-            p256::ecdsa::signature::Signer::sign(&key.signing, signing_input.as_bytes());
-        let token = format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        );
+        let token = key.sign_with_header(&json!({"alg": alg, "kid": "k1"}), &claims);
         assert_eq!(
             app.get("/whoami", &token).await.0,
             StatusCode::UNAUTHORIZED,
             "{alg}"
         );
     }
+}
+
+/// Token decisions are counted apart from keys', without a subject in any
+/// label.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn token_decisions_are_counted_by_credential_kind_without_a_subject() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let keys = metrics::with_local_recorder(&recorder, || {
+        ApiKeys::builder(MemoryStore::new())
+            .oauth(oauth(&issuer))
+            .build()
+    })
+    .unwrap();
+    let app = Router::new()
+        .route(
+            "/",
+            get(|caller: Caller| async move { caller.owner().as_str().to_owned() }),
+        )
+        .layer(keys.layer());
+    let addr = test_support::serve(app).await;
+    let send = |token: String| async move {
+        test_support::client()
+            .get(format!("http://{addr}/"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(
+        send(key.sign(&issuer.claims("user-secret-42", "mcp"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(key.sign(&issuer.claims("user-secret-42", "mcp"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(IssuerKey::new("k1").sign(&issuer.claims("user-secret-42", "mcp"))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut seen = std::collections::HashMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let (_, key) = key.into_parts();
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        assert!(
+            !labels.iter().any(|l| l.contains("user-secret-42")),
+            "{labels:?}"
+        );
+        if let DebugValue::Counter(n) = value {
+            seen.insert(format!("{}{{{}}}", key.name(), labels.join(",")), n);
+        }
+    }
+    let get = |name: &str| seen.get(name).copied().unwrap_or_default();
+    assert_eq!(
+        get("tower_api_keys_access_token_decisions_total{outcome=admitted}"),
+        2,
+        "{seen:?}"
+    );
+    assert_eq!(
+        get("tower_api_keys_access_token_decisions_total{outcome=refused}"),
+        1
+    );
+    assert_eq!(
+        get("tower_api_keys_decisions_total{outcome=invalid_access_token}"),
+        1
+    );
 }

@@ -93,12 +93,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthenticatedKey {
         if by_token(parts) {
             return Err(KeyRejection::NotAKey);
         }
-        match parts.extensions.get::<Anonymous>() {
-            Some(Anonymous(inner)) => Err(KeyRejection::Missing(
-                inner.reject(RejectionReason::MissingCredentials, None),
-            )),
-            None => Err(KeyRejection::LayerMissing),
-        }
+        Err(no_identity(parts))
     }
 }
 
@@ -110,13 +105,31 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthenticatedKey {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        if let Some(key) = parts.extensions.get::<AuthenticatedKey>() {
-            return Ok(Some(key.clone()));
+        match parts.extensions.get::<AuthenticatedKey>() {
+            Some(key) => Ok(Some(key.clone())),
+            None if by_token(parts) => Ok(None),
+            None => none_if_optional(parts),
         }
-        if parts.extensions.get::<Anonymous>().is_some() || by_token(parts) {
-            return Ok(None);
+    }
+}
+
+/// Why a request has no identity: an optional route let it in without
+/// credentials (answered with the layer's 401), or no layer is in front.
+fn no_identity(parts: &Parts) -> KeyRejection {
+    match parts.extensions.get::<Anonymous>() {
+        Some(Anonymous(inner)) => {
+            KeyRejection::Missing(inner.reject(RejectionReason::MissingCredentials, None))
         }
-        Err(KeyRejection::LayerMissing)
+        None => KeyRejection::LayerMissing,
+    }
+}
+
+/// `None` for a request an optional route let in without credentials;
+/// the setup mistake without a layer.
+fn none_if_optional<T>(parts: &Parts) -> Result<Option<T>, KeyRejection> {
+    match parts.extensions.get::<Anonymous>() {
+        Some(_) => Ok(None),
+        None => Err(KeyRejection::LayerMissing),
     }
 }
 
@@ -142,15 +155,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = KeyRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(caller) = Caller::from_extensions(&parts.extensions) {
-            return Ok(caller);
-        }
-        match parts.extensions.get::<Anonymous>() {
-            Some(Anonymous(inner)) => Err(KeyRejection::Missing(
-                inner.reject(RejectionReason::MissingCredentials, None),
-            )),
-            None => Err(KeyRejection::LayerMissing),
-        }
+        Caller::from_extensions(&parts.extensions).ok_or_else(|| no_identity(parts))
     }
 }
 
@@ -162,12 +167,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        if let Some(caller) = Caller::from_extensions(&parts.extensions) {
-            return Ok(Some(caller));
+        match Caller::from_extensions(&parts.extensions) {
+            Some(caller) => Ok(Some(caller)),
+            None => none_if_optional(parts),
         }
-        if parts.extensions.get::<Anonymous>().is_some() {
-            return Ok(None);
-        }
-        Err(KeyRejection::LayerMissing)
     }
 }

@@ -2,6 +2,7 @@
 //! answers with the rejection.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,6 +12,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::future::{Admitted, ResponseFuture, State};
 use crate::engine::{Engine, Requirement, Verdict};
+use crate::rejection::Rejection;
 
 /// The service made by [`ApiKeyLayer`](super::ApiKeyLayer).
 #[derive(Clone)]
@@ -51,6 +53,37 @@ impl<S: fmt::Debug> fmt::Debug for ApiKeyService<S> {
             .field("inner", &self.inner)
             .field("requirement", &self.requirement)
             .finish_non_exhaustive()
+    }
+}
+
+impl<S> ApiKeyService<S> {
+    /// The state of a request whose check must wait: `check` runs on the
+    /// engine with the route's requirement, and its refusal is answered as
+    /// the route's. The ready service goes with the request; this one keeps
+    /// a clone that will be polled ready before its next call.
+    fn authenticating<ReqBody, F, Fut>(
+        &mut self,
+        request: Request<ReqBody>,
+        check: F,
+    ) -> State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>> + Clone,
+        F: FnOnce(Arc<Engine>, Requirement) -> Fut,
+        Fut: Future<Output = Result<Admitted, Rejection>> + Send + 'static,
+    {
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let keys = Arc::clone(&self.keys);
+        let scoped = self.requirement.clone();
+        let checking = check(Arc::clone(&keys), self.requirement.clone());
+        State::Authenticating {
+            lookup: Box::pin(async move {
+                checking
+                    .await
+                    .map_err(|rejection| keys.respond(&scoped.scoped(rejection)))
+            }),
+            pending: Some(Box::new((ready, request))),
+        }
     }
 }
 
@@ -96,58 +129,20 @@ where
                 response: Some(self.keys.respond(&self.requirement.scoped(rejection))),
             },
             Verdict::Lookup(lookup) => {
-                // The ready service goes with the request; this one keeps a
-                // clone that will be polled ready before its next call.
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let keys = Arc::clone(&self.keys);
-                let requirement = self.requirement.clone();
-                State::Authenticating {
-                    lookup: Box::pin(async move {
-                        let respond = Arc::clone(&keys);
-                        let scoped = requirement.clone();
-                        keys.lookup(lookup, requirement)
-                            .await
-                            .map(Admitted::Key)
-                            .map_err(|rejection| respond.respond(&scoped.scoped(rejection)))
-                    }),
-                    pending: Some(Box::new((ready, request))),
-                }
+                self.authenticating(request, |keys, requirement| async move {
+                    keys.lookup(lookup, requirement).await.map(Admitted::Key)
+                })
             }
             #[cfg(feature = "redis")]
-            Verdict::Limit(limit) => {
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let keys = Arc::clone(&self.keys);
-                State::Authenticating {
-                    lookup: Box::pin(async move {
-                        let respond = Arc::clone(&keys);
-                        keys.limit(limit)
-                            .await
-                            .map(Admitted::Key)
-                            .map_err(|rejection| respond.respond(&rejection))
-                    }),
-                    pending: Some(Box::new((ready, request))),
-                }
-            }
+            Verdict::Limit(limit) => self.authenticating(request, |keys, _| async move {
+                keys.limit(limit).await.map(Admitted::Key)
+            }),
             #[cfg(feature = "oauth")]
-            Verdict::Token(check) => {
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let keys = Arc::clone(&self.keys);
-                let requirement = self.requirement.clone();
-                State::Authenticating {
-                    lookup: Box::pin(async move {
-                        let respond = Arc::clone(&keys);
-                        let scoped = requirement.clone();
-                        keys.verify_token(check, requirement)
-                            .await
-                            .map(Admitted::Token)
-                            .map_err(|rejection| respond.respond(&scoped.scoped(rejection)))
-                    }),
-                    pending: Some(Box::new((ready, request))),
-                }
-            }
+            Verdict::Token(check) => self.authenticating(request, |keys, requirement| async move {
+                keys.verify_token(check, requirement)
+                    .await
+                    .map(Admitted::Token)
+            }),
             Verdict::RevokeExposed(exposed) => {
                 let keys = Arc::clone(&self.keys);
                 State::Authenticating {

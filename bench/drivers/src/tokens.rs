@@ -7,8 +7,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use p256::ecdsa::SigningKey;
 use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 use serde_json::json;
 use tower::Service as _;
@@ -31,8 +31,8 @@ pub struct TokenSubjects {
     pub token: HeaderValue,
     /// `Bearer <a token signed by another key under the issuer's kid>`.
     pub forged: HeaderValue,
-    /// The issuer's public key, for the floor.
-    pub verifying: VerifyingKey,
+    /// The issuer's public key as the layer holds it, for the floor.
+    pub floor_key: DecodingKey,
     raw_token: String,
 }
 
@@ -55,10 +55,13 @@ impl TokenSubjects {
         let runtime = &subjects.runtime;
         let signing = SigningKey::random(&mut rand_core::OsRng);
         let point = signing.verifying_key().to_encoded_point(false);
+        let (x, y) = (
+            URL_SAFE_NO_PAD.encode(point.x().expect("x")),
+            URL_SAFE_NO_PAD.encode(point.y().expect("y")),
+        );
+        let floor_key = DecodingKey::from_ec_components(&x, &y).expect("a P-256 key");
         let jwk = json!({
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "bench",
-            "x": URL_SAFE_NO_PAD.encode(point.x().expect("x")),
-            "y": URL_SAFE_NO_PAD.encode(point.y().expect("y")),
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "bench", "x": x, "y": y,
         });
         let jwks = Arc::new(json!({ "keys": [jwk] }));
         let addr = runtime.block_on(async move {
@@ -107,28 +110,37 @@ impl TokenSubjects {
             key,
             token: HeaderValue::from_str(&format!("Bearer {raw_token}")).expect("header"),
             forged: HeaderValue::from_str(&format!("Bearer {forged}")).expect("header"),
-            verifying: *signing.verifying_key(),
+            floor_key,
             raw_token,
         };
-        // The first key request looks the key up, the first token fetches
-        // the issuer's metadata and key set; later ones wait for neither.
+        // The first token fetches the issuer's metadata and key set, the
+        // first key request looks the key up; later ones wait for neither.
+        // The key goes last: while the fetch runs, the change follower may
+        // read the key's creation and drop it from the cache.
         let mut layer = tower::Layer::layer(&subjects.keys.layer(), Ok200);
-        for header in [&subjects.key, &subjects.token] {
+        for header in [&subjects.token, &subjects.key] {
             let warm = runtime
                 .block_on(layer.call(request(header)))
                 .expect("warm-up");
             assert_eq!(warm.status(), 200);
         }
+        for header in [&subjects.token, &subjects.key] {
+            assert_eq!(crate::call_now(&mut layer, request(header)), 200);
+        }
         subjects
     }
 
-    /// The token's signing input and signature, for the floor.
-    pub fn signing_input(&self) -> (Vec<u8>, Signature) {
+    /// The floor: the token's one ES256 signature checked with the same
+    /// library and key the layer uses, and nothing else (no header, no
+    /// claims, no key lookup).
+    pub fn floor(&self) -> bool {
         let (input, signature) = self.raw_token.rsplit_once('.').expect("a JWS");
-        let bytes = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
-        (
-            input.as_bytes().to_vec(),
-            Signature::from_slice(&bytes).expect("a P-256 signature"),
+        jsonwebtoken::crypto::verify(
+            signature,
+            input.as_bytes(),
+            &self.floor_key,
+            Algorithm::ES256,
         )
+        .unwrap_or(false)
     }
 }

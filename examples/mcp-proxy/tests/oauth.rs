@@ -207,16 +207,22 @@ async fn a_user_signed_in_with_oauth_creates_lists_and_revokes_their_keys() {
     let api = format!("{url}{}/keys", server::MANAGEMENT_PATH);
     let token = auth.user_token("bob", &resource, "mcp keys:manage").await;
 
-    let created: Value = http
-        .post(&api)
-        .bearer_auth(&token)
-        .json(&json!({"name": "laptop", "scopes": ["mcp"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Each call of the API with a token: its status and JSON answer.
+    let call = |request: reqwest::RequestBuilder, token: String| async move {
+        let response = request.bearer_auth(token).send().await.unwrap();
+        let status = response.status();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let (status, created) = call(
+        http.post(&api)
+            .json(&json!({"name": "laptop", "scopes": ["mcp"]})),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
     let secret = created["secret"].as_str().expect("a secret").to_owned();
     let id = created["key"]["id"].as_str().unwrap().to_owned();
     let made = running.keys.authenticate(&secret).await.unwrap();
@@ -227,37 +233,25 @@ async fn a_user_signed_in_with_oauth_creates_lists_and_revokes_their_keys() {
     assert_eq!(whoami(&client).await.owner, "bob");
     client.cancel().await.unwrap();
 
-    let page: Value = http
-        .get(&api)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = call(http.get(&api), token.clone()).await;
     assert_eq!(page["keys"].as_array().unwrap().len(), 1);
     // No escalation: a scope the token lacks.
-    let refused = http
-        .post(&api)
-        .bearer_auth(&token)
-        .json(&json!({"name": "x", "scopes": ["admin"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        http.post(&api)
+            .json(&json!({"name": "x", "scopes": ["admin"]})),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     // A token without keys:manage cannot manage.
     let mcp_only = auth.user_token("bob", &resource, "mcp").await;
-    let refused = http.get(&api).bearer_auth(&mcp_only).send().await.unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(http.get(&api), mcp_only).await.0,
+        StatusCode::FORBIDDEN
+    );
 
-    let revoked = http
-        .post(format!("{api}/{id}/revoke"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::OK);
+    let (status, _) = call(http.post(format!("{api}/{id}/revoke")), token).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(running.keys.authenticate(&secret).await.is_err());
 }
 
