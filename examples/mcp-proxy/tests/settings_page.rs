@@ -20,8 +20,9 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use common::settings_page::SettingsPage;
-use common::{Running, http};
+use common::{Options, Running, http};
 use http::StatusCode;
+use mcp_proxy::server::Protections;
 use mcp_proxy::settings;
 use serde_json::{Value, json};
 use test_support::browser::fantoccini::key::Key;
@@ -53,6 +54,7 @@ async fn the_page_is_served_with_its_security_headers() {
         (settings::SCRIPT_PATH, "text/javascript; charset=utf-8"),
         (settings::STYLE_PATH, "text/css; charset=utf-8"),
         (settings::ICON_PATH, "image/svg+xml"),
+        (settings::CONFIG_PATH, "application/json"),
     ] {
         let response = http
             .get(format!("{}{path}", running.url))
@@ -88,6 +90,75 @@ async fn the_page_is_served_with_its_security_headers() {
         assert!(csp.contains(directive), "the policy lacks {directive}");
     }
     assert!(!csp.contains("unsafe"), "{csp}");
+}
+
+/// The page's policy lets it call the OAuth issuer's origin (the origin
+/// alone, not the issuer's path) only when one is configured, and its
+/// config names the sign-in (issuer, resource, scope) then and only then.
+#[tokio::test]
+async fn the_policy_and_config_name_the_issuer_only_when_configured() {
+    let plain = Running::start().await;
+    let issuer = "http://127.0.0.1:9/tenant/a";
+    let with_issuer = Running::with(Options {
+        protections: Protections {
+            oauth_issuer: Some(issuer.into()),
+            ..Protections::default()
+        },
+        mcp_scope: Some("mcp".into()),
+        ..Options::default()
+    })
+    .await;
+    let http = http();
+    let policy = settings::content_security_policy(Some("http://127.0.0.1:9"));
+    assert!(
+        policy.contains("; connect-src 'self' http://127.0.0.1:9; "),
+        "{policy}"
+    );
+    for path in [settings::PATH, settings::SCRIPT_PATH, settings::CONFIG_PATH] {
+        for (running, expected) in [
+            (&plain, settings::CONTENT_SECURITY_POLICY),
+            (&with_issuer, policy.as_str()),
+        ] {
+            let response = http
+                .get(format!("{}{path}", running.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                response.headers()["content-security-policy"],
+                expected,
+                "{path}"
+            );
+            assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        }
+    }
+
+    let config = |running: &Running| {
+        let url = format!("{}{}", running.url, settings::CONFIG_PATH);
+        let http = http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            assert_eq!(response.headers()["content-type"], "application/json");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(
+        config(&plain).await,
+        json!({"mcp_url": plain.mcp(), "oauth": null})
+    );
+    assert_eq!(
+        config(&with_issuer).await,
+        json!({
+            "mcp_url": with_issuer.mcp(),
+            "oauth": {
+                "issuer": issuer,
+                "resource": with_issuer.mcp(),
+                // The keys made in that session must work on /mcp too.
+                "scope": "keys:manage mcp",
+            },
+        })
+    );
 }
 
 fn assert_security_headers(headers: &http::HeaderMap, what: &str) {
