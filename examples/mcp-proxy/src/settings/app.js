@@ -8,6 +8,8 @@
   const API = '/api/v2/keys';
   const PAGE_PATH = '/settings/api-keys';
   const CONFIG_PATH = '/settings/api-keys/config.json';
+  const MCP_PATH = '/mcp';
+  const MCP_PROTOCOL = '2025-06-18';
   const PAGE_SIZE = 20;
   // This tab only; cleared on sign-out and when the tab closes: the bearer
   // the API is called with (a managing key, or an OAuth access token).
@@ -60,6 +62,18 @@
     secretValue: $('secret-value'),
     secretCopy: $('secret-copy'),
     secretCopyStatus: $('secret-copy-status'),
+    setupUrl: $('setup-url'),
+    snippets: {
+      'claude-code': $('snippet-claude-code'),
+      'claude-desktop': $('snippet-claude-desktop'),
+      codex: $('snippet-codex'),
+      'codex-env': $('snippet-codex-env'),
+      cursor: $('snippet-cursor'),
+      vscode: $('snippet-vscode'),
+      curl: $('snippet-curl'),
+    },
+    testConnection: $('test-connection'),
+    testStatus: $('test-connection-status'),
     secretDone: $('secret-done'),
     revokeDialog: $('revoke-dialog'),
     revokeName: $('revoke-name'),
@@ -73,8 +87,13 @@
   // The key a confirmation dialog is about, and where focus goes after it.
   let revoking = null;
   let returnFocus = null;
-  // What config.json says; until it answers, no OAuth.
-  let server = { oauth: null };
+  // What config.json says; until it answers, no OAuth and this origin's /mcp.
+  let server = { mcpUrl: window.location.origin + MCP_PATH, oauth: null };
+  // The secret the show-once dialog shows, and a count of its openings and
+  // closings, so that a connection test that ends after the dialog closed
+  // writes nothing into it.
+  let shownSecret = null;
+  let dialogRound = 0;
 
   // ------------------------------------------------------------ storage
 
@@ -889,7 +908,7 @@
     }
   }
 
-  // config.json: the OAuth sign-in, if any.
+  // config.json: the URL of /mcp and the OAuth sign-in, if any.
   async function loadConfig() {
     let config = null;
     try {
@@ -902,6 +921,9 @@
       config = response.ok ? await jsonOf(response) : null;
     } catch (_) {
       config = null;
+    }
+    if (config && typeof config.mcp_url === 'string' && webUrl(config.mcp_url)) {
+      server.mcpUrl = config.mcp_url;
     }
     const oauth = config && config.oauth;
     if (oauth && webUrl(oauth.issuer) && typeof oauth.resource === 'string' && typeof oauth.scope === 'string') {
@@ -984,21 +1006,36 @@
   }
 
   function showSecret(key, secret) {
+    dialogRound += 1;
+    shownSecret = secret;
     ui.secretName.textContent = String(key.name);
     ui.secretValue.value = secret;
     ui.secretCopyStatus.textContent = '';
+    ui.setupUrl.textContent = server.mcpUrl;
+    const snippets = setupSnippets(server.mcpUrl, secret);
+    for (const [name, element] of Object.entries(ui.snippets)) element.textContent = snippets[name];
+    resetTestConnection();
     openDialog(ui.secretDialog, ui.secretValue, ui.createName);
     ui.secretValue.select();
   }
 
-  async function onCopy() {
-    const secret = ui.secretValue.value;
-    ui.secretValue.focus();
-    ui.secretValue.select();
+  // Copies `text` to the clipboard, else selects `element` (an input, or
+  // an element whose text it is) for the user to copy; says which in the
+  // dialog, naming `what`.
+  async function copy(text, element, what) {
+    const select = () => {
+      if (element instanceof HTMLInputElement) {
+        element.focus();
+        element.select();
+      } else {
+        window.getSelection().selectAllChildren(element);
+      }
+    };
+    select();
     try {
       if (!navigator.clipboard || !window.isSecureContext) throw new Error('no clipboard');
-      await navigator.clipboard.writeText(secret);
-      ui.secretCopyStatus.textContent = 'Copied to the clipboard.';
+      await navigator.clipboard.writeText(text);
+      ui.secretCopyStatus.textContent = 'Copied ' + what + ' to the clipboard.';
       return;
     } catch (_) {
       // Fall back to the selection.
@@ -1010,16 +1047,258 @@
       copied = false;
     }
     ui.secretCopyStatus.textContent = copied
-      ? 'Copied to the clipboard.'
-      : 'The key is selected: press Ctrl+C (⌘C on a Mac) to copy it.';
+      ? 'Copied ' + what + ' to the clipboard.'
+      : 'It is selected: press Ctrl+C (⌘C on a Mac) to copy ' + what + '.';
   }
 
-  // On every close, Done or Escape: the secret leaves the page.
+  function onCopy() {
+    return copy(ui.secretValue.value, ui.secretValue, 'the key');
+  }
+
+  function onCopySnippet(event) {
+    const button = event.target.closest('[data-copy]');
+    if (!button) return;
+    const element = document.getElementById(button.dataset.copy);
+    if (!element || element.textContent === '') return;
+    return copy(element.textContent, element, button.dataset.label || 'the snippet');
+  }
+
+  function resetTestConnection() {
+    ui.testStatus.textContent = '';
+    delete ui.testStatus.dataset.outcome;
+    ui.testConnection.disabled = false;
+  }
+
+  // On every close, Done or Escape: the secret, and every snippet with it,
+  // leaves the page.
   function onSecretClosed() {
+    dialogRound += 1;
+    shownSecret = null;
     ui.secretValue.value = '';
     ui.secretName.textContent = '';
     ui.secretCopyStatus.textContent = '';
+    ui.setupUrl.textContent = '';
+    for (const element of Object.values(ui.snippets)) element.textContent = '';
+    resetTestConnection();
+    const selection = window.getSelection();
+    if (selection && ui.secretDialog.contains(selection.anchorNode)) selection.removeAllRanges();
     restoreFocus(ui.createName);
+  }
+
+  // ------------------------------------------------------------- setup
+  //
+  // The snippets of the show-once dialog: each client's own configuration
+  // for this server's /mcp with the new key. The JSON ones are built as
+  // objects and serialised, never pasted together as strings.
+
+  // `value` as one POSIX shell word: bare when it is plain, in double quotes
+  // when nothing in it is special inside them, else in single quotes.
+  function shellWord(value) {
+    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(value)) return value;
+    if (!/[$`\\"!\n]/.test(value)) return '"' + value + '"';
+    return '\'' + value.replace(/'/g, '\'\\\'\'') + '\'';
+  }
+
+  // `value` as a TOML basic string.
+  function tomlString(value) {
+    const escaped = value
+      .replace(/[\\"]/g, (c) => '\\' + c)
+      .replace(/[\u0000-\u001f\u007f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+    return '"' + escaped + '"';
+  }
+
+  function initializeRequest(client) {
+    return {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: MCP_PROTOCOL, capabilities: {}, clientInfo: { name: client, version: '1.0' } },
+    };
+  }
+
+  function setupSnippets(url, key) {
+    const bearer = 'Bearer ' + key;
+    // mcp-remote takes the header from the environment: a value with a
+    // space in `args` is split by some clients. The `${AUTH_HEADER}` is
+    // mcp-remote's, not this script's.
+    const remoteArgs = ['mcp-remote', url, '--header', 'Authorization:${AUTH_HEADER}'];
+    const remote = webUrl(url);
+    if (remote && remote.protocol === 'http:' && !['localhost', '127.0.0.1'].includes(remote.hostname)) {
+      // mcp-remote refuses plain HTTP beyond loopback without it.
+      remoteArgs.push('--allow-http');
+    }
+    const json = (value) => JSON.stringify(value, null, 2);
+    return {
+      'claude-code': 'claude mcp add --transport http mcp-proxy ' + shellWord(url) +
+        ' --header ' + shellWord('Authorization: ' + bearer),
+      'claude-desktop': json({
+        mcpServers: { 'mcp-proxy': { command: 'npx', args: remoteArgs, env: { AUTH_HEADER: bearer } } },
+      }),
+      codex: '[mcp_servers.mcp-proxy]\nurl = ' + tomlString(url) +
+        '\nbearer_token_env_var = "MCP_PROXY_API_KEY"',
+      'codex-env': 'export MCP_PROXY_API_KEY=' + shellWord(key),
+      cursor: json({ mcpServers: { 'mcp-proxy': { url, headers: { Authorization: bearer } } } }),
+      vscode: json({ servers: { 'mcp-proxy': { type: 'http', url, headers: { Authorization: bearer } } } }),
+      curl: [
+        'curl -sS ' + shellWord(url),
+        '-H ' + shellWord('Authorization: ' + bearer),
+        '-H ' + shellWord('Content-Type: application/json'),
+        '-H ' + shellWord('Accept: application/json, text/event-stream'),
+        '-d ' + shellWord(JSON.stringify(initializeRequest('curl'))),
+      ].join(' \\\n  '),
+    };
+  }
+
+  // ---------------------------------------------------- test connection
+
+  const TEST_TIMEOUT_MS = 15000;
+
+  // error_description="..." of a WWW-Authenticate challenge, or null.
+  function challengeDescription(header) {
+    const match = /error_description="((?:[^"\\]|\\.)*)"/.exec(header || '');
+    return match ? clip(match[1].replace(/\\(.)/g, '$1')) : null;
+  }
+
+  // The JSON-RPC message with `id` in an MCP answer: a JSON body, or the
+  // `data:` of an event of a text/event-stream one.
+  async function rpcAnswer(response, id) {
+    const type = response.headers.get('Content-Type') || '';
+    if (/^application\/json/i.test(type)) {
+      const body = await jsonOf(response);
+      const found = (Array.isArray(body) ? body : [body]).find((m) => m && typeof m === 'object' && m.id === id);
+      if (!found) throw new Error('The MCP endpoint answered without a response to initialize.');
+      return found;
+    }
+    if (!/^text\/event-stream/i.test(type) || !response.body) {
+      throw new Error('The MCP endpoint answered with ' + (clip(type) || 'no content type') +
+        ', neither JSON nor an event stream.');
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const blank = /\r\n\r\n|\n\n|\r\r/;
+    let buffer = '';
+    let length = 0;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (value) {
+          length += value.length;
+          buffer += decoder.decode(value, { stream: true });
+        }
+        // An event ends with a blank line; its data is its `data:` lines.
+        let end = buffer.search(blank);
+        while (end !== -1) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end).replace(blank, '');
+          const data = event.split(/\r\n|\n|\r/)
+            .filter((line) => line.startsWith('data:'))
+            .map((line) => line.slice(5).replace(/^ /, ''))
+            .join('\n');
+          let message = null;
+          try {
+            message = data === '' ? null : JSON.parse(data);
+          } catch (_) {
+            message = null;
+          }
+          if (message && typeof message === 'object' && message.id === id) return message;
+          end = buffer.search(blank);
+        }
+        if (done || length > 1024 * 1024) break;
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+    throw new Error('The event stream of the MCP endpoint ended without a response to initialize.');
+  }
+
+  // Opens an MCP session on this server's /mcp with `key` (initialize),
+  // says whom it reached, and ends the session (DELETE with its id).
+  async function testConnection(key) {
+    const controller = new AbortController();
+    const timer = window.setTimeout(() => controller.abort(), TEST_TIMEOUT_MS);
+    const request = (method, headers, body) => fetch(MCP_PATH, {
+      method,
+      headers: Object.assign({ Authorization: 'Bearer ' + key }, headers),
+      body,
+      cache: 'no-store',
+      credentials: 'omit',
+      redirect: 'error',
+      referrerPolicy: 'no-referrer',
+      signal: controller.signal,
+    });
+    let session = null;
+    let protocol = MCP_PROTOCOL;
+    try {
+      let response;
+      try {
+        response = await request('POST', {
+          Accept: 'application/json, text/event-stream',
+          'Content-Type': 'application/json',
+        }, JSON.stringify(initializeRequest('mcp-proxy settings page')));
+      } catch (_) {
+        throw new Error(controller.signal.aborted
+          ? 'The MCP endpoint did not answer within ' + TEST_TIMEOUT_MS / 1000 + ' seconds.'
+          : 'The MCP endpoint could not be reached.');
+      }
+      const id = response.headers.get('Mcp-Session-Id');
+      session = id && /^[\x21-\x7e]+$/.test(id) ? id : null;
+      if (!response.ok) {
+        const body = await jsonOf(response);
+        const said = (body && (clip(body.error_description) || clip(body.detail) || clip(body.error))) ||
+          challengeDescription(response.headers.get('WWW-Authenticate'));
+        throw new Error('The MCP endpoint refused the connection: ' + response.status +
+          (said ? ', ' + said : '') + '.');
+      }
+      let message;
+      try {
+        message = await rpcAnswer(response, 1);
+      } catch (error) {
+        throw controller.signal.aborted
+          ? new Error('The answer of the MCP endpoint did not end within ' + TEST_TIMEOUT_MS / 1000 + ' seconds.')
+          : error;
+      }
+      if (message.error) {
+        throw new Error('The MCP server answered initialize with an error: ' +
+          (clip(message.error && message.error.message) || 'no message') + '.');
+      }
+      const result = message.result && typeof message.result === 'object' ? message.result : {};
+      const info = result.serverInfo && typeof result.serverInfo === 'object' ? result.serverInfo : {};
+      if (typeof result.protocolVersion === 'string' && /^[\x21-\x7e]+$/.test(result.protocolVersion)) {
+        protocol = result.protocolVersion;
+      }
+      const version = clip(info.version);
+      return 'Connected to ' + (clip(info.name) || 'the MCP server') + (version ? ' ' + version : '') +
+        ' (MCP ' + protocol + ').';
+    } finally {
+      if (session) {
+        try {
+          await request('DELETE', { 'Mcp-Session-Id': session, 'MCP-Protocol-Version': protocol });
+        } catch (_) {
+          // The session ends when it is idle anyway.
+        }
+      }
+      window.clearTimeout(timer);
+    }
+  }
+
+  async function onTestConnection() {
+    const secret = shownSecret;
+    if (!secret) return;
+    const round = dialogRound;
+    const show = (outcome, text) => {
+      if (round !== dialogRound) return;
+      ui.testStatus.dataset.outcome = outcome;
+      ui.testStatus.textContent = text;
+    };
+    ui.testConnection.disabled = true;
+    show('pending', 'Testing the connection…');
+    try {
+      show('ok', await testConnection(secret));
+    } catch (error) {
+      show('failed', error instanceof Error ? error.message : String(error));
+    } finally {
+      if (round === dialogRound) ui.testConnection.disabled = false;
+    }
   }
 
   function askRevoke(key, button) {
@@ -1108,6 +1387,8 @@
     ui.secretCopy.addEventListener('click', onCopy);
     ui.secretDone.addEventListener('click', () => closeDialog(ui.secretDialog));
     ui.secretDialog.addEventListener('close', onSecretClosed);
+    ui.secretDialog.addEventListener('click', onCopySnippet);
+    ui.testConnection.addEventListener('click', onTestConnection);
     ui.revokeCancel.addEventListener('click', () => closeDialog(ui.revokeDialog));
     ui.confirmRevoke.addEventListener('click', onConfirmRevoke);
     ui.revokeDialog.addEventListener('close', onRevokeClosed);
