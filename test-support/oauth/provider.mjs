@@ -2,7 +2,8 @@
 // dynamic registration of public clients, authorization code with PKCE
 // S256, the development login and consent pages (any login, any password;
 // the login becomes `sub`) and RFC 9068 JWT access tokens signed with ES256
-// for the protected resources named on the command line.
+// for the protected resources named on the command line. Discovery, the
+// token endpoint and registration answer pages of any origin (CORS).
 //
 //   node provider.mjs --resource http://127.0.0.1:8080/mcp \
 //     [--resource URL ...] [--scopes "keys:read keys:write mcp"] [--port N]
@@ -123,6 +124,26 @@ provider.use(async (ctx, next) => {
   if (typeof ctx.body === 'string' && ctx.type === 'text/html') {
     ctx.body = ctx.body.replace(/@import url\([^)]*\);/g, '');
   }
+});
+
+// A web page registers itself from the browser (RFC 7591 by a public
+// client, as the example's settings page does), so the registration
+// endpoint (oidc-provider's default route) answers pages of any origin, as
+// discovery and the token endpoint already do; oidc-provider gives it no
+// CORS of its own. Nothing is sent with credentials, hence `*`.
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/reg') {
+    return next();
+  }
+  ctx.set('Access-Control-Allow-Origin', '*');
+  if (ctx.method === 'OPTIONS') {
+    ctx.set('Access-Control-Allow-Methods', 'POST');
+    ctx.set('Access-Control-Allow-Headers', 'Content-Type');
+    ctx.set('Access-Control-Max-Age', '600');
+    ctx.status = 204;
+    return undefined;
+  }
+  return next();
 });
 
 handler = provider.callback();

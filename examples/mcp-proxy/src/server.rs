@@ -97,7 +97,11 @@ pub fn router(keys: &ApiKeys, config: &Config, shutdown: CancellationToken) -> R
             MANAGEMENT_PATH,
             keys.management().mounted_at(MANAGEMENT_PATH).router(),
         )
-        .merge(crate::settings::router());
+        .merge(crate::settings::router(
+            &config.public_url,
+            keys.oauth_issuer(),
+            config.mcp_scope.as_deref(),
+        ));
     let issuer = keys.oauth_issuer();
     let document = Arc::new(metadata::document(
         &config.public_url,

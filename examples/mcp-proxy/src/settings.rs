@@ -1,6 +1,7 @@
-//! The "Settings → API Keys" web page: a sign-in box for a managing key,
-//! "Create New API Key" with a show-once dialog for the secret, and the
-//! table of keys with their last use and a revoke button.
+//! The "Settings → API Keys" web page: a sign-in box for a managing key
+//! (and, with an OAuth issuer, "Sign in with OAuth"), "Create New API Key"
+//! with a show-once dialog for the secret and the setup of MCP clients with
+//! it, and the table of keys with their last use and a revoke button.
 //!
 //! The page is static: HTML, one script and one style sheet, embedded in
 //! the binary (no CDN, no build step) and served without a key. Everything
@@ -9,17 +10,26 @@
 //! managing key stays in the tab's `sessionStorage` and is sent in that
 //! header only, never in a URL.
 //!
-//! Every response carries [`CONTENT_SECURITY_POLICY`]: scripts and styles
-//! from this origin only, nothing inline, and (with Trusted Types) no HTML
-//! parsed from strings, so a key name such as `<img src=x onerror=...>`
-//! can only ever be text.
+//! With an OAuth issuer, the page is also a public OAuth client of it, in
+//! the browser: it learns the issuer, the resource and the scope from
+//! [`CONFIG_PATH`], registers itself dynamically (RFC 7591, no secret),
+//! signs the user in with the authorization code and PKCE, and then uses
+//! the access token exactly as a managing key.
+//!
+//! Every response carries the page's Content-Security-Policy
+//! ([`CONTENT_SECURITY_POLICY`], or [`content_security_policy`] with the
+//! issuer's origin): scripts and styles from this origin only, nothing
+//! inline, and (with Trusted Types) no HTML parsed from strings, so a key
+//! name such as `<img src=x onerror=...>` can only ever be text.
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, header};
+use serde_json::{Value, json};
+use tower_api_keys::management::ManagementApi;
 
 /// Where the page is served.
 pub const PATH: &str = "/settings/api-keys";
@@ -29,14 +39,44 @@ pub const SCRIPT_PATH: &str = "/settings/api-keys/app.js";
 pub const STYLE_PATH: &str = "/settings/api-keys/app.css";
 /// The page's icon (served so the browser's favicon request does not 404).
 pub const ICON_PATH: &str = "/settings/api-keys/icon.svg";
+/// What the page needs to know of this server, as JSON: the URL of `/mcp`
+/// for the setup snippets, and the OAuth sign-in (issuer, resource, scope)
+/// or `null`.
+pub const CONFIG_PATH: &str = "/settings/api-keys/config.json";
 
-/// The policy on every response of [`router`]: only this origin's script,
-/// style sheet, icon and API; no inline script or style, no plugins, no
-/// framing, no `<base>`, forms posting here only; and Trusted Types with no
-/// policy, so the script cannot turn a string into HTML even by mistake.
+/// The policy on every response of [`router`] without an OAuth issuer:
+/// only this origin's script, style sheet, icon and API; no inline script
+/// or style, no plugins, no framing, no `<base>`, forms posting here only;
+/// and Trusted Types with no policy, so the script cannot turn a string
+/// into HTML even by mistake.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
 style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; \
 frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
+
+/// [`CONTENT_SECURITY_POLICY`], with the page also allowed to call
+/// `issuer_origin` (its metadata, registration and token endpoints) when
+/// there is one: the origin alone, never a path or a wildcard.
+pub fn content_security_policy(issuer_origin: Option<&str>) -> String {
+    match issuer_origin {
+        None => CONTENT_SECURITY_POLICY.to_owned(),
+        Some(origin) => CONTENT_SECURITY_POLICY.replacen(
+            "connect-src 'self';",
+            &format!("connect-src 'self' {origin};"),
+            1,
+        ),
+    }
+}
+
+/// The origin of an `http` or `https` issuer URL (`https://host[:port]`,
+/// the host in its ASCII form), as a CSP host source; `None` for anything
+/// else, which then gets no OAuth sign-in on the page.
+pub fn issuer_origin(issuer: &str) -> Option<String> {
+    let url = url::Url::parse(issuer).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
 
 const INDEX_HTML: &str = include_str!("settings/index.html");
 const APP_JS: &str = include_str!("settings/app.js");
@@ -44,12 +84,43 @@ const APP_CSS: &str = include_str!("settings/app.css");
 const ICON_SVG: &str = include_str!("settings/icon.svg");
 
 /// The page's routes: `GET` (and `HEAD`) [`PATH`], [`SCRIPT_PATH`],
-/// [`STYLE_PATH`] and [`ICON_PATH`], none behind a key, each with
-/// [`CONTENT_SECURITY_POLICY`], `X-Content-Type-Options: nosniff`,
-/// `Referrer-Policy: no-referrer`, `X-Frame-Options: DENY` and
-/// `Cache-Control: no-store`. Merge it into the application beside the
-/// management API it calls.
-pub fn router() -> Router {
+/// [`STYLE_PATH`], [`ICON_PATH`] and [`CONFIG_PATH`], none behind a key,
+/// each with the page's Content-Security-Policy,
+/// `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
+/// `X-Frame-Options: DENY` and `Cache-Control: no-store`. Merge it into the
+/// application beside the management API it calls.
+///
+/// `public_url` is this server's, without a trailing `/`. With
+/// `oauth_issuer`, whose access tokens the management API accepts, the page
+/// offers to sign in there for the resource `<public_url>/mcp`, asking for
+/// the management scope and `mcp_scope` (the scope `/mcp` requires, if
+/// any, so that the keys it creates work there), and its policy allows
+/// connections to the issuer's origin.
+pub fn router(public_url: &str, oauth_issuer: Option<&str>, mcp_scope: Option<&str>) -> Router {
+    let mcp_url = format!("{public_url}/mcp");
+    let origin = oauth_issuer.and_then(|issuer| {
+        let origin = issuer_origin(issuer);
+        if origin.is_none() {
+            tracing::warn!(
+                issuer,
+                "the settings page offers no OAuth sign-in: the issuer is not an http(s) URL"
+            );
+        }
+        origin
+    });
+    let oauth = match (oauth_issuer, &origin) {
+        (Some(issuer), Some(_)) => {
+            let mut scope = ManagementApi::DEFAULT_SCOPE.to_owned();
+            if let Some(extra) = mcp_scope.filter(|s| *s != ManagementApi::DEFAULT_SCOPE) {
+                scope = format!("{scope} {extra}");
+            }
+            json!({"issuer": issuer, "resource": mcp_url, "scope": scope})
+        }
+        _ => Value::Null,
+    };
+    let config = json!({"mcp_url": mcp_url, "oauth": oauth}).to_string();
+    let policy = HeaderValue::try_from(content_security_policy(origin.as_deref()))
+        .expect("an ASCII origin makes a valid header");
     Router::new()
         .route(PATH, get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
         .route(
@@ -61,19 +132,29 @@ pub fn router() -> Router {
             get(|| asset("text/css; charset=utf-8", APP_CSS)),
         )
         .route(ICON_PATH, get(|| asset("image/svg+xml", ICON_SVG)))
+        .route(
+            CONFIG_PATH,
+            get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], config).into_response()
+            }),
+        )
         // On every response of these routes, also a 405 for a wrong method.
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(policy, security_headers))
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn security_headers(request: Request, next: Next) -> Response {
+async fn security_headers(
+    State(policy): State<HeaderValue>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let fixed: [(HeaderName, &'static str); 7] = [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    let fixed: [(HeaderName, &'static str); 6] = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -127,6 +208,43 @@ mod tests {
         })
     }
 
+    /// With an issuer, `connect-src` gains its origin and nothing else of
+    /// the policy changes.
+    #[test]
+    fn the_policy_names_the_issuer_origin_only() {
+        assert_eq!(content_security_policy(None), CONTENT_SECURITY_POLICY);
+        let origin = issuer_origin("https://login.example.com:8443/tenant/a?x=1#f").unwrap();
+        assert_eq!(origin, "https://login.example.com:8443");
+        let policy = content_security_policy(Some(&origin));
+        assert!(
+            policy.contains("; connect-src 'self' https://login.example.com:8443; "),
+            "{policy}"
+        );
+        assert_eq!(
+            policy.replacen(" https://login.example.com:8443", "", 1),
+            CONTENT_SECURITY_POLICY
+        );
+        // The default port goes, an IDN host is punycode, an IPv6 one bracketed.
+        assert_eq!(
+            issuer_origin("https://b\u{fc}cher.example:443/").unwrap(),
+            "https://xn--bcher-kva.example"
+        );
+        assert_eq!(
+            issuer_origin("http://[::1]:9000").unwrap(),
+            "http://[::1]:9000"
+        );
+        for bad in [
+            "",
+            "not a url",
+            "ftp://example.com",
+            "javascript:alert(1)",
+            "data:text/plain,x",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(issuer_origin(bad), None, "{bad:?}");
+        }
+    }
+
     /// The script never parses strings as HTML.
     #[test]
     fn the_script_uses_no_html_sinks() {
@@ -137,10 +255,21 @@ mod tests {
             "document.write",
             "eval(",
             "new Function",
-            "localStorage",
             ".style.",
         ] {
             assert!(!APP_JS.contains(sink), "app.js uses {sink}");
         }
+        // localStorage holds this page's OAuth client id and nothing else:
+        // one line of code reaches it, in `clientRegistry`.
+        let uses: Vec<&str> = APP_JS
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.contains("localStorage") && !line.starts_with("//"))
+            .collect();
+        assert_eq!(
+            uses,
+            ["return window.localStorage;"],
+            "app.js and localStorage"
+        );
     }
 }

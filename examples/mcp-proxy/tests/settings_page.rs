@@ -11,6 +11,10 @@
 //! binaries. chromedriver's log goes to the target directory.
 //! `UPDATE_SCREENSHOTS=1` writes the page's screenshot to
 //! `docs/settings-api-keys.png`; otherwise it goes to the target directory.
+//!
+//! The OAuth journeys sign in at a real authorization server
+//! (`test_support::oauth`, oidc-provider on Node): without Node they say so
+//! and pass; with `REQUIRE_OAUTH=1` they fail instead.
 
 mod common;
 
@@ -19,13 +23,16 @@ use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use common::settings_page::SettingsPage;
-use common::{Running, http};
+use common::settings_page::{OAUTH_CLIENT_KEY, OAUTH_SESSION_KEY, STORAGE_KEY, SettingsPage};
+use common::{Options, Running, http};
 use http::StatusCode;
+use mcp_proxy::server::Protections;
 use mcp_proxy::settings;
 use serde_json::{Value, json};
 use test_support::browser::fantoccini::key::Key;
 use test_support::browser::{Browser, with_browser};
+use test_support::oauth::AuthorizationServer;
+use tokio::net::TcpListener;
 use tower_api_keys::NewKey;
 use tower_api_keys::record::{KeyId, OwnerId, Scopes};
 
@@ -53,6 +60,7 @@ async fn the_page_is_served_with_its_security_headers() {
         (settings::SCRIPT_PATH, "text/javascript; charset=utf-8"),
         (settings::STYLE_PATH, "text/css; charset=utf-8"),
         (settings::ICON_PATH, "image/svg+xml"),
+        (settings::CONFIG_PATH, "application/json"),
     ] {
         let response = http
             .get(format!("{}{path}", running.url))
@@ -88,6 +96,75 @@ async fn the_page_is_served_with_its_security_headers() {
         assert!(csp.contains(directive), "the policy lacks {directive}");
     }
     assert!(!csp.contains("unsafe"), "{csp}");
+}
+
+/// The page's policy lets it call the OAuth issuer's origin (the origin
+/// alone, not the issuer's path) only when one is configured, and its
+/// config names the sign-in (issuer, resource, scope) then and only then.
+#[tokio::test]
+async fn the_policy_and_config_name_the_issuer_only_when_configured() {
+    let plain = Running::start().await;
+    let issuer = "http://127.0.0.1:9/tenant/a";
+    let with_issuer = Running::with(Options {
+        protections: Protections {
+            oauth_issuer: Some(issuer.into()),
+            ..Protections::default()
+        },
+        mcp_scope: Some("mcp".into()),
+        ..Options::default()
+    })
+    .await;
+    let http = http();
+    let policy = settings::content_security_policy(Some("http://127.0.0.1:9"));
+    assert!(
+        policy.contains("; connect-src 'self' http://127.0.0.1:9; "),
+        "{policy}"
+    );
+    for path in [settings::PATH, settings::SCRIPT_PATH, settings::CONFIG_PATH] {
+        for (running, expected) in [
+            (&plain, settings::CONTENT_SECURITY_POLICY),
+            (&with_issuer, policy.as_str()),
+        ] {
+            let response = http
+                .get(format!("{}{path}", running.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                response.headers()["content-security-policy"],
+                expected,
+                "{path}"
+            );
+            assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        }
+    }
+
+    let config = |running: &Running| {
+        let url = format!("{}{}", running.url, settings::CONFIG_PATH);
+        let http = http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            assert_eq!(response.headers()["content-type"], "application/json");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(
+        config(&plain).await,
+        json!({"mcp_url": plain.mcp(), "oauth": null})
+    );
+    assert_eq!(
+        config(&with_issuer).await,
+        json!({
+            "mcp_url": with_issuer.mcp(),
+            "oauth": {
+                "issuer": issuer,
+                "resource": with_issuer.mcp(),
+                // The keys made in that session must work on /mcp too.
+                "scope": "keys:manage mcp",
+            },
+        })
+    );
 }
 
 fn assert_security_headers(headers: &http::HeaderMap, what: &str) {
@@ -167,6 +244,10 @@ async fn create_use_and_revoke(browser: Browser) {
         "focus starts in the key field"
     );
     assert!(page.hidden("app").await);
+    assert!(
+        !page.offers_oauth().await,
+        "without an issuer, no OAuth sign-in"
+    );
 
     // A wrong key is refused, said in the alert region, and not kept.
     page.sign_in("bmc_notAKeyAtAll0000000000000000").await;
@@ -234,6 +315,7 @@ async fn create_use_and_revoke(browser: Browser) {
     let warning = page.text("#secret-warning").await;
     assert!(warning.contains("Copy this key now"), "{warning}");
     assert!(warning.contains("won't be shown again"), "{warning}");
+    assert_snippets(&page, &running.mcp(), &secret).await;
     page.screenshot("settings-api-keys-created", false).await;
     page.click("#secret-copy").await;
     let copied = page
@@ -530,6 +612,20 @@ async fn hostile_names_and_pages(browser: Browser) {
             .await,
         json!(0)
     );
+    // The key revoked while the dialog still shows it: "Test connection"
+    // says why it was refused.
+    let typed_id = KeyId::from_str(page.row_named(typed).await["id"].as_str().unwrap()).unwrap();
+    running
+        .keys
+        .revoke(&OwnerId::new("acct_1"), &typed_id)
+        .await
+        .unwrap();
+    let outcome = page.test_connection().await;
+    assert!(
+        outcome.contains("refused") && outcome.contains("401") && outcome.contains("revoked"),
+        "{outcome}"
+    );
+    page.expect_console_errors(&["401"]).await;
     page.escape_dialog().await;
     page.expect_dialog_cleared(
         "Escape to close the dialog and its close event to run",
@@ -668,4 +764,426 @@ async fn assert_policy_enforced(page: &SettingsPage) {
     }
     // Drains what the probes made Chromium log.
     let _ = page.console_errors().await;
+}
+
+// ------------------------------------------------------------ the snippets
+
+/// The show-once dialog's snippets: each client's own configuration for
+/// `mcp` with `secret`, in the syntax its documentation gives, the JSON
+/// ones valid JSON; the curl one, run, reaches the MCP server.
+async fn assert_snippets(page: &SettingsPage, mcp: &str, secret: &str) {
+    let snippets = page.snippets().await;
+    let bearer = format!("Bearer {secret}");
+    let json = |name: &str| {
+        serde_json::from_str::<Value>(&snippets[name])
+            .unwrap_or_else(|error| panic!("{name} is not JSON: {error}\n{}", snippets[name]))
+    };
+    assert_eq!(
+        snippets["claude-code"],
+        format!(
+            "claude mcp add --transport http mcp-proxy {mcp} --header \"Authorization: {bearer}\""
+        )
+    );
+    assert_eq!(
+        json("claude-desktop"),
+        json!({"mcpServers": {"mcp-proxy": {
+            "command": "npx",
+            // mcp-remote expands ${AUTH_HEADER} from env itself.
+            "args": ["mcp-remote", mcp, "--header", "Authorization:${AUTH_HEADER}"],
+            "env": {"AUTH_HEADER": bearer},
+        }}})
+    );
+    assert_eq!(
+        snippets["codex"],
+        format!(
+            "[mcp_servers.mcp-proxy]\nurl = \"{mcp}\"\nbearer_token_env_var = \"MCP_PROXY_API_KEY\""
+        )
+    );
+    assert_eq!(
+        snippets["codex-env"],
+        format!("export MCP_PROXY_API_KEY={secret}")
+    );
+    assert_eq!(
+        json("cursor"),
+        json!({"mcpServers": {"mcp-proxy": {"url": mcp, "headers": {"Authorization": bearer}}}})
+    );
+    assert_eq!(
+        json("vscode"),
+        json!({"servers": {"mcp-proxy": {
+            "type": "http", "url": mcp, "headers": {"Authorization": bearer},
+        }}})
+    );
+    assert_eq!(page.text("#setup-url").await, mcp);
+
+    // The curl command, as a user would paste it into a POSIX shell.
+    let curl = &snippets["curl"];
+    assert!(curl.starts_with(&format!("curl -sS {mcp} \\\n")), "{curl}");
+    let ran = tokio::process::Command::new("sh")
+        .args(["-c", curl])
+        .output()
+        .await;
+    match ran {
+        Ok(output) if output.status.code() == Some(127) => {
+            eprintln!("curl is not installed: its snippet was not run");
+        }
+        Ok(output) => {
+            let answer = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success()
+                    && answer.contains("\"serverInfo\"")
+                    && answer.contains("demo-upstream"),
+                "the curl snippet: {}\n{answer}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Err(error) => panic!("sh did not run: {error}"),
+    }
+}
+
+// ------------------------------------------------------------------ OAuth
+
+/// The proxy accepting the access tokens of a real authorization server
+/// (oidc-provider) for its `/mcp`: the listener is bound first, so that the
+/// authorization server knows the resource. `None` without Node (said on
+/// stderr; a failure with `REQUIRE_OAUTH=1`).
+async fn with_authorization_server() -> Option<(Running, AuthorizationServer)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let authorization =
+        AuthorizationServer::start(&[&format!("{url}/mcp")], "mcp keys:manage").await?;
+    let running = Running::with(Options {
+        listener: Some(listener),
+        protections: Protections {
+            oauth_issuer: Some(authorization.issuer().to_owned()),
+            ..Protections::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(running.url, url);
+    Some((running, authorization))
+}
+
+/// "Sign in with OAuth" at a real authorization server: the page registers
+/// itself, sends the user to its login and consent pages, and comes back
+/// signed in as that user, with no code, token or state left in the URL,
+/// the history entry or localStorage (which keeps the client id alone).
+/// The user creates a key (owned by their login), sees the snippets with
+/// this server's URL and the key, tests the connection, and closes the
+/// dialog with nothing left of the secret. A token the API then refuses
+/// signs out, saying so. The same page still signs in with a pasted key;
+/// and signing in with OAuth again reuses the registered client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_oauth_create_a_key_and_test_it() {
+    with_page("sign_in_with_oauth_create_a_key_and_test_it", oauth_journey).await;
+}
+
+async fn oauth_journey(browser: Browser) {
+    let Some((running, authorization)) = with_authorization_server().await else {
+        return;
+    };
+    let issuer = authorization.issuer();
+    let (bootstrap, _) = running.key("bootstrap").await;
+    let url = format!("{}{}", running.url, settings::PATH);
+    let page = SettingsPage::open(browser, &url).await;
+    assert!(page.offers_oauth().await, "the OAuth sign-in is offered");
+    page.screenshot("settings-api-keys-oauth-sign-in", false)
+        .await;
+    assert_eq!(
+        page.text("#oauth-issuer").await,
+        issuer.trim_start_matches("http://"),
+        "the page says where the user signs in"
+    );
+    assert_eq!(
+        page.active_id().await,
+        "signin-key",
+        "the key field keeps focus"
+    );
+
+    // Out to the authorization server's pages, and back signed in.
+    page.sign_in_with_oauth(issuer).await;
+    page.log_in_and_consent(issuer, "ada").await;
+    page.expect_signed_in("signed in through OAuth").await;
+    assert_eq!(page.error_text_now().await, "");
+    assert_eq!(
+        page.text("#session-label").await,
+        "Signed in through OAuth as"
+    );
+    assert_eq!(page.text("#session-prefix").await, "ada");
+    assert_eq!(page.row_count().await, 0, "ada has no keys yet");
+    assert_eq!(page.active_id().await, "create-name");
+    let token = page.session_key().await.as_str().unwrap().to_owned();
+    assert!(token.starts_with("eyJ"), "a JWT access token: {token}");
+
+    // What is left of the sign-in: the token in sessionStorage beside who
+    // signed in, the client id in localStorage; no code or state anywhere.
+    let url_now = page.client.current_url().await.unwrap();
+    assert_eq!(url_now.as_str(), url, "the URL lost the code and state");
+    assert_eq!(page.js("return history.state").await, Value::Null);
+    // The navigation's own record still has the URL the browser was sent
+    // to: the code it carried, to look for.
+    let landed = page
+        .js("return performance.getEntriesByType('navigation')[0].name")
+        .await;
+    let landed = url::Url::parse(landed.as_str().unwrap()).unwrap();
+    let code = landed
+        .query_pairs()
+        .find(|(name, _)| name == "code")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| panic!("the page was opened with a code: {landed}"));
+    let storage = page.storage().await;
+    assert_eq!(
+        storage["session"],
+        json!([
+            [STORAGE_KEY, token],
+            [
+                OAUTH_SESSION_KEY,
+                json!({"issuer": issuer, "user": "ada"}).to_string()
+            ],
+        ]),
+        "sessionStorage: the token and who signed in, no sign-in under way"
+    );
+    let local = storage["local"].as_array().unwrap();
+    assert_eq!(local.len(), 1, "localStorage: {storage}");
+    assert_eq!(local[0][0], json!(OAUTH_CLIENT_KEY));
+    let client: Value = serde_json::from_str(local[0][1].as_str().unwrap()).unwrap();
+    assert_eq!(
+        client.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["client_id", "issuer", "redirect_uri"],
+        "the client id alone: {client}"
+    );
+    assert_eq!(client["issuer"], json!(issuer));
+    assert_eq!(client["redirect_uri"], json!(url));
+    let html = page.js("return document.documentElement.outerHTML").await;
+    for (what, secret) in [("code", &code), ("token", &token)] {
+        assert!(
+            !local[0][1].as_str().unwrap().contains(secret.as_str()),
+            "the {what} is in localStorage"
+        );
+        assert!(
+            !html.as_str().unwrap().contains(secret.as_str()),
+            "the {what} is in the page"
+        );
+    }
+    assert!(
+        !storage.to_string().contains(&code),
+        "the code is stored: {storage}"
+    );
+
+    // A key, made by ada: its snippets, its connection test.
+    page.create("Laptop").await;
+    page.expect_secret_dialog().await;
+    let secret = page.secret_value().await.as_str().unwrap().to_owned();
+    assert!(secret.starts_with("bmc_"), "{secret}");
+    assert_snippets(&page, &running.mcp(), &secret).await;
+    let before = running.upstream.count();
+    let outcome = page.test_connection().await;
+    assert!(
+        outcome.starts_with(&format!(
+            "Connected to demo-upstream {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{outcome}"
+    );
+    let seen: Vec<_> = running.upstream.all()[before..]
+        .iter()
+        .map(|seen| seen.method.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        [http::Method::POST, http::Method::DELETE],
+        "initialize, then the session ended"
+    );
+    page.click("#secret-done").await;
+    page.expect_dialog_cleared(
+        "the dialog to close and its close event to run",
+        "the secret leaves the page with the dialog",
+    )
+    .await;
+    let html = page.js("return document.documentElement.outerHTML").await;
+    assert!(
+        !html.as_str().unwrap().contains(&secret),
+        "the secret is still in the page"
+    );
+    page.assert_not_kept(
+        &secret,
+        &[STORAGE_KEY, OAUTH_SESSION_KEY],
+        &[OAUTH_CLIENT_KEY],
+    )
+    .await;
+
+    // The key is ada's, with the scope her sign-in had.
+    let row = page.row_named("Laptop").await;
+    assert_eq!(row["access"], json!("keys:manage"), "{row}");
+    let id = KeyId::from_str(row["id"].as_str().unwrap()).unwrap();
+    let record = running.keys.get(&OwnerId::new("ada"), &id).await.unwrap();
+    assert_eq!(record.owner, OwnerId::new("ada"));
+    assert_eq!(record.name, "Laptop");
+    assert!(
+        running
+            .keys
+            .get(&OwnerId::new("acct_1"), &id)
+            .await
+            .is_err(),
+        "not the bootstrap owner's"
+    );
+    page.expect_console_errors_beside(issuer, &[]).await;
+
+    // The token refused by the API (as when it expires): signed out, and told.
+    page.js_with(
+        "const t = sessionStorage.getItem(arguments[0]);
+         sessionStorage.setItem(arguments[0], t.slice(0, -4) + (t.endsWith('AAAA') ? 'BBBB' : 'AAAA'));",
+        vec![json!(STORAGE_KEY)],
+    )
+    .await;
+    page.click("#refresh-button").await;
+    let error = page.error_text().await;
+    assert!(
+        error.contains("OAuth sign-in was refused") && error.contains("Sign in again"),
+        "{error}"
+    );
+    page.expect_sign_in("the sign-in box").await;
+    page.assert_not_kept(&token, &[], &[OAUTH_CLIENT_KEY]).await;
+    page.expect_console_errors_beside(issuer, &["401"]).await;
+
+    // A pasted managing key still signs in, as itself.
+    page.sign_in(&bootstrap).await;
+    page.expect_signed_in("signed in with the key").await;
+    assert_eq!(page.text("#session-label").await, "Signed in with");
+    assert!(
+        page.row_named("bootstrap").await["name"]
+            .as_str()
+            .unwrap()
+            .contains("this session")
+    );
+    assert_eq!(page.row_count().await, 1, "acct_1's keys, not ada's");
+    page.assert_not_kept(&secret, &[STORAGE_KEY], &[OAUTH_CLIENT_KEY])
+        .await;
+    page.sign_out().await;
+    page.expect_sign_in("the sign-in box").await;
+
+    // OAuth again: the registered client is reused and the authorization
+    // server remembers ada, so the browser comes straight back.
+    page.click("#oauth-button").await;
+    page.wait_back("the page after a second sign-in").await;
+    page.expect_signed_in("signed in through OAuth again").await;
+    assert_eq!(page.text("#session-prefix").await, "ada");
+    assert_eq!(page.row_named("Laptop").await["id"], row["id"]);
+    let again = page.storage().await;
+    assert_eq!(again["local"], storage["local"], "the same client id");
+    page.expect_console_errors_beside(issuer, &[]).await;
+    page.screenshot("settings-api-keys-oauth", false).await;
+}
+
+/// What the page does with answers of the authorization server that must
+/// not sign anyone in: a cancelled sign-in (`access_denied`) and a hostile
+/// `error_description` are told as text; an answer whose state differs
+/// from the sign-in the tab started, one replayed, and one naming another
+/// issuer are refused, said so, and redeem nothing. The URL loses the
+/// answer each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_answers_that_sign_nobody_in() {
+    with_page("oauth_answers_that_sign_nobody_in", oauth_refusals).await;
+}
+
+async fn oauth_refusals(browser: Browser) {
+    let Some((running, authorization)) = with_authorization_server().await else {
+        return;
+    };
+    let issuer = authorization.issuer();
+    let url = format!("{}{}", running.url, settings::PATH);
+    let page = SettingsPage::open(browser, &url).await;
+    assert!(page.offers_oauth().await);
+    let signed_out = |what: &'static str| {
+        let page = &page;
+        async move {
+            assert!(page.hidden("app").await, "{what}: signed in");
+            assert_eq!(page.session_key().await, Value::Null, "{what}");
+            let url_now = page.client.current_url().await.unwrap();
+            assert_eq!(url_now.query(), None, "{what}: {url_now}");
+            let storage = page.storage().await;
+            assert!(
+                !storage.to_string().contains("mcp-proxy.oauth-pending"),
+                "{what}: the sign-in is still under way: {storage}"
+            );
+        }
+    };
+
+    // Cancel at the authorization server's login page.
+    page.sign_in_with_oauth(issuer).await;
+    page.cancel_at_provider().await;
+    let error = page.error_text().await;
+    assert!(
+        error.contains("access_denied") && error.contains("End-User aborted interaction"),
+        "{error}"
+    );
+    signed_out("cancelled").await;
+
+    // An answer with another state than the sign-in under way.
+    page.sign_in_with_oauth(issuer).await;
+    page.abandon_at_provider().await;
+    let state = page.pending_state().await;
+    let forged = format!("?code=forged-code&state=not-{state}&iss={issuer}");
+    page.open_callback(&forged).await;
+    let error = page.error_text().await;
+    assert!(
+        error.contains("does not match")
+            && error.contains("state")
+            && error.contains("nothing was signed in"),
+        "{error}"
+    );
+    signed_out("a wrong state").await;
+
+    // The right state with a hostile error_description: its text.
+    page.sign_in_with_oauth(issuer).await;
+    page.abandon_at_provider().await;
+    let state = page.pending_state().await;
+    let hostile = "<img src=x onerror=\"window.__pwned=1\"><b>bold</b>";
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", hostile)
+        .append_pair("state", &state)
+        .append_pair("iss", issuer)
+        .finish();
+    page.open_callback(&format!("?{query}")).await;
+    let error = page.error_text().await;
+    assert!(
+        error.contains("access_denied") && error.contains(hostile),
+        "{error}"
+    );
+    assert_eq!(
+        page.js(
+            "return [document.getElementById('error').children.length, String(window.__pwned)]"
+        )
+        .await,
+        json!([0, "undefined"])
+    );
+    signed_out("a refusal").await;
+
+    // The same answer again: this tab has no sign-in under way any more.
+    page.open_callback(&format!("?{query}")).await;
+    let error = page.error_text().await;
+    assert!(error.contains("not asked for by this tab"), "{error}");
+    signed_out("a replay").await;
+
+    // The right state, from another issuer (RFC 9207).
+    page.sign_in_with_oauth(issuer).await;
+    page.abandon_at_provider().await;
+    let state = page.pending_state().await;
+    page.open_callback(&format!(
+        "?code=forged-code&state={state}&iss=http%3A%2F%2F127.0.0.1%3A9"
+    ))
+    .await;
+    let error = page.error_text().await;
+    assert!(error.contains("did not come from"), "{error}");
+    signed_out("another issuer").await;
+
+    // None of them reached the token endpoint or signed in: a real sign-in
+    // still works after them.
+    page.sign_in_with_oauth(issuer).await;
+    page.log_in_and_consent(issuer, "grace").await;
+    page.expect_signed_in("signed in after the refusals").await;
+    assert_eq!(page.text("#session-prefix").await, "grace");
+    page.expect_console_errors_beside(issuer, &[]).await;
 }

@@ -26,6 +26,7 @@ use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt as _};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_api_keys::record::KeyRecord;
 use tower_api_keys::store::PostgresStore;
@@ -158,9 +159,9 @@ pub struct Options {
     pub limits: Option<mcp_proxy::listener::ConnectionLimits>,
     /// GitHub's public keys, to take secret-scanning reports.
     pub secret_scanning: Option<tower_api_keys::secret_scanning::PublicKeySource>,
-    /// The proxy's socket, bound by the test (to know its URL before the
-    /// proxy starts, as an authorization server set up for it needs).
-    pub listener: Option<tokio::net::TcpListener>,
+    /// Where the proxy listens (default: a new loopback port), for a test
+    /// that needs its URL before it starts.
+    pub listener: Option<TcpListener>,
 }
 
 /// The example's router on a loopback port, over a SQLite store in a
@@ -190,8 +191,8 @@ impl Running {
             test_support::serve_until(upstream_app, stop.clone().cancelled_owned()).await;
 
         let listener = match options.listener {
-            Some(listener) => listener,
-            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            Some(l) => l,
+            None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
         let url = format!("http://{}", listener.local_addr().unwrap());
         let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());

@@ -1,6 +1,8 @@
-//! The Settings → API Keys page as its user sees it: sign in, create a key,
-//! read the show-once dialog, revoke a row; and what the page must never
-//! keep. Written over the browser harness of `test_support::browser`.
+//! The Settings → API Keys page as its user sees it: sign in (with a key, or
+//! through OAuth at the authorization server's own pages), create a key,
+//! read the show-once dialog and its setup snippets, revoke a row; and what
+//! the page must never keep. Written over the browser harness of
+//! `test_support::browser`.
 #![allow(unreachable_pub)]
 
 use std::ops::Deref;
@@ -8,16 +10,36 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use test_support::browser::fantoccini::Locator;
 use test_support::browser::fantoccini::key::Key;
 use test_support::browser::{Browser, PATIENCE, screenshot_path};
 
-/// Where the page keeps the managing key, in `sessionStorage`.
+/// Where the page keeps the managing key (or access token), in
+/// `sessionStorage`.
 pub const STORAGE_KEY: &str = "mcp-proxy.managing-key";
+/// Beside it after an OAuth sign-in, in `sessionStorage`: who signed in.
+pub const OAUTH_SESSION_KEY: &str = "mcp-proxy.oauth-session";
+/// The OAuth sign-in under way (state, PKCE verifier), in `sessionStorage`.
+pub const OAUTH_PENDING_KEY: &str = "mcp-proxy.oauth-pending";
+/// The page's OAuth client id, in `localStorage`: the one thing kept there.
+pub const OAUTH_CLIENT_KEY: &str = "mcp-proxy.oauth-client";
+/// The setup snippets of the show-once dialog, by the suffix of their id.
+pub const SNIPPETS: [&str; 7] = [
+    "claude-code",
+    "claude-desktop",
+    "codex",
+    "codex-env",
+    "cursor",
+    "vscode",
+    "curl",
+];
 
 /// The page in a browser; the browser's own helpers through `Deref`.
 #[derive(Debug)]
 pub struct SettingsPage {
     browser: Browser,
+    /// Where the page is served.
+    pub url: String,
 }
 
 impl Deref for SettingsPage {
@@ -35,6 +57,7 @@ impl SettingsPage {
                 "the page's error region says",
                 "return document.getElementById('error').textContent",
             ),
+            url: url.to_owned(),
         };
         page.client.goto(url).await.unwrap();
         page.expect_sign_in("the sign-in box").await;
@@ -88,6 +111,163 @@ impl SettingsPage {
     /// Clicks "Sign out".
     pub async fn sign_out(&self) {
         self.click("#signout-button").await;
+    }
+
+    // --------------------------------------------------------------- OAuth
+
+    /// Waits for the page to have read its config; whether it offers to
+    /// sign in with OAuth.
+    pub async fn offers_oauth(&self) -> bool {
+        let said = self
+            .wait_for(
+                "the page's config",
+                "return document.getElementById('signin').dataset.oauth",
+            )
+            .await;
+        let offered = said == json!("on");
+        assert_eq!(
+            self.hidden("oauth-signin").await,
+            !offered,
+            "the OAuth button shows exactly when offered"
+        );
+        offered
+    }
+
+    /// Clicks "Sign in with OAuth" and waits for the authorization server's
+    /// login form, at `issuer`.
+    pub async fn sign_in_with_oauth(&self, issuer: &str) {
+        self.click("#oauth-button").await;
+        self.wait_at(
+            "the authorization server's login form",
+            issuer,
+            "input[name=login]",
+        )
+        .await;
+    }
+
+    /// At the authorization server's development pages: logs in as `login`
+    /// (with any password) and consents; waits for the page again.
+    pub async fn log_in_and_consent(&self, issuer: &str, login: &str) {
+        self.type_into("input[name=login]", login).await;
+        self.type_into("input[name=password]", "any password").await;
+        self.click("button[type=submit]").await;
+        self.wait_at(
+            "the authorization server's consent form",
+            issuer,
+            "input[name=prompt][value=consent]",
+        )
+        .await;
+        self.click("button[type=submit]").await;
+        self.wait_back("the page after the sign-in").await;
+    }
+
+    /// "Cancel" on the authorization server's login page; waits for the
+    /// page again.
+    pub async fn cancel_at_provider(&self) {
+        self.click("a[href*='/abort']").await;
+        self.wait_back("the page after the cancelled sign-in").await;
+    }
+
+    /// Opens the page at `query` (`?...`, an answer of the authorization
+    /// server as a forger would make it).
+    pub async fn open_callback(&self, query: &str) {
+        self.client
+            .goto(&format!("{}{query}", self.url))
+            .await
+            .unwrap();
+        self.wait_back("the page with the forged answer").await;
+    }
+
+    /// Leaves the authorization server's page for the page itself, as a
+    /// user abandoning the sign-in would.
+    pub async fn abandon_at_provider(&self) {
+        self.client.goto(&self.url).await.unwrap();
+        self.wait_back("the page again").await;
+    }
+
+    /// The state of the sign-in under way in this tab.
+    pub async fn pending_state(&self) -> String {
+        let pending = self
+            .js_with(
+                "return JSON.parse(sessionStorage.getItem(arguments[0]))",
+                vec![json!(OAUTH_PENDING_KEY)],
+            )
+            .await;
+        pending["state"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sign-in under way: {pending}"))
+            .to_owned()
+    }
+
+    /// Waits until the browser is at `origin`'s page that has `css`,
+    /// whatever navigations happen on the way.
+    async fn wait_at(&self, what: &str, origin: &str, css: &str) {
+        let started = Instant::now();
+        loop {
+            let url = self.client.current_url().await.ok();
+            if let Some(url) = &url
+                && url.as_str().starts_with(origin)
+                && self.client.find(Locator::Css(css)).await.is_ok()
+            {
+                return;
+            }
+            if started.elapsed() > PATIENCE {
+                let error = self
+                    .client
+                    .execute(
+                        "const e = document.getElementById('error'); return e && e.textContent",
+                        vec![],
+                    )
+                    .await
+                    .ok();
+                panic!(
+                    "waited {PATIENCE:?} for {what}; the browser is at {url:?}, the page's error \
+                     region says {error:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the page again after the authorization server's, and for
+    /// its script to have read the answer (no "Finishing the sign-in"
+    /// under way).
+    pub async fn wait_back(&self, what: &str) {
+        self.wait_at(what, &self.url, "#signin").await;
+        self.wait_for(
+            what,
+            "return document.getElementById('status').textContent !== 'Finishing the sign-in…'",
+        )
+        .await;
+    }
+
+    /// As `expect_console_errors`, letting through the failed favicon load
+    /// of `issuer`'s pages (its development pages have no icon).
+    pub async fn expect_console_errors_beside(&self, issuer: &str, expected: &[&str]) {
+        let favicon = format!("{issuer}/favicon.ico ");
+        let unexpected: Vec<String> = self
+            .console_errors()
+            .await
+            .into_iter()
+            .filter(|message| {
+                !message.starts_with(&favicon)
+                    && !expected.iter().any(|status| {
+                        message.contains("Failed to load resource")
+                            && message.contains(&format!("status of {status}"))
+                    })
+            })
+            .collect();
+        assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
+    }
+
+    /// `localStorage` and `sessionStorage`: `{local, session}`, each a list
+    /// of `[name, value]`.
+    pub async fn storage(&self) -> Value {
+        self.js(
+            "const all = (s) => Object.keys(s).sort().map(k => [k, s.getItem(k)]);
+             return {local: all(localStorage), session: all(sessionStorage) };",
+        )
+        .await
     }
 
     // ---------------------------------------------------------------- errors
@@ -168,6 +348,44 @@ impl SettingsPage {
         )
         .await;
         assert_eq!(self.secret_value().await, json!(""), "{why}");
+        // The snippets, the URL and the connection test's outcome go too.
+        let left = self
+            .js(
+                "return [...document.querySelectorAll('#secret-dialog [data-snippet], #setup-url, \
+                     #test-connection-status, #secret-copy-status')]
+                     .filter(e => e.textContent !== '').map(e => e.id)",
+            )
+            .await;
+        assert_eq!(left, json!([]), "{why}: left in the dialog");
+    }
+
+    /// What each setup snippet of the dialog says, by name.
+    pub async fn snippets(&self) -> std::collections::BTreeMap<String, String> {
+        let mut all = std::collections::BTreeMap::new();
+        for name in SNIPPETS {
+            let text = self
+                .js_with(
+                    "return document.getElementById('snippet-' + arguments[0]).textContent",
+                    vec![json!(name)],
+                )
+                .await;
+            all.insert(name.to_owned(), text.as_str().unwrap().to_owned());
+        }
+        all
+    }
+
+    /// Clicks "Test connection"; what the dialog says once it is done.
+    pub async fn test_connection(&self) -> String {
+        self.click("#test-connection").await;
+        self.wait_for(
+            "the connection test to end",
+            "const s = document.getElementById('test-connection-status');
+             return ['ok', 'failed'].includes(s.dataset.outcome) && s.textContent",
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
     }
 
     /// Escape in the dialog's secret field.
@@ -295,23 +513,41 @@ impl SettingsPage {
 
     /// The new key's secret is in no URL, no storage but the managing key's.
     pub async fn assert_secret_not_kept(&self, secret: &str) {
+        self.assert_not_kept(secret, &[STORAGE_KEY], &[]).await;
+    }
+
+    /// `secret` is in no URL and no storage; the URL has no query or
+    /// fragment; `sessionStorage` holds the `session` names and
+    /// `localStorage` the `local` ones, no others.
+    pub async fn assert_not_kept(&self, secret: &str, session: &[&str], local: &[&str]) {
         let url = self.client.current_url().await.unwrap();
         assert!(!url.as_str().contains(secret), "the secret is in the URL");
         assert!(!url.as_str().contains("bmc_"), "a key is in the URL: {url}");
         assert_eq!(url.query(), None, "{url}");
-        let storage = self
-            .js(
-                "const all = (s) => Object.keys(s).map(k => [k, s.getItem(k)]);
-                 return {local: all(localStorage), session: all(sessionStorage) };",
-            )
-            .await;
-        assert_eq!(storage["local"], json!([]), "nothing in localStorage");
-        let session = storage["session"].as_array().unwrap();
-        assert_eq!(session.len(), 1, "{storage}");
-        assert_eq!(session[0][0], json!(STORAGE_KEY));
+        assert_eq!(url.fragment(), None, "{url}");
+        let storage = self.storage().await;
+        let names = |area: &str| -> Vec<String> {
+            storage[area]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| entry[0].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let sorted = |names: &[&str]| {
+            let mut names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names("local"), sorted(local), "localStorage: {storage}");
+        assert_eq!(
+            names("session"),
+            sorted(session),
+            "sessionStorage: {storage}"
+        );
         assert!(
             !storage.to_string().contains(secret),
-            "the new secret is stored"
+            "the secret is stored"
         );
     }
 
