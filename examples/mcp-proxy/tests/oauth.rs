@@ -6,17 +6,18 @@
 //! server in the same test, clients configured with a key header (the
 //! Python SDK and rmcp) that connect without any OAuth step.
 //!
+//! The settings page signs in both ways on such a server too, beside the
+//! same clients (`settings_page.rs`: `sign_in_with_oauth_create_a_key_and_test_it`).
+//!
 //! Needs Node (for oidc-provider) and Python with the `mcp` package
 //! (`pip install -r tests/python/requirements.txt`); without them the tests
 //! say so loudly and pass, and with `REQUIRE_OAUTH=1` they fail instead.
 
 mod common;
 
-use std::path::Path;
-use std::sync::Once;
 use std::time::Duration;
 
-use common::{Options, Running, connect, whoami};
+use common::{Options, Running, connect, python, whoami};
 use mcp_proxy::server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -25,50 +26,6 @@ use test_support::oauth::AuthorizationServer;
 /// The scopes the authorization server grants for the proxy: `/mcp`
 /// requires `mcp`; the management API requires `keys:manage`.
 const SCOPES: &str = "mcp keys:manage";
-
-/// `python3` with the `mcp` package, or a loud skip (a failure with
-/// `REQUIRE_OAUTH=1`).
-fn python() -> Option<&'static str> {
-    static BANNER: Once = Once::new();
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import mcp, httpx2"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if ok {
-        return Some("python3");
-    }
-    assert!(
-        std::env::var("REQUIRE_OAUTH").as_deref() != Ok("1"),
-        "REQUIRE_OAUTH=1 but python3 cannot import mcp: pip install -r examples/mcp-proxy/tests/python/requirements.txt"
-    );
-    BANNER.call_once(|| {
-        eprintln!(
-            "\n==================================================================\n\
-             SKIPPED: python3 with the mcp package is missing; the OAuth client tests did not run\n\
-             (pip install -r examples/mcp-proxy/tests/python/requirements.txt)\n\
-             ==================================================================\n"
-        );
-    });
-    None
-}
-
-/// Runs one of the Python clients; its one JSON line, or its error.
-fn run_python(script: &str, args: &[&str], key: Option<&str>) -> Result<Value, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let mut command = std::process::Command::new("python3");
-    command.current_dir(&dir).arg(script).args(args);
-    if let Some(key) = key {
-        command.env("MCP_API_KEY", key);
-    }
-    let out = command.output().map_err(|error| error.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        return Err(format!("{script} failed: {stderr}"));
-    }
-    serde_json::from_str(stdout.trim())
-        .map_err(|error| format!("{script}: {error}: {stdout} {stderr}"))
-}
 
 /// A proxy that takes `auth`'s tokens, on `listener`, with `/mcp` needing
 /// the scope `mcp`.
@@ -93,7 +50,9 @@ async fn bind() -> (tokio::net::TcpListener, String) {
 
 #[tokio::test]
 async fn oauth_clients_sign_in_and_key_clients_never_see_oauth_on_the_same_server() {
-    let Some(_) = python() else { return };
+    if !python::available() {
+        return;
+    }
     let (listener, url) = bind().await;
     let resource = format!("{url}/mcp");
     let Some(auth) = AuthorizationServer::start(&[&resource], SCOPES).await else {
@@ -137,18 +96,12 @@ async fn oauth_clients_sign_in_and_key_clients_never_see_oauth_on_the_same_serve
     );
 
     // The Python SDK's OAuth client: the whole flow, then whoami.
-    let signed_in = tokio::task::spawn_blocking({
-        let mcp = mcp.clone();
-        move || {
-            run_python(
-                "oauth_client.py",
-                &[&mcp, "alice", "--tool", "whoami"],
-                None,
-            )
-        }
-    })
+    let signed_in = python::run(
+        "oauth_client.py",
+        &[&mcp, "alice", "--tool", "whoami"],
+        None,
+    )
     .await
-    .unwrap()
     .unwrap();
     assert_eq!(signed_in["authorized"], true);
     let who: Value = serde_json::from_str(signed_in["result"].as_str().unwrap()).unwrap();
@@ -172,14 +125,9 @@ async fn oauth_clients_sign_in_and_key_clients_never_see_oauth_on_the_same_serve
                 .scopes(tower_api_keys::record::Scopes::only(["mcp"])),
         )
         .await;
-    let by_key = tokio::task::spawn_blocking({
-        let mcp = mcp.clone();
-        let key = key.clone();
-        move || run_python("key_client.py", &[&mcp, "--tool", "whoami"], Some(&key))
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let by_key = python::run("key_client.py", &[&mcp, "--tool", "whoami"], Some(&key))
+        .await
+        .unwrap();
     let who: Value = serde_json::from_str(by_key["result"].as_str().unwrap()).unwrap();
     assert_eq!(who["credential"], "api_key");
     assert_eq!(who["key_id"], record.id.to_string());

@@ -872,8 +872,10 @@ async fn with_authorization_server() -> Option<(Running, AuthorizationServer)> {
 /// The user creates a key (owned by their login), sees the snippets with
 /// this server's URL and the key, tests the connection, and closes the
 /// dialog with nothing left of the secret. A token the API then refuses
-/// signs out, saying so. The same page still signs in with a pasted key;
-/// and signing in with OAuth again reuses the registered client.
+/// signs out, saying so. On the same server, rmcp and the Python SDK use
+/// that key as a header without any OAuth step, while the SDK's OAuth
+/// client signs in by itself. The same page still signs in with a pasted
+/// key; and signing in with OAuth again reuses the registered client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_oauth_create_a_key_and_test_it() {
     with_page("sign_in_with_oauth_create_a_key_and_test_it", oauth_journey).await;
@@ -1012,6 +1014,39 @@ async fn oauth_journey(browser: Browser) {
         &[OAUTH_CLIENT_KEY],
     )
     .await;
+
+    // On the same server, the key the page made in the clients people set
+    // up by hand: the Python SDK with the key as its header and rmcp, never
+    // sent into OAuth; and beside them the Python SDK's own OAuth client,
+    // signing in by itself.
+    let mcp = running.mcp();
+    let client = common::connect(&mcp, &secret).await.unwrap();
+    assert_eq!(common::whoami(&client).await.owner, "ada");
+    client.cancel().await.unwrap();
+    if common::python::available() {
+        let by_key =
+            common::python::run("key_client.py", &[&mcp, "--tool", "whoami"], Some(&secret))
+                .await
+                .unwrap();
+        let who: Value = serde_json::from_str(by_key["result"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (who["credential"].as_str(), who["owner"].as_str()),
+            (Some("api_key"), Some("ada"))
+        );
+        let by_oauth = common::python::run(
+            "oauth_client.py",
+            &[&mcp, "grace", "--tool", "whoami"],
+            None,
+        )
+        .await
+        .unwrap();
+        let who: Value = serde_json::from_str(by_oauth["result"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (who["credential"].as_str(), who["owner"].as_str()),
+            (Some("access_token"), Some("grace"))
+        );
+    }
+    running.upstream.assert_no_authorization();
 
     // The key is ada's, with the scope her sign-in had.
     let row = page.row_named("Laptop").await;

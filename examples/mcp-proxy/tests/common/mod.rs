@@ -33,6 +33,7 @@ use tower_api_keys::store::PostgresStore;
 use tower_api_keys::{ApiKeys, NewKey};
 
 pub mod process;
+pub mod python;
 pub mod settings_page;
 
 pub use test_support::TempDir;
