@@ -8,180 +8,18 @@
 //! example's tests.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::IntoResponse as _;
 use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use p256::ecdsa::SigningKey;
-use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use test_support::issuer::{Forgery, Hostile, Issuer, IssuerKey};
 use tower_api_keys::oauth::OAuth;
 use tower_api_keys::{ApiKeys, AuthenticatedKey, Caller, MemoryStore, NewKey};
 
 const RESOURCE: &str = "https://mcp.example.test/mcp";
-
-/// A signing key of the issuer, with its `kid`.
-struct IssuerKey {
-    kid: String,
-    signing: SigningKey,
-}
-
-impl IssuerKey {
-    fn new(kid: &str) -> Self {
-        Self {
-            kid: kid.to_owned(),
-            signing: SigningKey::random(&mut rand_core::OsRng),
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        let point = self.signing.verifying_key().to_encoded_point(false);
-        json!({
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
-            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-        })
-    }
-
-    fn public_pem(&self) -> String {
-        self.signing
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap()
-    }
-
-    /// Signs `claims` under a header as given, with this key's ES256,
-    /// whatever the header claims.
-    fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature: p256::ecdsa::Signature =
-            p256::ecdsa::signature::Signer::sign(&self.signing, signing_input.as_bytes());
-        format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        )
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let pem = self.signing.to_pkcs8_pem(LineEnding::LF).unwrap();
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("at+jwt".into());
-        jsonwebtoken::encode(
-            &header,
-            claims,
-            &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
-        )
-        .unwrap()
-    }
-}
-
-/// What the issuer serves, and how often it was asked.
-#[derive(Default)]
-struct Served {
-    keys: Mutex<Vec<Value>>,
-    /// Serve 500s instead.
-    down: std::sync::atomic::AtomicBool,
-    /// How the issuer misbehaves, if it does.
-    hostile: Mutex<Option<Hostile>>,
-    metadata_fetches: AtomicUsize,
-    jwks_fetches: AtomicUsize,
-}
-
-/// The ways an issuer (or whoever answers in its place) can misbehave.
-#[derive(Clone)]
-enum Hostile {
-    /// Metadata naming another issuer (a mix-up).
-    OtherIssuer,
-    /// The metadata redirects elsewhere.
-    Redirect(String),
-    /// A key set of a few megabytes.
-    HugeKeySet,
-}
-
-struct Issuer {
-    url: String,
-    served: Arc<Served>,
-}
-
-impl Issuer {
-    async fn start(keys: &[&IssuerKey]) -> Self {
-        let served = Arc::new(Served::default());
-        *served.keys.lock().unwrap() = keys.iter().map(|key| key.jwk()).collect();
-        let app = Router::new()
-            .route(
-                "/.well-known/oauth-authorization-server",
-                get(
-                    |State(served): State<Arc<Served>>, headers: http::HeaderMap| async move {
-                        served.metadata_fetches.fetch_add(1, Ordering::SeqCst);
-                        if served.down.load(Ordering::SeqCst) {
-                            return Err(StatusCode::INTERNAL_SERVER_ERROR);
-                        }
-                        let host = headers["host"].to_str().unwrap().to_owned();
-                        let hostile = served.hostile.lock().unwrap().clone();
-                        let issuer = match hostile {
-                            Some(Hostile::OtherIssuer) => "https://someone-else.test".to_owned(),
-                            Some(Hostile::Redirect(to)) => {
-                                return Ok(axum::response::Redirect::temporary(&to).into_response());
-                            }
-                            _ => format!("http://{host}"),
-                        };
-                        Ok(axum::Json(json!({
-                            "issuer": issuer,
-                            "jwks_uri": format!("http://{host}/jwks"),
-                        }))
-                        .into_response())
-                    },
-                ),
-            )
-            .route(
-                "/jwks",
-                get(|State(served): State<Arc<Served>>| async move {
-                    served.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-                    if served.down.load(Ordering::SeqCst) {
-                        return Err(StatusCode::INTERNAL_SERVER_ERROR);
-                    }
-                    if matches!(*served.hostile.lock().unwrap(), Some(Hostile::HugeKeySet)) {
-                        let padding = "A".repeat(4 << 20);
-                        return Ok(axum::Json(
-                            json!({ "keys": *served.keys.lock().unwrap(), "padding": padding }),
-                        ));
-                    }
-                    Ok(axum::Json(json!({ "keys": *served.keys.lock().unwrap() })))
-                }),
-            )
-            .with_state(Arc::clone(&served));
-        let addr: SocketAddr = test_support::serve(app).await;
-        Self {
-            url: format!("http://{addr}"),
-            served,
-        }
-    }
-
-    fn claims(&self, sub: &str, scope: &str) -> Value {
-        let now = chrono::Utc::now().timestamp();
-        json!({
-            "iss": self.url, "sub": sub, "aud": RESOURCE, "scope": scope,
-            "client_id": "client-1", "iat": now, "exp": now + 600, "jti": "t1",
-        })
-    }
-
-    fn jwks_fetches(&self) -> usize {
-        self.served.jwks_fetches.load(Ordering::SeqCst)
-    }
-}
 
 /// An app behind keys and the issuer's tokens: `/whoami` takes either,
 /// `/scoped` needs `files:read`, `/key-only` takes keys alone.
@@ -249,7 +87,7 @@ fn oauth(issuer: &Issuer) -> OAuth {
 #[tokio::test]
 async fn a_token_of_the_issuer_authenticates_beside_keys() {
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let app = App::start(Some(oauth(&issuer))).await;
     let token = key.sign(&issuer.claims("user-42", "files:read mcp"));
     let (status, _, body) = app.get("/whoami", &token).await;
@@ -286,119 +124,22 @@ async fn a_token_of_the_issuer_authenticates_beside_keys() {
     assert_eq!(issuer.jwks_fetches(), 1);
 }
 
-/// Forges a token: `header` and `payload` as given, and a signature.
-fn compact(header: &Value, payload: &Value, signature: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(payload.to_string()),
-        URL_SAFE_NO_PAD.encode(signature)
-    )
-}
-
 #[tokio::test]
 async fn every_bad_token_is_refused_as_rfc_6750_says() {
     let key = IssuerKey::new("k1");
-    let stranger = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let app = App::start(Some(
         oauth(&issuer).jwks_refetch_interval(Duration::from_secs(3600)),
     ))
     .await;
-    let good = issuer.claims("user-42", "mcp");
-    let now = chrono::Utc::now().timestamp();
-    let with = |field: &str, value: Value| {
-        let mut claims = good.clone();
-        claims[field] = value;
-        claims
-    };
-    let valid = key.sign(&good);
-    let (header, rest) = valid.split_once('.').unwrap();
-    let (_, signature) = rest.split_once('.').unwrap();
-    let other_payload = URL_SAFE_NO_PAD.encode(with("sub", json!("admin")).to_string());
-    // HS256 with the issuer's public key as the secret (the classic confusion).
-    let hs256 = {
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some("k1".into());
-        jsonwebtoken::encode(
-            &header,
-            &good,
-            &EncodingKey::from_secret(key.public_pem().as_bytes()).unwrap(),
-        )
-        .unwrap()
-    };
-    let cases: Vec<(&str, String, &str)> = vec![
-        (
-            "expired",
-            key.sign(&with("exp", json!(now - 120))),
-            "The access token has expired",
-        ),
-        (
-            "not yet valid",
-            key.sign(&with("nbf", json!(now + 600))),
-            "The access token is invalid",
-        ),
-        (
-            "wrong issuer",
-            key.sign(&with("iss", json!("https://evil.test"))),
-            "The access token is invalid",
-        ),
-        (
-            "another resource",
-            key.sign(&with("aud", json!("https://other.test/mcp"))),
-            "The access token is invalid",
-        ),
-        (
-            "no subject",
-            key.sign(&{
-                let mut c = good.clone();
-                c.as_object_mut().unwrap().remove("sub");
-                c
-            }),
-            "The access token is invalid",
-        ),
-        (
-            "a control character in sub",
-            key.sign(&with("sub", json!("user\u{1b}[2J"))),
-            "The access token is invalid",
-        ),
-        (
-            "unknown kid",
-            IssuerKey::new("k9").sign(&good),
-            "The access token is invalid",
-        ),
-        (
-            "signed by a stranger with a known kid",
-            stranger.sign(&good),
-            "The access token is invalid",
-        ),
-        (
-            "alg none",
-            compact(&json!({"alg": "none", "kid": "k1"}), &good, b""),
-            "The access token is invalid",
-        ),
-        (
-            "HS256 with the public key",
-            hs256,
-            "The access token is invalid",
-        ),
-        (
-            "a signature over another payload",
-            format!("{header}.{other_payload}.{signature}"),
-            "The access token is invalid",
-        ),
-        (
-            "truncated",
-            valid[..valid.len() - 10].to_owned(),
-            "The access token is invalid",
-        ),
-        (
-            "two segments",
-            format!("{header}.{other_payload}"),
-            "The access token is invalid",
-        ),
-    ];
-    for (case, token, description) in cases {
+    let valid = key.sign(&issuer.claims("user-42", "mcp"));
+    let cases = issuer.forgeries(&key);
+    for Forgery {
+        case,
+        token,
+        description,
+    } in cases
+    {
         let (status, challenge, body) = app.get("/whoami", &token).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
         assert!(
@@ -438,7 +179,7 @@ async fn every_bad_token_is_refused_as_rfc_6750_says() {
 #[tokio::test]
 async fn a_token_in_the_key_format_is_checked_as_a_key_and_never_reaches_the_issuer() {
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let app = App::start(Some(oauth(&issuer))).await;
     // Wait for the prefetch, so that the count below is steady.
     let _ = app
@@ -473,7 +214,7 @@ async fn a_token_in_the_key_format_is_checked_as_a_key_and_never_reaches_the_iss
 #[tokio::test]
 async fn without_an_issuer_a_jwt_is_a_malformed_key_as_before() {
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let app = App::start(None).await;
     let (status, challenge, body) = app
         .get("/whoami", &key.sign(&issuer.claims("u", "mcp")))
@@ -488,7 +229,7 @@ async fn without_an_issuer_a_jwt_is_a_malformed_key_as_before() {
 #[tokio::test]
 async fn an_unreachable_issuer_fails_closed_and_keys_still_work() {
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     issuer.served.down.store(true, Ordering::SeqCst);
     let app = App::start(Some(oauth(&issuer))).await;
     let token = key.sign(&issuer.claims("user-42", "mcp"));
@@ -529,7 +270,7 @@ async fn an_unreachable_issuer_fails_closed_and_keys_still_work() {
 async fn rotated_keys_are_honoured() {
     let old = IssuerKey::new("2026-11");
     let new = IssuerKey::new("2026-12");
-    let issuer = Issuer::start(&[&old]).await;
+    let issuer = Issuer::start(RESOURCE, &[&old]).await;
     let app = App::start(Some(oauth(&issuer).jwks_refetch_interval(Duration::ZERO))).await;
     assert_eq!(
         app.get("/whoami", &old.sign(&issuer.claims("u", "mcp")))
@@ -595,7 +336,7 @@ async fn no_token_reaches_the_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let app = App::start(Some(oauth(&issuer))).await;
     let good = key.sign(&issuer.claims("user-42", "mcp"));
     let forged = IssuerKey::new("k1").sign(&issuer.claims("user-42", "mcp"));
@@ -621,7 +362,7 @@ async fn no_token_reaches_the_logs() {
 #[tokio::test]
 async fn a_user_signed_in_with_oauth_manages_their_own_keys_and_no_one_elses() {
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let keys = ApiKeys::builder(MemoryStore::new())
         .oauth(oauth(&issuer))
         .build()
@@ -728,7 +469,7 @@ async fn a_user_signed_in_with_oauth_manages_their_own_keys_and_no_one_elses() {
 async fn an_issuer_that_cannot_be_trusted_makes_tokens_a_503_not_a_pass() {
     let key = IssuerKey::new("k1");
     // A target the redirect points at: it must never be asked.
-    let elsewhere = Issuer::start(&[&key]).await;
+    let elsewhere = Issuer::start(RESOURCE, &[&key]).await;
     for hostile in [
         Hostile::OtherIssuer,
         Hostile::Redirect(format!(
@@ -737,7 +478,7 @@ async fn an_issuer_that_cannot_be_trusted_makes_tokens_a_503_not_a_pass() {
         )),
         Hostile::HugeKeySet,
     ] {
-        let issuer = Issuer::start(&[&key]).await;
+        let issuer = Issuer::start(RESOURCE, &[&key]).await;
         *issuer.served.hostile.lock().unwrap() = Some(hostile);
         let app = App::start(Some(oauth(&issuer))).await;
         let token = key.sign(&issuer.claims("user-42", "mcp"));
@@ -755,8 +496,8 @@ async fn an_issuer_that_cannot_be_trusted_makes_tokens_a_503_not_a_pass() {
 async fn no_token_makes_the_layer_fetch_a_url_it_names_and_a_down_issuer_is_not_asked_per_request()
 {
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
-    let attacker = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
+    let attacker = Issuer::start(RESOURCE, &[&key]).await;
     let app = App::start(Some(oauth(&issuer).jwks_refetch_interval(Duration::ZERO))).await;
     assert_eq!(
         app.get("/whoami", &key.sign(&issuer.claims("u", "mcp")))
@@ -786,7 +527,7 @@ async fn no_token_makes_the_layer_fetch_a_url_it_names_and_a_down_issuer_is_not_
 
     // An issuer that is down is asked again only after a back-off, not
     // once per request.
-    let down = Issuer::start(&[&key]).await;
+    let down = Issuer::start(RESOURCE, &[&key]).await;
     down.served.down.store(true, Ordering::SeqCst);
     let app = App::start(Some(oauth(&down))).await;
     let token = key.sign(&down.claims("u", "mcp"));
@@ -806,7 +547,7 @@ async fn no_token_makes_the_layer_fetch_a_url_it_names_and_a_down_issuer_is_not_
 #[tokio::test]
 async fn bad_tokens_count_as_failed_attempts() {
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let keys = ApiKeys::builder(MemoryStore::new())
         .oauth(oauth(&issuer))
         .failed_attempt_limit(tower_api_keys::limit::FailedAttemptLimit::new(
@@ -841,7 +582,7 @@ async fn a_token_cannot_borrow_another_algorithm_for_its_key() {
     // The key set says ES256 for k1; a token claiming ES384 under k1, or a
     // key published without alg used for an RSA algorithm, is refused.
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let app = App::start(Some(oauth(&issuer))).await;
     let claims = issuer.claims("u", "mcp");
     for alg in ["ES384", "RS256", "PS256", "EdDSA"] {
@@ -861,7 +602,7 @@ async fn a_token_cannot_borrow_another_algorithm_for_its_key() {
 async fn token_decisions_are_counted_by_credential_kind_without_a_subject() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let key = IssuerKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
+    let issuer = Issuer::start(RESOURCE, &[&key]).await;
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let keys = metrics::with_local_recorder(&recorder, || {

@@ -19,6 +19,8 @@ use axum::Router;
 #[cfg(feature = "browser")]
 pub mod browser;
 #[cfg(feature = "oauth")]
+pub mod issuer;
+#[cfg(feature = "oauth")]
 pub mod oauth;
 pub mod pg;
 pub mod redis;

@@ -1,16 +1,12 @@
 //! The subjects of `benches/tokens.rs`: an issuer of the bench's own on a
-//! loopback socket (metadata and key set), a layer that accepts its access
-//! tokens beside keys, a valid token, a forged one, and a key.
+//! loopback socket (metadata and key set, `test_support::issuer`), a layer
+//! that accepts its access tokens beside keys, a valid token, a forged
+//! one, and a key.
 
-use std::sync::Arc;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use p256::ecdsa::SigningKey;
-use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::json;
+use test_support::issuer::{Issuer, IssuerKey};
 use tower::Service as _;
 use tower_api_keys::oauth::OAuth;
 use tower_api_keys::{ApiKeys, MemoryStore, NewKey};
@@ -34,18 +30,12 @@ pub struct TokenSubjects {
     /// The issuer's public key as the layer holds it, for the floor.
     pub floor_key: DecodingKey,
     raw_token: String,
+    /// Serving while the subjects live.
+    _issuer: Issuer,
 }
 
-fn sign(signing: &SigningKey, claims: &serde_json::Value) -> String {
-    let pem = signing.to_pkcs8_pem(LineEnding::LF).expect("pem");
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("bench".into());
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &EncodingKey::from_ec_pem(pem.as_bytes()).expect("key"),
-    )
-    .expect("sign")
+fn bearer(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Bearer {token}")).expect("header")
 }
 
 impl TokenSubjects {
@@ -53,65 +43,37 @@ impl TokenSubjects {
     /// warms its key cache and the issuer's key set.
     pub fn new(subjects: &Subjects) -> Self {
         let runtime = &subjects.runtime;
-        let signing = SigningKey::random(&mut rand_core::OsRng);
-        let point = signing.verifying_key().to_encoded_point(false);
-        let (x, y) = (
-            URL_SAFE_NO_PAD.encode(point.x().expect("x")),
-            URL_SAFE_NO_PAD.encode(point.y().expect("y")),
-        );
-        let floor_key = DecodingKey::from_ec_components(&x, &y).expect("a P-256 key");
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "bench", "x": x, "y": y,
-        });
-        let jwks = Arc::new(json!({ "keys": [jwk] }));
-        let addr = runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let issuer = format!("http://{addr}");
-            let metadata =
-                Arc::new(json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks") }));
-            let app = axum::Router::new()
-                .route(
-                    "/.well-known/oauth-authorization-server",
-                    axum::routing::get(move || async move { axum::Json((*metadata).clone()) }),
-                )
-                .route(
-                    "/jwks",
-                    axum::routing::get(move || async move { axum::Json((*jwks).clone()) }),
-                );
-            tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-            addr
-        });
-        let issuer = format!("http://{addr}");
+        let signing = IssuerKey::new("bench");
+        let issuer = runtime.block_on(Issuer::start(RESOURCE, &[&signing]));
+        let jwk = signing.jwk();
+        let floor_key = DecodingKey::from_ec_components(
+            jwk["x"].as_str().expect("x"),
+            jwk["y"].as_str().expect("y"),
+        )
+        .expect("a P-256 key");
         let keys = {
             let _guard = runtime.enter();
             ApiKeys::builder(MemoryStore::new())
                 .cache_ttl(CACHE_TTL)
-                .oauth(OAuth::new(&issuer, RESOURCE).jwks_max_age(CACHE_TTL))
+                .oauth(OAuth::new(&issuer.url, RESOURCE).jwks_max_age(CACHE_TTL))
                 .build()
                 .expect("build")
         };
         let created = runtime
             .block_on(keys.create(NewKey::new("bench", "bench")))
             .expect("create");
-        let key = HeaderValue::from_str(&format!("Bearer {}", created.secret.expose_secret()))
-            .expect("header");
-        let now = chrono::Utc::now().timestamp();
-        let claims = json!({
-            "iss": issuer, "sub": "user-1", "aud": RESOURCE, "scope": "mcp",
-            "client_id": "bench", "iat": now, "exp": now + 3 * 3600,
-        });
-        let raw_token = sign(&signing, &claims);
-        let forged = sign(&SigningKey::random(&mut rand_core::OsRng), &claims);
+        // Valid for longer than any run.
+        let mut claims = issuer.claims("user-1", "mcp");
+        claims["exp"] = json!(claims["iat"].as_i64().unwrap_or_default() + 3 * 3600);
+        let raw_token = signing.sign(&claims);
         let subjects = Self {
             keys,
-            key,
-            token: HeaderValue::from_str(&format!("Bearer {raw_token}")).expect("header"),
-            forged: HeaderValue::from_str(&format!("Bearer {forged}")).expect("header"),
+            key: bearer(created.secret.expose_secret()),
+            token: bearer(&raw_token),
+            forged: bearer(&IssuerKey::new("bench").sign(&claims)),
             floor_key,
             raw_token,
+            _issuer: issuer,
         };
         // The first token fetches the issuer's metadata and key set, the
         // first key request looks the key up; later ones wait for neither.

@@ -21,6 +21,7 @@ use common::{Options, Running, connect, python, whoami};
 use mcp_proxy::server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use test_support::issuer::{Forgery, Issuer, IssuerKey};
 use test_support::oauth::AuthorizationServer;
 
 /// The scopes the authorization server grants for the proxy: `/mcp`
@@ -281,4 +282,69 @@ async fn bad_tokens_from_or_beside_the_real_issuer_are_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// The whole list of bad tokens, against the proxy itself: an issuer whose
+/// keys the test holds signs what a real authorization server will not
+/// (expired, not yet valid, for another issuer or resource, under another
+/// algorithm), and each gets the RFC 6750 answer on `/mcp` without
+/// reaching the upstream.
+#[tokio::test]
+async fn every_kind_of_bad_token_is_refused_on_mcp() {
+    let (listener, url) = bind().await;
+    let key = IssuerKey::new("k1");
+    let issuer = Issuer::start(&format!("{url}/mcp"), &[&key]).await;
+    let running = Running::with(Options {
+        listener: Some(listener),
+        protections: server::Protections {
+            oauth_issuer: Some(issuer.url.clone()),
+            ..server::Protections::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let http = common::http();
+    let send = |token: String| {
+        common::mcp_post(&http, &running.mcp(), &token, common::initialize_body()).send()
+    };
+    for Forgery {
+        case,
+        token,
+        description,
+    } in issuer.forgeries(&key)
+    {
+        let response = send(token).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{case}: {challenge}"
+        );
+        assert!(
+            challenge.contains("resource_metadata="),
+            "{case}: {challenge}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error_description"], description, "{case}");
+    }
+    let huge = format!(
+        "{}.{}.{}",
+        "a".repeat(3000),
+        "b".repeat(1000),
+        "c".repeat(200)
+    );
+    assert_eq!(
+        send(huge).await.unwrap().status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert_eq!(
+        running.upstream.count(),
+        0,
+        "a bad token reached the upstream"
+    );
+    let good = key.sign(&issuer.claims("user-42", "mcp"));
+    assert_eq!(send(good).await.unwrap().status(), StatusCode::OK);
 }
