@@ -68,6 +68,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::api_keys::ApiKeys;
 use crate::event::{Actor, KeyEventKind, SystemCause};
+use crate::record::{MAX_TEXT_LEN, is_showable, is_unsafe_to_show};
 use crate::store::StoreError;
 
 /// The reason recorded with a revocation made here; the URL where the key
@@ -79,8 +80,8 @@ pub const KEY_IDENTIFIER_HEADER: &str = "github-public-key-identifier";
 /// The header that carries the signature (base64 of its DER form).
 pub const SIGNATURE_HEADER: &str = "github-public-key-signature";
 
-/// Longest URL kept in a revocation reason.
-const MAX_URL_IN_REASON: usize = 512;
+/// Longest URL kept in a leak's event (a revocation reason holds less).
+const MAX_URL_IN_EVENT: usize = 512;
 /// Largest public-key document read.
 const MAX_KEY_DOCUMENT: usize = 256 * 1024;
 
@@ -308,10 +309,7 @@ impl SecretScanning {
         report: &Report,
     ) -> Result<(), ScanError> {
         let url = report.url.as_deref().map(clean);
-        let reason = match &url {
-            Some(url) if !url.is_empty() => format!("{REVOKED_REASON} at {url}"),
-            _ => REVOKED_REASON.to_owned(),
-        };
+        let reason = reason_for(url.as_deref());
         let revoked = self
             .keys
             .acting_as(Actor::System(SystemCause::GithubSecretScanning))
@@ -340,13 +338,33 @@ impl SecretScanning {
     }
 }
 
-/// A reported string as kept in a reason or event: no control characters,
-/// at most [`MAX_URL_IN_REASON`] characters.
+/// A reported string as kept in an event: no control, invisible or
+/// bidirectional formatting characters, at most [`MAX_URL_IN_EVENT`]
+/// characters.
 fn clean(text: &str) -> String {
     text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_URL_IN_REASON)
+        .filter(|&c| !is_unsafe_to_show(c))
+        .take(MAX_URL_IN_EVENT)
         .collect()
+}
+
+/// The revocation reason: [`REVOKED_REASON`] and as much of the URL as a
+/// reason holds, or the reason alone when the URL would not show as it
+/// reads. Never one that the revocation refuses: a report GitHub retries
+/// must not fail the same way each time.
+fn reason_for(url: Option<&str>) -> String {
+    let Some(url) = url.filter(|url| !url.is_empty()) else {
+        return REVOKED_REASON.to_owned();
+    };
+    let reason: String = format!("{REVOKED_REASON} at {url}")
+        .chars()
+        .take(MAX_TEXT_LEN)
+        .collect();
+    if is_showable(&reason) {
+        reason
+    } else {
+        REVOKED_REASON.to_owned()
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -377,3 +377,62 @@ async fn keys_from_a_file_verify_reports_and_a_rotated_key_is_picked_up() {
     assert_eq!(s.status_with_key().await, 401);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A report of one token found at `url`.
+fn report_at(token: &str, url: &str) -> Vec<u8> {
+    json!([{"token": token, "type": "bmc_api_key", "url": url, "source": "content"}])
+        .to_string()
+        .into_bytes()
+}
+
+/// GitHub sends the URL where it found the key, and the revocation reason
+/// names it; a reason is held to 200 visible characters. A URL past that
+/// (a deep path at a commit), or one holding characters a reason refuses,
+/// must still get the key revoked, not a 503 that a retry repeats for ever.
+#[tokio::test]
+async fn a_leak_found_at_a_long_or_unshowable_url_is_still_revoked() {
+    let s = setup().await;
+    let long = format!(
+        "https://github.com/octo-org/a-repository-with-a-long-name/blob/{}/{}/.env",
+        "0123456789abcdef0123456789abcdef01234567",
+        "config/environments/production/services".repeat(3)
+    );
+    for url in [
+        long,
+        "https://github.com/octo/leaky/blob/main/\u{202E}vne.txt".to_owned(),
+        format!(
+            "https://github.com/octo/leaky/blob/main/a{}",
+            "\u{0301}".repeat(6)
+        ),
+    ] {
+        let created = s
+            .keys
+            .create(NewKey::new("acct_1", "leaked"))
+            .await
+            .unwrap();
+        let key = created.secret.expose_secret();
+        let (status, answer) = s.report(&report_at(key, &url)).await;
+        assert_eq!(status, 200, "{url}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer[0]["label"], "true_positive", "{url}");
+        let stored = s
+            .keys
+            .store()
+            .find_by_id(&created.record.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.revoked_at.is_some(), "{url}: not revoked");
+        let reason = stored.revoked_reason.unwrap();
+        assert!(reason.starts_with(REVOKED_REASON), "{reason}");
+        assert!(reason.chars().count() <= 200, "{reason}");
+        assert!(!reason.contains('\u{202E}'), "{reason}");
+    }
+    // Nothing the events carry is shown other than it reads.
+    let events = s.events.lock().unwrap();
+    for event in events.iter() {
+        if let KeyEventKind::ReportedLeaked { url: Some(url), .. } = &event.kind {
+            assert!(!url.contains('\u{202E}'), "{url}");
+        }
+    }
+}
