@@ -10,7 +10,7 @@
 //! at [`PublicKeySource::GITHUB`].
 //!
 //! A request that is unsigned, badly signed, signed by an unknown key,
-//! oversized or malformed is refused with a 4xx before anything is looked
+//! oversized (256 KiB, or 2,000 tokens, by default) or malformed is refused with a 4xx before anything is looked
 //! up. For each token of a verified report, the endpoint hashes it, looks
 //! it up across all owners (one hash and one store lookup per token, key or
 //! not), and revokes a key it finds with the reason
@@ -133,6 +133,9 @@ pub enum ScanError {
     /// The body is larger than the limit.
     #[error("the report is too large")]
     TooLarge,
+    /// The report names more tokens than the limit.
+    #[error("the report names more than {0} tokens")]
+    TooManyTokens(usize),
     /// The body could not be read, or is not a list of reports.
     #[error("the report is malformed")]
     Malformed,
@@ -146,7 +149,7 @@ impl ScanError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unsigned | Self::BadSignature | Self::UnknownKey => StatusCode::UNAUTHORIZED,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge | Self::TooManyTokens(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Malformed => StatusCode::BAD_REQUEST,
             Self::KeysUnavailable | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -208,11 +211,16 @@ pub struct SecretScanning {
     keys: ApiKeys,
     public_keys: Arc<PublicKeys>,
     max_body_len: usize,
+    max_tokens: usize,
 }
 
 impl SecretScanning {
     /// Most bytes of a report body read by default.
     pub const DEFAULT_MAX_BODY_LEN: usize = 256 * 1024;
+    /// Most tokens in one report by default: more than the default body
+    /// holds of GitHub's matches (a token, its type, a URL and a source
+    /// take well over 130 bytes each).
+    pub const DEFAULT_MAX_TOKENS: usize = 2_000;
     /// The least time between two fetches of the public keys by default.
     pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -223,6 +231,7 @@ impl SecretScanning {
             keys,
             public_keys: Arc::new(PublicKeys::new(source, Self::DEFAULT_MIN_REFRESH_INTERVAL)),
             max_body_len: Self::DEFAULT_MAX_BODY_LEN,
+            max_tokens: Self::DEFAULT_MAX_TOKENS,
         }
     }
 
@@ -230,6 +239,16 @@ impl SecretScanning {
     #[must_use]
     pub fn max_body_len(mut self, bytes: usize) -> Self {
         self.max_body_len = bytes;
+        self
+    }
+
+    /// Refuses reports of more than `tokens` tokens with 413, before any
+    /// lookup: each token costs one, and a signed report can be replayed.
+    /// GitHub asks that large batches be handled: raise it with
+    /// [`max_body_len`](Self::max_body_len).
+    #[must_use]
+    pub fn max_tokens(mut self, tokens: usize) -> Self {
+        self.max_tokens = tokens;
         self
     }
 
@@ -273,6 +292,9 @@ impl SecretScanning {
             .map_err(|_| ScanError::BadSignature)?;
         let reports: Vec<Report> =
             serde_json::from_slice(body).map_err(|_| ScanError::Malformed)?;
+        if reports.len() > self.max_tokens {
+            return Err(ScanError::TooManyTokens(self.max_tokens));
+        }
         let mut verdicts = Vec::with_capacity(reports.len());
         for report in &reports {
             verdicts.push(self.check(report).await?);

@@ -436,3 +436,62 @@ async fn a_leak_found_at_a_long_or_unshowable_url_is_still_revoked() {
         }
     }
 }
+
+/// Each token of a verified report costs a store lookup, and a signed
+/// report can be replayed as often as anyone likes: the number of tokens
+/// in one report is bounded (2,000 by default, more than the default body
+/// limit holds of GitHub's real matches), past which the report is a 413
+/// before any lookup.
+#[tokio::test]
+async fn a_report_of_more_tokens_than_the_cap_is_refused_before_any_lookup() {
+    use tower_api_keys::test_util::{CountingStore, StoreMethod};
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
+    let keys = ApiKeys::builder(Arc::clone(&store)).build().unwrap();
+    let github = signing_key();
+    let scanning = SecretScanning::new(
+        keys.clone(),
+        PublicKeySource::Json(document(&[(KEY_ID, &github)])),
+    );
+    let app = Router::new().route("/github/secret-scanning", scanning.clone().handler());
+    let url = format!(
+        "http://{}/github/secret-scanning",
+        test_support::serve(app).await
+    );
+    let post = |tokens: usize| {
+        let body = serde_json::to_vec(&vec![json!({"token": "x", "type": "t"}); tokens]).unwrap();
+        let signature = sign(&github, &body);
+        let url = url.clone();
+        async move {
+            let response = test_support::client()
+                .post(url)
+                .header("Github-Public-Key-Identifier", KEY_ID)
+                .header("Github-Public-Key-Signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, answer) = post(2_001).await;
+    assert_eq!(status, 413, "{}", &answer[..answer.len().min(200)]);
+    assert!(answer.contains("2000"), "{answer}");
+    assert_eq!(store.calls().get(StoreMethod::FindByHash), 0);
+    let (status, answer) = post(2_000).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&answer).unwrap().len(),
+        2_000
+    );
+    assert_eq!(store.calls().get(StoreMethod::FindByHash), 2_000);
+
+    // The cap is the application's to set.
+    let body = serde_json::to_vec(&vec![json!({"token": "x", "type": "t"}); 11]).unwrap();
+    let error = scanning
+        .max_tokens(10)
+        .process(KEY_ID, &sign(&github, &body), &body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 413);
+    assert_eq!(error.to_string(), "the report names more than 10 tokens");
+}
