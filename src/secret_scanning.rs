@@ -41,7 +41,9 @@
 //! Public keys from a URL are fetched on the first report and again when a
 //! report names an identifier not seen yet, at most once per
 //! [`min_refresh_interval`](SecretScanning::min_refresh_interval) (a
-//! minute). They are fetched with `reqwest` as the application configures
+//! minute); after a fetch that failed, reports are answered 503 until the
+//! next. The document is read up to 256 KiB, from the URL configured: a
+//! redirect is not followed. They are fetched with `reqwest` as the application configures
 //! it: an `https` URL, such as GitHub's, needs one of reqwest's TLS
 //! features enabled by the application (`reqwest = {version = "0.13",
 //! features = ["rustls"] }`).
@@ -441,8 +443,15 @@ struct PublicKeys {
     min_refresh: Duration,
     client: reqwest::Client,
     known: RwLock<HashMap<String, VerifyingKey>>,
-    /// When the keys were last fetched; held while fetching.
-    fetched_at: Mutex<Option<Instant>>,
+    /// The last fetch of the keys; held while fetching.
+    last_fetch: Mutex<Option<Fetch>>,
+}
+
+/// When the keys were fetched, and whether they could be read.
+#[derive(Clone, Copy)]
+struct Fetch {
+    at: Instant,
+    ok: bool,
 }
 
 impl fmt::Debug for PublicKeys {
@@ -471,13 +480,15 @@ impl PublicKeys {
         Self {
             source,
             min_refresh,
+            // The URL configured, never one it redirects to.
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("tower-api-keys/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .unwrap_or_default(),
             known: RwLock::default(),
-            fetched_at: Mutex::new(None),
+            last_fetch: Mutex::new(None),
         }
     }
 
@@ -485,18 +496,26 @@ impl PublicKeys {
         if let Some(key) = self.known.read().await.get(identifier) {
             return Ok(*key);
         }
-        let mut fetched_at = self.fetched_at.lock().await;
+        let mut last = self.last_fetch.lock().await;
         // Another report may have fetched them while this one waited.
         if let Some(key) = self.known.read().await.get(identifier) {
             return Ok(*key);
         }
-        if fetched_at.is_some_and(|at| at.elapsed() < self.min_refresh) {
-            return Err(ScanError::UnknownKey);
+        if let Some(fetch) = *last
+            && fetch.at.elapsed() < self.min_refresh
+        {
+            // After a failed fetch, the keys are unavailable, not unknown.
+            return Err(if fetch.ok {
+                ScanError::UnknownKey
+            } else {
+                ScanError::KeysUnavailable
+            });
         }
-        *fetched_at = Some(Instant::now());
+        let at = Instant::now();
         let keys = match self.load().await {
             Ok(keys) => keys,
             Err(error) => {
+                *last = Some(Fetch { at, ok: false });
                 tracing::warn!(
                     target: "tower_api_keys",
                     %error,
@@ -505,6 +524,7 @@ impl PublicKeys {
                 return Err(ScanError::KeysUnavailable);
             }
         };
+        *last = Some(Fetch { at, ok: true });
         let found = keys.get(identifier).copied();
         *self.known.write().await = keys;
         found.ok_or(ScanError::UnknownKey)
@@ -517,16 +537,25 @@ impl PublicKeys {
                 .await
                 .map_err(|error| format!("{}: {error}", path.display()))?,
             PublicKeySource::Url(url) => {
-                let response = self
+                let mut response = self
                     .client
                     .get(url)
                     .header(http::header::ACCEPT, "application/json")
                     .send()
                     .await
-                    .and_then(reqwest::Response::error_for_status)
                     .map_err(|error| error.to_string())?;
-                let body = response.bytes().await.map_err(|error| error.to_string())?;
-                body.to_vec()
+                if !response.status().is_success() {
+                    return Err(format!("{url} answered {}", response.status()));
+                }
+                // Read within the bound as it comes, not whole and then measured.
+                let mut body = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
+                    if body.len() + chunk.len() > MAX_KEY_DOCUMENT {
+                        return Err("the document is too large".to_owned());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                body
             }
         };
         if document.len() > MAX_KEY_DOCUMENT {

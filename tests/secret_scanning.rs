@@ -495,3 +495,137 @@ async fn a_report_of_more_tokens_than_the_cap_is_refused_before_any_lookup() {
     assert_eq!(error.status(), 413);
     assert_eq!(error.to_string(), "the report names more than 10 tokens");
 }
+
+/// Serves GitHub's document of `github`'s key, or a 500 while `down`;
+/// counts the fetches.
+async fn flaky_key_server(
+    github: &SigningKey,
+    down: Arc<std::sync::atomic::AtomicBool>,
+) -> (String, Arc<AtomicUsize>) {
+    let published = document(&[(KEY_ID, github)]);
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fetches);
+    let meta = Router::new().route(
+        "/keys",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let published = published.clone();
+            let down = down.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    (http::StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                } else {
+                    (http::StatusCode::OK, published)
+                }
+            }
+        }),
+    );
+    let url = format!("http://{}/keys", test_support::serve(meta).await);
+    (url, fetches)
+}
+
+/// While GitHub's keys cannot be read, a report is a 503 (try again), as
+/// the first one is, and not a 401 "unknown key" (a forgery) for the rest
+/// of the refetch interval; the keys are asked for again only after it.
+#[tokio::test]
+async fn a_report_while_the_keys_cannot_be_read_is_a_503_until_they_can() {
+    let s = setup().await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (url, fetches) = flaky_key_server(&s.github, Arc::clone(&down)).await;
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::parse(&url))
+        .min_refresh_interval(Duration::from_millis(500));
+    let body = report_of(&s.key);
+    let signature = sign(&s.github, &body);
+    for _ in 0..3 {
+        let error = scanning
+            .process(KEY_ID, &signature, &body)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), 503, "{error}");
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let verdicts = scanning.process(KEY_ID, &signature, &body).await.unwrap();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(s.status_with_key().await, 401);
+}
+
+/// A key URL that answers an endless document: 128 MiB of JSON whitespace
+/// in chunks, then a connection held open. Counts the bytes it could send.
+async fn endless_key_server() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&sent);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let mut request = [0; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+                for _ in 0..2048 {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    counted.fetch_add(64 * 1024, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    (format!("http://{addr}/keys"), sent)
+}
+
+/// The key document is read within its 256 KiB bound as it arrives, not
+/// whole and then measured; and a redirect is not followed (the URL is the
+/// one configured, as for the OAuth issuer's keys).
+#[tokio::test]
+async fn the_key_document_is_read_within_its_bound_and_no_redirect_is_followed() {
+    let s = setup().await;
+    let body = report_of(&s.key);
+    let signature = sign(&s.github, &body);
+
+    let (url, sent) = endless_key_server().await;
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::parse(&url));
+    let started = std::time::Instant::now();
+    let error = scanning
+        .process(KEY_ID, &signature, &body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 503, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "read until the timeout: {:?}",
+        started.elapsed()
+    );
+    // What the sockets' buffers hold besides, at most.
+    let sent = sent.load(Ordering::SeqCst);
+    assert!(sent < 32 << 20, "{} MiB read", sent >> 20);
+
+    // A redirect to a server publishing a key: not followed.
+    let (target, asked) = flaky_key_server(&s.github, Arc::default()).await;
+    let redirect = Router::new().route(
+        "/keys",
+        get(move || {
+            let target = target.clone();
+            async move { axum::response::Redirect::temporary(&target) }
+        }),
+    );
+    let url = format!("http://{}/keys", test_support::serve(redirect).await);
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::parse(&url));
+    let error = scanning
+        .process(KEY_ID, &signature, &body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 503, "{error}");
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the redirect was followed");
+    s.assert_untouched("after unusable key documents").await;
+}
