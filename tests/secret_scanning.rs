@@ -629,3 +629,129 @@ async fn the_key_document_is_read_within_its_bound_and_no_redirect_is_followed()
     assert_eq!(asked.load(Ordering::SeqCst), 0, "the redirect was followed");
     s.assert_untouched("after unusable key documents").await;
 }
+
+/// The DER of `(r, s)`: SEQUENCE of two INTEGERs, minimal.
+fn der_of(r: &[u8], s: &[u8]) -> Vec<u8> {
+    fn integer(bytes: &[u8]) -> Vec<u8> {
+        let mut bytes: Vec<u8> = bytes.iter().copied().skip_while(|&b| b == 0).collect();
+        if bytes.first().is_none_or(|&b| b & 0x80 != 0) {
+            bytes.insert(0, 0);
+        }
+        let mut out = vec![0x02, u8::try_from(bytes.len()).unwrap()];
+        out.extend(bytes);
+        out
+    }
+    let mut content = integer(r);
+    content.extend(integer(s));
+    let mut out = vec![0x30, u8::try_from(content.len()).unwrap()];
+    out.extend(content);
+    out
+}
+
+/// What a signature binds, tried from every side: the other form of a
+/// valid signature (`s` and `n - s`, both valid for ECDSA) is accepted, as
+/// it must be (GitHub's signer does not normalize `s`), and is a replay of
+/// the same report, which changes nothing; other encodings of the same
+/// numbers, raw `r || s`, a signature by one published key under the
+/// other's identifier, and identifiers that only look alike are refused;
+/// an empty body is malformed once signed; a burst of made-up identifiers
+/// costs one fetch.
+#[tokio::test]
+async fn malleated_signatures_and_confused_key_ids_gain_nothing() {
+    let s = setup().await;
+    let body = report_of(&s.key);
+    let signature: Signature = s.github.sign(&body);
+    let (r, low_or_high) = signature.split_bytes();
+    let flipped = Signature::from_scalars(r, -*signature.s()).unwrap();
+    assert_ne!(flipped.split_bytes().1, low_or_high);
+    let b64 = |der: &[u8]| STANDARD.encode(der);
+
+    let (status, first) = s.report(&body).await;
+    assert_eq!(status, 200);
+    let (status, again) = s
+        .post(&body, Some(KEY_ID), Some(&b64(flipped.to_der().as_bytes())))
+        .await;
+    assert_eq!(status, 200, "the other s is a valid signature");
+    assert_eq!(again, first);
+    assert_eq!(s.event_names(), ["created", "revoked", "reported_leaked"]);
+
+    // The same numbers, encoded otherwise, and bytes around them.
+    let der = der_of(&r, &low_or_high);
+    let mut long_length = vec![0x30, 0x81];
+    long_length.extend(&der[1..]);
+    let mut padded = der.clone();
+    padded[1] += 1;
+    padded[3] += 1;
+    padded.insert(4, 0);
+    let mut trailing = der.clone();
+    trailing.push(0);
+    let mut raw = r.to_vec();
+    raw.extend(low_or_high.iter());
+    for (what, forged) in [
+        ("a long-form length", long_length),
+        ("a padded integer", padded),
+        ("a trailing byte", trailing),
+        ("raw r || s", raw),
+        ("nothing", Vec::new()),
+    ] {
+        let (status, _) = s.post(&body, Some(KEY_ID), Some(&b64(&forged))).await;
+        assert_eq!(status, 401, "{what}");
+    }
+
+    // Two published keys: each signs only under its own identifier.
+    let other = signing_key();
+    let both = document(&[(KEY_ID, &s.github), ("second", &other)]);
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::Json(both));
+    let fresh = s.keys.create(NewKey::new("acct_1", "fresh")).await.unwrap();
+    let body = report_of(fresh.secret.expose_secret());
+    for (id, key) in [("second", &s.github), (KEY_ID, &other)] {
+        let error = scanning
+            .process(id, &sign(key, &body), &body)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), 401, "{id}");
+    }
+    for id in [" second", "second ", "SECOND", "second\0", ""] {
+        let error = scanning
+            .process(id, &sign(&other, &body), &body)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), 401, "{id:?}");
+    }
+    assert!(
+        s.keys
+            .store()
+            .find_by_id(&fresh.record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert_eq!(
+        scanning
+            .process("second", &sign(&other, &body), &body)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Empty bodies: unsigned 401, signed 400; an empty list is answered.
+    assert_eq!(s.post(b"", Some(KEY_ID), None).await.0, 401);
+    assert_eq!(s.report(b"").await.0, 400);
+    assert_eq!(s.report(b"[]").await, (200, "[]".to_owned()));
+
+    // Fifty made-up identifiers at once: no more fetches than one.
+    let before = s.fetches.load(Ordering::SeqCst);
+    let signature = sign(&s.github, &body);
+    let statuses = futures_util::future::join_all((0..50).map(|i| {
+        let id = format!("made-up-{i}");
+        let (body, signature) = (&body, &signature);
+        let s = &s;
+        async move { s.post(body, Some(&id), Some(signature)).await.0 }
+    }))
+    .await;
+    assert!(statuses.iter().all(|&status| status == 401), "{statuses:?}");
+    assert!(s.fetches.load(Ordering::SeqCst) <= before + 1);
+}
