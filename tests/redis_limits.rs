@@ -447,3 +447,134 @@ fn a_malformed_redis_url_is_a_clear_error_without_the_password() {
     let limits = RedisLimits::new("redis://:hunter2@127.0.0.1:6379").unwrap();
     assert!(!format!("{limits:?}").contains("hunter2"));
 }
+
+/// A server that speaks enough RESP to be connected to (`CLIENT` and
+/// `SCRIPT` are answered as Redis would) and answers every script call with
+/// `reply`, as raw bytes.
+async fn lying_redis(reply: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut read = [0; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut read).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&read[..n]);
+                    while let Some((name, used)) = command(&buffer) {
+                        buffer.drain(..used);
+                        let answer: &[u8] = match name.as_str() {
+                            "EVALSHA" | "EVAL" => reply,
+                            "SCRIPT" => b"$40\r\n0123456789012345678901234567890123456789\r\n",
+                            _ => b"+OK\r\n",
+                        };
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{addr}")
+}
+
+/// The name of the first whole command in `buffer` (a RESP array of bulk
+/// strings), and how many bytes it takes.
+fn command(buffer: &[u8]) -> Option<(String, usize)> {
+    fn line(buffer: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = buffer[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        Some((&buffer[at..end], end + 2))
+    }
+    let (head, mut at) = line(buffer, 0)?;
+    let count: usize = std::str::from_utf8(head.strip_prefix(b"*")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut name = None;
+    for _ in 0..count {
+        let (head, next) = line(buffer, at)?;
+        let len: usize = std::str::from_utf8(head.strip_prefix(b"$")?)
+            .ok()?
+            .parse()
+            .ok()?;
+        let arg = buffer.get(next..next + len)?;
+        name.get_or_insert_with(|| String::from_utf8_lossy(arg).to_uppercase());
+        at = next + len + 2;
+        if buffer.len() < at {
+            return None;
+        }
+    }
+    Some((name?, at))
+}
+
+/// A Redis that answers the limiter's script with the wrong types, the
+/// wrong shapes, errors, half an answer or nothing: under fail closed, not
+/// one request is admitted and nothing panics; each is a 503. Answers of
+/// the right shape that refuse, with waits out of range, are 429s.
+#[tokio::test]
+async fn a_redis_that_answers_garbage_never_admits_under_fail_closed() {
+    let panics = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&panics);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        previous(info);
+    }));
+    let garbage: &[&[u8]] = &[
+        b"+OK\r\n",
+        b":0\r\n",
+        b"$-1\r\n",
+        b"*-1\r\n",
+        b"*0\r\n",
+        b"*1\r\n:0\r\n",
+        b"*3\r\n:0\r\n:0\r\n:0\r\n",
+        b"*2\r\n$-1\r\n$-1\r\n",
+        b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n",
+        b"*2\r\n+0\r\n+0\r\n",
+        b"*2\r\n,0.5\r\n,0\r\n",
+        b"*2\r\n,nan\r\n,nan\r\n",
+        b"%1\r\n:0\r\n:0\r\n",
+        b"~2\r\n:0\r\n:0\r\n",
+        b"*2\r\n#f\r\n#f\r\n",
+        b"|1\r\n+ttl\r\n:1\r\n*2\r\n:0\r\n:0\r\n",
+        b">2\r\n+message\r\n:0\r\n",
+        b"*2\r\n:-1\r\n:0\r\n",
+        b"*2\r\n:3\r\n:0\r\n",
+        b"*2\r\n:2\r\n:5\r\n",
+        b"-ERR boom\r\n",
+        b"-NOSCRIPT No matching script\r\n",
+        b"\x00\xff\xfe not RESP\r\n",
+        b"*2\r\n:0\r\n",
+        b"",
+    ];
+    let refusals: &[&[u8]] = &[
+        b"*2\r\n:1\r\n:9223372036854775807\r\n",
+        b"*2\r\n:1\r\n:-9223372036854775808\r\n",
+    ];
+    let store = Arc::new(MemoryStore::new());
+    for (reply, expected) in garbage
+        .iter()
+        .map(|r| (*r, StatusCode::SERVICE_UNAVAILABLE))
+        .chain(refusals.iter().map(|r| (*r, StatusCode::TOO_MANY_REQUESTS)))
+    {
+        let limits = RedisLimits::new(&lying_redis(reply).await)
+            .unwrap()
+            .timeout(Duration::from_millis(300))
+            .when_unavailable(WhenUnavailable::FailClosed);
+        let a = instance(&store, limits, |b| b.rate_limit(RateLimit::new(5, HOUR))).await;
+        let key = a.keys.create(NewKey::new("o", "k")).await.unwrap();
+        for _ in 0..2 {
+            let status = status_of(&a.url, key.secret.expose_secret()).await.status();
+            assert_eq!(status, expected, "{}", String::from_utf8_lossy(reply));
+        }
+    }
+    assert_eq!(panics.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

@@ -129,7 +129,10 @@ impl RedisLimiter {
         let wait = self.timeout.max(Duration::from_secs(2));
         let loaded = tokio::time::timeout(
             wait,
-            self.script.prepare_invoke().load_async(&mut connection),
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(SCRIPT)
+                .query_async::<redis::Value>(&mut connection),
         )
         .await;
         match loaded {
@@ -140,6 +143,39 @@ impl RedisLimiter {
             ),
             Ok(Err(error)) => self.warn_at_start(&error.to_string()),
             Err(_) => self.warn_at_start("no answer"),
+        }
+    }
+
+    /// Runs the script: `EVALSHA`, or `EVAL` (which caches it) when the
+    /// server does not know it. By hand rather than through
+    /// `redis::Script`, whose loading asserts (in debug builds) that the
+    /// server's hash is its own: a server's answer never panics here.
+    async fn run(
+        &self,
+        connection: &mut ConnectionManager,
+        names: [&str; 2],
+        args: [i64; 4],
+    ) -> redis::RedisResult<redis::Value> {
+        let answer = redis::cmd("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(2)
+            .arg(&names[..])
+            .arg(&args[..])
+            .query_async(connection)
+            .await;
+        match answer {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                redis::cmd("EVAL")
+                    .arg(SCRIPT)
+                    .arg(2)
+                    .arg(&names[..])
+                    .arg(&args[..])
+                    .query_async(connection)
+                    .await
+            }
+            other => other,
         }
     }
 
@@ -236,6 +272,20 @@ pub(crate) struct SharedKey {
     owner: Option<RateLimit>,
 }
 
+/// The script's answer, exactly two integers. Anything else (strings,
+/// doubles, maps, sets, attributes, another count), which `redis`'s own
+/// conversions would take as numbers, is a failure of the server and
+/// never an admission.
+fn verdict(answer: &redis::Value) -> Option<(i64, i64)> {
+    match answer {
+        redis::Value::Array(items) => match items.as_slice() {
+            [redis::Value::Int(code), redis::Value::Int(wait)] => Some((*code, *wait)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn micros(limit: Option<RateLimit>) -> (i64, i64) {
     limit.map_or((0, 0), |l| (l.interval_micros(), l.window_micros()))
 }
@@ -248,22 +298,21 @@ impl SharedKey {
         limiter.counters.checks.fetch_add(1, Ordering::Relaxed);
         let (key_interval, key_window) = micros(self.key);
         let (owner_interval, owner_window) = micros(self.owner);
-        let mut invocation = limiter.script.prepare_invoke();
-        invocation
-            .key(&*self.key_name)
-            .key(&*self.owner_name)
-            .arg(key_interval)
-            .arg(key_window)
-            .arg(owner_interval)
-            .arg(owner_window);
         let mut connection = limiter.manager.clone();
         let answer = tokio::time::timeout(
             limiter.timeout,
-            invocation.invoke_async::<(i64, i64)>(&mut connection),
+            limiter.run(
+                &mut connection,
+                [&self.key_name, &self.owner_name],
+                [key_interval, key_window, owner_interval, owner_window],
+            ),
         )
         .await;
         let (code, wait) = match answer {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(answer)) => match verdict(&answer) {
+                Some(verdict) => verdict,
+                None => return limiter.failed("unexpected answer from the rate-limit script"),
+            },
             Ok(Err(error)) => return limiter.failed(&error.to_string()),
             Err(_) => return limiter.failed("timed out"),
         };
