@@ -11,7 +11,7 @@ use axum::routing::get;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
-use tower_api_keys::limit::{RateLimit, RedisLimits, WhenUnavailable};
+use tower_api_keys::limit::{RateLimit, RedisLimits, UncheckedAllowance, WhenUnavailable};
 use tower_api_keys::rejection::RejectionReason;
 use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
@@ -316,12 +316,19 @@ async fn outage(policy: WhenUnavailable) {
     // Paused: connections stay open and answers never come, so the
     // timeout decides; then killed: connections are refused.
     let url = a.url.as_str();
-    let during = |phase: &'static str| async move {
-        for _ in 0..3 {
+    // Under fail open, this instance counts the key itself meanwhile: a
+    // fresh allowance of N, then 429.
+    let during = |phase: &'static str, first: u32| async move {
+        for n in first..first + 3 {
             let r = status_of(url, key).await;
             match policy {
                 WhenUnavailable::FailOpen => {
-                    assert_eq!(r.status(), StatusCode::OK, "fail open, Redis {phase}")
+                    let expected = if n < N {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::TOO_MANY_REQUESTS
+                    };
+                    assert_eq!(r.status(), expected, "fail open, Redis {phase}, {n}");
                 }
                 _ => {
                     assert_eq!(
@@ -337,14 +344,16 @@ async fn outage(policy: WhenUnavailable) {
         }
     };
     redis.signal("STOP");
-    during("paused").await;
+    during("paused", 0).await;
     redis.signal("CONT");
     redis.kill();
-    during("down").await;
+    during("down", 3).await;
     let stats = a.keys.shared_limit_stats().unwrap();
     assert_eq!(stats.failures, 6);
     match policy {
-        WhenUnavailable::FailOpen => assert_eq!(stats.admitted_unchecked, 6),
+        WhenUnavailable::FailOpen => {
+            assert_eq!((stats.admitted_unchecked, stats.refused_unchecked), (5, 1));
+        }
         _ => assert_eq!(stats.refused_unavailable, 6),
     }
 
@@ -577,4 +586,111 @@ async fn a_redis_that_answers_garbage_never_admits_under_fail_closed() {
         }
     }
     assert_eq!(panics.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// Under fail open, a client that makes Redis slow (or waits for it to
+/// be) must not get unlimited requests: while it does not answer, each
+/// instance counts the key's and the owner's allowances itself, so an
+/// outage lets through at most one allowance per instance; past it, 429.
+#[tokio::test]
+async fn an_outage_under_fail_open_admits_at_most_one_allowance_per_instance() {
+    let Some(redis) = OwnRedis::start().await else {
+        return;
+    };
+    const N: u32 = 5;
+    const OWNER: u32 = 4;
+    let store = Arc::new(MemoryStore::new());
+    let limits = RedisLimits::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(200));
+    let a = instance(&store, limits, |b| {
+        b.rate_limit(RateLimit::new(N, HOUR))
+            .owner_rate_limit_for("shared", RateLimit::new(OWNER, HOUR))
+    })
+    .await;
+    let key = a.keys.create(NewKey::new("o", "k")).await.unwrap();
+    let key = key.secret.expose_secret().to_owned();
+    let mut shared = Vec::new();
+    for name in ["one", "two"] {
+        let created = a
+            .keys
+            .create(NewKey::new("shared", name).rate_limit(RateLimit::new(1000, HOUR)))
+            .await
+            .unwrap();
+        shared.push(created.secret.expose_secret().to_owned());
+    }
+    for _ in 0..N {
+        assert_eq!(status_of(&a.url, &key).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        status_of(&a.url, &key).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    redis.signal("STOP");
+    let results = flood(std::slice::from_ref(&a), &[key], 40).await;
+    let admitted = count(&results, 200);
+    assert_eq!(
+        admitted + count(&results, 429),
+        results.len(),
+        "{results:?}"
+    );
+    assert!(
+        admitted <= N as usize,
+        "{admitted} of 40 admitted uncounted"
+    );
+    // The owner's allowance holds across its keys.
+    let results = flood(std::slice::from_ref(&a), &shared, 10).await;
+    let admitted = count(&results, 200);
+    assert_eq!(
+        admitted + count(&results, 429),
+        results.len(),
+        "{results:?}"
+    );
+    assert!(
+        admitted <= OWNER as usize,
+        "{admitted} of 20 admitted uncounted"
+    );
+    let stats = a.keys.shared_limit_stats().unwrap();
+    assert_eq!(stats.admitted_unchecked + stats.refused_unchecked, 60);
+    assert!(
+        stats.admitted_unchecked <= u64::from(N + OWNER),
+        "{stats:?}"
+    );
+    redis.signal("CONT");
+}
+
+/// The allowance fail open counts here is the application's to choose: a
+/// fixed share for every key and owner, or none at all (unbounded).
+#[tokio::test]
+async fn the_allowance_admitted_while_redis_fails_is_configurable() {
+    let Some(mut redis) = OwnRedis::start().await else {
+        return;
+    };
+    redis.kill();
+    let store = Arc::new(MemoryStore::new());
+    for (allowance, admitted) in [
+        (UncheckedAllowance::Fixed(RateLimit::new(2, HOUR)), 2),
+        (UncheckedAllowance::Unbounded, 10),
+        (UncheckedAllowance::Own, 5),
+    ] {
+        let limits = RedisLimits::new(&redis.url())
+            .unwrap()
+            .unchecked_allowance(allowance);
+        let a = instance(&store, limits, |b| b.rate_limit(RateLimit::new(5, HOUR))).await;
+        let key = a.keys.create(NewKey::new("o", "k")).await.unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(status_of(&a.url, key.secret.expose_secret()).await.status());
+        }
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(ok, admitted, "{allowance:?}: {statuses:?}");
+        assert!(
+            statuses[ok..]
+                .iter()
+                .all(|s| *s == StatusCode::TOO_MANY_REQUESTS)
+        );
+        let stats = a.keys.shared_limit_stats().unwrap();
+        assert_eq!(stats.refused_unchecked, 10 - admitted as u64);
+    }
 }

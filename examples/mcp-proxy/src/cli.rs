@@ -127,7 +127,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
     /// With --redis: refuse limited requests with 503 while Redis does not
-    /// answer (default: admit them uncounted, with a warning each minute).
+    /// answer (default: count them in this process alone, up to the
+    /// allowance, with a warning each minute).
     #[arg(long, requires = "redis")]
     pub redis_fail_closed: bool,
     /// Refuse a client address with 429 for the rest of the minute after

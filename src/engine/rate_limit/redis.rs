@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::state;
-use crate::limit::{RateLimit, RedisLimits, RedisLimitsError, SharedLimitStats, WhenUnavailable};
+use super::{Cells, state};
+use crate::limit::{
+    RateLimit, RedisLimits, RedisLimitsError, SharedLimitStats, UncheckedAllowance, WhenUnavailable,
+};
 use crate::record::KeyRecord;
 use crate::rejection::{LimitScope, RateLimitState};
 
@@ -58,6 +60,7 @@ struct Counters {
     refused: AtomicU64,
     failures: AtomicU64,
     admitted_unchecked: AtomicU64,
+    refused_unchecked: AtomicU64,
     refused_unavailable: AtomicU64,
 }
 
@@ -69,6 +72,7 @@ pub(crate) struct RedisLimiter {
     prefix: String,
     timeout: Duration,
     when_unavailable: WhenUnavailable,
+    unchecked: UncheckedAllowance,
     warn_interval: Duration,
     last_warned: Mutex<Option<Instant>>,
     counters: Counters,
@@ -114,6 +118,7 @@ impl RedisLimiter {
             prefix: limits.prefix,
             timeout: limits.timeout,
             when_unavailable: limits.when_unavailable,
+            unchecked: limits.unchecked,
             warn_interval: limits.warn_interval,
             last_warned: Mutex::new(None),
             counters: Counters::default(),
@@ -197,17 +202,36 @@ impl RedisLimiter {
             refused: read(&c.refused),
             failures: read(&c.failures),
             admitted_unchecked: read(&c.admitted_unchecked),
+            refused_unchecked: read(&c.refused_unchecked),
             refused_unavailable: read(&c.refused_unavailable),
         }
     }
 
-    /// The Redis side of one key. Both names carry the owner as a hash tag,
-    /// so that they land in one slot.
+    /// The allowances counted here while Redis fails, for a key with
+    /// `key` and `owner`: none under fail closed or without a bound.
+    pub(super) fn unchecked_limits(
+        &self,
+        key: Option<RateLimit>,
+        owner: Option<RateLimit>,
+    ) -> (Option<RateLimit>, Option<RateLimit>) {
+        match (self.when_unavailable, self.unchecked) {
+            (WhenUnavailable::FailOpen, UncheckedAllowance::Own) => (key, owner),
+            (WhenUnavailable::FailOpen, UncheckedAllowance::Fixed(limit)) => {
+                (key.map(|_| limit), owner.map(|_| limit))
+            }
+            _ => (None, None),
+        }
+    }
+
+    /// The Redis side of one key, and what it may have admitted here while
+    /// Redis fails. Both names carry the owner as a hash tag, so that they
+    /// land in one slot.
     pub(super) fn key(
         self: &Arc<Self>,
         record: &KeyRecord,
         key: Option<RateLimit>,
         owner: Option<RateLimit>,
+        unchecked: Cells,
     ) -> SharedKey {
         let tag = format!("{}{{{}}}", self.prefix, record.owner.as_str());
         SharedKey {
@@ -216,10 +240,13 @@ impl RedisLimiter {
             owner_name: format!("{tag}:owner").into(),
             key,
             owner,
+            unchecked,
         }
     }
 
-    fn failed(&self, error: &str) -> SharedOutcome {
+    /// A call that failed: counted, warned about, and the policy applied;
+    /// under fail open, the request is counted in `unchecked` instead.
+    fn failed(&self, error: &str, unchecked: &Cells, now: impl FnOnce() -> i64) -> SharedOutcome {
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
         let warn = {
             let mut last = self
@@ -241,17 +268,26 @@ impl RedisLimiter {
                 policy = self.when_unavailable.as_str(),
                 failures = stats.failures,
                 admitted_unchecked = stats.admitted_unchecked,
+                refused_unchecked = stats.refused_unchecked,
                 refused_unavailable = stats.refused_unavailable,
                 "Redis rate limiter unavailable"
             );
         }
         match self.when_unavailable {
-            WhenUnavailable::FailOpen => {
-                self.counters
-                    .admitted_unchecked
-                    .fetch_add(1, Ordering::Relaxed);
-                SharedOutcome::Admitted
-            }
+            WhenUnavailable::FailOpen => match unchecked.take(now()) {
+                Ok(()) => {
+                    self.counters
+                        .admitted_unchecked
+                        .fetch_add(1, Ordering::Relaxed);
+                    SharedOutcome::Admitted
+                }
+                Err((wait, state)) => {
+                    self.counters
+                        .refused_unchecked
+                        .fetch_add(1, Ordering::Relaxed);
+                    SharedOutcome::Refused(wait, state)
+                }
+            },
             WhenUnavailable::FailClosed => {
                 self.counters
                     .refused_unavailable
@@ -270,6 +306,8 @@ pub(crate) struct SharedKey {
     owner_name: Box<str>,
     key: Option<RateLimit>,
     owner: Option<RateLimit>,
+    /// What fail open admitted of this key and owner here.
+    unchecked: Cells,
 }
 
 /// The script's answer, exactly two integers. Anything else (strings,
@@ -292,8 +330,9 @@ fn micros(limit: Option<RateLimit>) -> (i64, i64) {
 
 impl SharedKey {
     /// Takes one request from the key's and the owner's allowances: one
-    /// round trip, bounded by the timeout.
-    pub(crate) async fn acquire(&self) -> SharedOutcome {
+    /// round trip, bounded by the timeout. `now` (the engine's clock) is
+    /// read only when Redis fails under fail open.
+    pub(crate) async fn acquire(&self, now: impl FnOnce() -> i64) -> SharedOutcome {
         let limiter = &*self.limiter;
         limiter.counters.checks.fetch_add(1, Ordering::Relaxed);
         let (key_interval, key_window) = micros(self.key);
@@ -311,17 +350,29 @@ impl SharedKey {
         let (code, wait) = match answer {
             Ok(Ok(answer)) => match verdict(&answer) {
                 Some(verdict) => verdict,
-                None => return limiter.failed("unexpected answer from the rate-limit script"),
+                None => {
+                    return limiter.failed(
+                        "unexpected answer from the rate-limit script",
+                        &self.unchecked,
+                        now,
+                    );
+                }
             },
-            Ok(Err(error)) => return limiter.failed(&error.to_string()),
-            Err(_) => return limiter.failed("timed out"),
+            Ok(Err(error)) => return limiter.failed(&error.to_string(), &self.unchecked, now),
+            Err(_) => return limiter.failed("timed out", &self.unchecked, now),
         };
         let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
         let refused = match (code, self.key, self.owner) {
             (0, _, _) => return SharedOutcome::Admitted,
             (1, Some(limit), _) => state(limit, LimitScope::Key),
             (2, _, Some(limit)) => state(limit, LimitScope::Owner),
-            _ => return limiter.failed("unexpected answer from the rate-limit script"),
+            _ => {
+                return limiter.failed(
+                    "unexpected answer from the rate-limit script",
+                    &self.unchecked,
+                    now,
+                );
+            }
         };
         limiter.counters.refused.fetch_add(1, Ordering::Relaxed);
         SharedOutcome::Refused(wait, refused)
