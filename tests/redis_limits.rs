@@ -694,3 +694,62 @@ async fn the_allowance_admitted_while_redis_fails_is_configurable() {
         assert_eq!(stats.refused_unchecked, 10 - admitted as u64);
     }
 }
+
+/// Owner ids are the application's text, and the Redis names hold them:
+/// an owner named like another's key entry, or with the separators and
+/// braces of the names, still counts apart from everyone else.
+#[tokio::test]
+async fn owners_named_like_keys_or_with_separators_share_nothing_in_redis() {
+    let Some(url) = redis_url() else { return };
+    let store = Arc::new(MemoryStore::new());
+    let prefix = unique_prefix("names");
+    let limits = RedisLimits::new(&url)
+        .unwrap()
+        .prefix(prefix.clone())
+        .timeout(COUNTED);
+    let a = instance(&store, limits, |b| {
+        b.owner_rate_limit(RateLimit::new(2, HOUR))
+            .rate_limit(RateLimit::new(100, HOUR))
+    })
+    .await;
+    let first = a.keys.create(NewKey::new("a", "k")).await.unwrap();
+    let id = first.record.id;
+    let mut owners = vec![
+        format!("a}}:key:{id}"),
+        format!("a}}:key:{id}}}:owner"),
+        "a}:owner".to_owned(),
+        "{a}".to_owned(),
+        "a:owner".to_owned(),
+        "a}".to_owned(),
+        "{a".to_owned(),
+        format!("{prefix}{{a}}"),
+    ];
+    let mut secrets = vec![first.secret.expose_secret().to_owned()];
+    for owner in &owners {
+        let created = a
+            .keys
+            .create(NewKey::new(owner.as_str(), "k"))
+            .await
+            .unwrap();
+        secrets.push(created.secret.expose_secret().to_owned());
+    }
+    owners.insert(0, "a".to_owned());
+    // Each owner in turn uses up its allowance: none of the others' is touched.
+    for (owner, secret) in owners.iter().zip(&secrets) {
+        let statuses: Vec<u16> = join_all((0..3).map(|_| status_of(&a.url, secret)))
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        let mut sorted = statuses.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [200, 200, 429], "{owner}: {statuses:?}");
+    }
+    let mut connection = test_support::redis::connect(&url).await.unwrap();
+    let names: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 2 * owners.len(), "{names:?}");
+}
