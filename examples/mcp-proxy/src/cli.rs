@@ -19,7 +19,8 @@ pub struct Cli {
     pub db: String,
     /// Append every key event (created, revoked, rolled, expired, exposed in
     /// a URL, reported leaked, first use) to this file as one JSON line
-    /// each; never a secret. `serve` and the `keys` commands share it.
+    /// each; never a secret. `serve` and the `keys` commands share it. A
+    /// new file is readable by its owner alone.
     #[arg(long, global = true, value_name = "PATH")]
     pub audit_log: Option<std::path::PathBuf>,
     /// What to do; `serve` when omitted.

@@ -148,3 +148,35 @@ async fn metrics_on_their_own_listener_and_key_events_in_the_audit_log() {
     );
     quiet.terminate().await;
 }
+
+/// The audit log names every key's owner, id and prefix and the reasons
+/// of revocations: like the key store's file, it is made readable and
+/// writable by its owner alone (whatever the umask), and an existing one
+/// that other users can read or write is used and warned about.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_audit_log_is_made_for_its_owner_alone_and_a_looser_one_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new();
+    let db = format!("sqlite:{}", dir.path().join("api-keys.db").display());
+    let audit = dir.path().join("audit.jsonl");
+    let audit_arg = audit.to_str().unwrap();
+    let run = run_example(&db, &["keys", "create", "ci", "--audit-log", audit_arg]).await;
+    assert!(run.success, "{}", run.stderr);
+    let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    assert!(!run.stderr.contains("audit log"), "{}", run.stderr);
+
+    let loose = dir.path().join("shared.jsonl");
+    std::fs::write(&loose, "").unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let loose_arg = loose.to_str().unwrap();
+    let run = run_example(&db, &["keys", "create", "cd", "--audit-log", loose_arg]).await;
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("shared.jsonl") && run.stderr.contains("chmod 600"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&loose).unwrap().lines().count(), 1);
+}
