@@ -10,7 +10,7 @@
 //! at [`PublicKeySource::GITHUB`].
 //!
 //! A request that is unsigned, badly signed, signed by an unknown key,
-//! oversized or malformed is refused with a 4xx before anything is looked
+//! oversized (256 KiB, or 2,000 tokens, by default) or malformed is refused with a 4xx before anything is looked
 //! up. For each token of a verified report, the endpoint hashes it, looks
 //! it up across all owners (one hash and one store lookup per token, key or
 //! not), and revokes a key it finds with the reason
@@ -41,7 +41,9 @@
 //! Public keys from a URL are fetched on the first report and again when a
 //! report names an identifier not seen yet, at most once per
 //! [`min_refresh_interval`](SecretScanning::min_refresh_interval) (a
-//! minute). They are fetched with `reqwest` as the application configures
+//! minute); after a fetch that failed, reports are answered 503 until the
+//! next. The document is read up to 256 KiB, from the URL configured: a
+//! redirect is not followed. They are fetched with `reqwest` as the application configures
 //! it: an `https` URL, such as GitHub's, needs one of reqwest's TLS
 //! features enabled by the application (`reqwest = {version = "0.13",
 //! features = ["rustls"] }`).
@@ -68,6 +70,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::api_keys::ApiKeys;
 use crate::event::{Actor, KeyEventKind, SystemCause};
+use crate::record::{MAX_TEXT_LEN, is_showable, is_unsafe_to_show};
 use crate::store::StoreError;
 
 /// The reason recorded with a revocation made here; the URL where the key
@@ -79,8 +82,8 @@ pub const KEY_IDENTIFIER_HEADER: &str = "github-public-key-identifier";
 /// The header that carries the signature (base64 of its DER form).
 pub const SIGNATURE_HEADER: &str = "github-public-key-signature";
 
-/// Longest URL kept in a revocation reason.
-const MAX_URL_IN_REASON: usize = 512;
+/// Longest URL kept in a leak's event (a revocation reason holds less).
+const MAX_URL_IN_EVENT: usize = 512;
 /// Largest public-key document read.
 const MAX_KEY_DOCUMENT: usize = 256 * 1024;
 
@@ -132,6 +135,9 @@ pub enum ScanError {
     /// The body is larger than the limit.
     #[error("the report is too large")]
     TooLarge,
+    /// The report names more tokens than the limit.
+    #[error("the report names more than {0} tokens")]
+    TooManyTokens(usize),
     /// The body could not be read, or is not a list of reports.
     #[error("the report is malformed")]
     Malformed,
@@ -145,7 +151,7 @@ impl ScanError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unsigned | Self::BadSignature | Self::UnknownKey => StatusCode::UNAUTHORIZED,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge | Self::TooManyTokens(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Malformed => StatusCode::BAD_REQUEST,
             Self::KeysUnavailable | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -207,11 +213,16 @@ pub struct SecretScanning {
     keys: ApiKeys,
     public_keys: Arc<PublicKeys>,
     max_body_len: usize,
+    max_tokens: usize,
 }
 
 impl SecretScanning {
     /// Most bytes of a report body read by default.
     pub const DEFAULT_MAX_BODY_LEN: usize = 256 * 1024;
+    /// Most tokens in one report by default: more than the default body
+    /// holds of GitHub's matches (a token, its type, a URL and a source
+    /// take well over 130 bytes each).
+    pub const DEFAULT_MAX_TOKENS: usize = 2_000;
     /// The least time between two fetches of the public keys by default.
     pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -222,6 +233,7 @@ impl SecretScanning {
             keys,
             public_keys: Arc::new(PublicKeys::new(source, Self::DEFAULT_MIN_REFRESH_INTERVAL)),
             max_body_len: Self::DEFAULT_MAX_BODY_LEN,
+            max_tokens: Self::DEFAULT_MAX_TOKENS,
         }
     }
 
@@ -229,6 +241,16 @@ impl SecretScanning {
     #[must_use]
     pub fn max_body_len(mut self, bytes: usize) -> Self {
         self.max_body_len = bytes;
+        self
+    }
+
+    /// Refuses reports of more than `tokens` tokens with 413, before any
+    /// lookup: each token costs one, and a signed report can be replayed.
+    /// GitHub asks that large batches be handled: raise it with
+    /// [`max_body_len`](Self::max_body_len).
+    #[must_use]
+    pub fn max_tokens(mut self, tokens: usize) -> Self {
+        self.max_tokens = tokens;
         self
     }
 
@@ -272,6 +294,9 @@ impl SecretScanning {
             .map_err(|_| ScanError::BadSignature)?;
         let reports: Vec<Report> =
             serde_json::from_slice(body).map_err(|_| ScanError::Malformed)?;
+        if reports.len() > self.max_tokens {
+            return Err(ScanError::TooManyTokens(self.max_tokens));
+        }
         let mut verdicts = Vec::with_capacity(reports.len());
         for report in &reports {
             verdicts.push(self.check(report).await?);
@@ -308,10 +333,7 @@ impl SecretScanning {
         report: &Report,
     ) -> Result<(), ScanError> {
         let url = report.url.as_deref().map(clean);
-        let reason = match &url {
-            Some(url) if !url.is_empty() => format!("{REVOKED_REASON} at {url}"),
-            _ => REVOKED_REASON.to_owned(),
-        };
+        let reason = reason_for(url.as_deref());
         let revoked = self
             .keys
             .acting_as(Actor::System(SystemCause::GithubSecretScanning))
@@ -340,13 +362,33 @@ impl SecretScanning {
     }
 }
 
-/// A reported string as kept in a reason or event: no control characters,
-/// at most [`MAX_URL_IN_REASON`] characters.
+/// A reported string as kept in an event: no control, invisible or
+/// bidirectional formatting characters, at most [`MAX_URL_IN_EVENT`]
+/// characters.
 fn clean(text: &str) -> String {
     text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_URL_IN_REASON)
+        .filter(|&c| !is_unsafe_to_show(c))
+        .take(MAX_URL_IN_EVENT)
         .collect()
+}
+
+/// The revocation reason: [`REVOKED_REASON`] and as much of the URL as a
+/// reason holds, or the reason alone when the URL would not show as it
+/// reads. Never one that the revocation refuses: a report GitHub retries
+/// must not fail the same way each time.
+fn reason_for(url: Option<&str>) -> String {
+    let Some(url) = url.filter(|url| !url.is_empty()) else {
+        return REVOKED_REASON.to_owned();
+    };
+    let reason: String = format!("{REVOKED_REASON} at {url}")
+        .chars()
+        .take(MAX_TEXT_LEN)
+        .collect();
+    if is_showable(&reason) {
+        reason
+    } else {
+        REVOKED_REASON.to_owned()
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -401,8 +443,15 @@ struct PublicKeys {
     min_refresh: Duration,
     client: reqwest::Client,
     known: RwLock<HashMap<String, VerifyingKey>>,
-    /// When the keys were last fetched; held while fetching.
-    fetched_at: Mutex<Option<Instant>>,
+    /// The last fetch of the keys; held while fetching.
+    last_fetch: Mutex<Option<Fetch>>,
+}
+
+/// When the keys were fetched, and whether they could be read.
+#[derive(Clone, Copy)]
+struct Fetch {
+    at: Instant,
+    ok: bool,
 }
 
 impl fmt::Debug for PublicKeys {
@@ -431,13 +480,15 @@ impl PublicKeys {
         Self {
             source,
             min_refresh,
+            // The URL configured, never one it redirects to.
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("tower-api-keys/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .unwrap_or_default(),
             known: RwLock::default(),
-            fetched_at: Mutex::new(None),
+            last_fetch: Mutex::new(None),
         }
     }
 
@@ -445,18 +496,26 @@ impl PublicKeys {
         if let Some(key) = self.known.read().await.get(identifier) {
             return Ok(*key);
         }
-        let mut fetched_at = self.fetched_at.lock().await;
+        let mut last = self.last_fetch.lock().await;
         // Another report may have fetched them while this one waited.
         if let Some(key) = self.known.read().await.get(identifier) {
             return Ok(*key);
         }
-        if fetched_at.is_some_and(|at| at.elapsed() < self.min_refresh) {
-            return Err(ScanError::UnknownKey);
+        if let Some(fetch) = *last
+            && fetch.at.elapsed() < self.min_refresh
+        {
+            // After a failed fetch, the keys are unavailable, not unknown.
+            return Err(if fetch.ok {
+                ScanError::UnknownKey
+            } else {
+                ScanError::KeysUnavailable
+            });
         }
-        *fetched_at = Some(Instant::now());
+        let at = Instant::now();
         let keys = match self.load().await {
             Ok(keys) => keys,
             Err(error) => {
+                *last = Some(Fetch { at, ok: false });
                 tracing::warn!(
                     target: "tower_api_keys",
                     %error,
@@ -465,6 +524,7 @@ impl PublicKeys {
                 return Err(ScanError::KeysUnavailable);
             }
         };
+        *last = Some(Fetch { at, ok: true });
         let found = keys.get(identifier).copied();
         *self.known.write().await = keys;
         found.ok_or(ScanError::UnknownKey)
@@ -477,16 +537,25 @@ impl PublicKeys {
                 .await
                 .map_err(|error| format!("{}: {error}", path.display()))?,
             PublicKeySource::Url(url) => {
-                let response = self
+                let mut response = self
                     .client
                     .get(url)
                     .header(http::header::ACCEPT, "application/json")
                     .send()
                     .await
-                    .and_then(reqwest::Response::error_for_status)
                     .map_err(|error| error.to_string())?;
-                let body = response.bytes().await.map_err(|error| error.to_string())?;
-                body.to_vec()
+                if !response.status().is_success() {
+                    return Err(format!("{url} answered {}", response.status()));
+                }
+                // Read within the bound as it comes, not whole and then measured.
+                let mut body = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
+                    if body.len() + chunk.len() > MAX_KEY_DOCUMENT {
+                        return Err("the document is too large".to_owned());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                body
             }
         };
         if document.len() > MAX_KEY_DOCUMENT {

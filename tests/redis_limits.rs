@@ -11,7 +11,7 @@ use axum::routing::get;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
-use tower_api_keys::limit::{RateLimit, RedisLimits, WhenUnavailable};
+use tower_api_keys::limit::{RateLimit, RedisLimits, UncheckedAllowance, WhenUnavailable};
 use tower_api_keys::rejection::RejectionReason;
 use tower_api_keys::{ApiKeys, ApiKeysBuilder, MemoryStore, NewKey};
 
@@ -316,12 +316,19 @@ async fn outage(policy: WhenUnavailable) {
     // Paused: connections stay open and answers never come, so the
     // timeout decides; then killed: connections are refused.
     let url = a.url.as_str();
-    let during = |phase: &'static str| async move {
-        for _ in 0..3 {
+    // Under fail open, this instance counts the key itself meanwhile: a
+    // fresh allowance of N, then 429.
+    let during = |phase: &'static str, first: u32| async move {
+        for n in first..first + 3 {
             let r = status_of(url, key).await;
             match policy {
                 WhenUnavailable::FailOpen => {
-                    assert_eq!(r.status(), StatusCode::OK, "fail open, Redis {phase}")
+                    let expected = if n < N {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::TOO_MANY_REQUESTS
+                    };
+                    assert_eq!(r.status(), expected, "fail open, Redis {phase}, {n}");
                 }
                 _ => {
                     assert_eq!(
@@ -337,14 +344,16 @@ async fn outage(policy: WhenUnavailable) {
         }
     };
     redis.signal("STOP");
-    during("paused").await;
+    during("paused", 0).await;
     redis.signal("CONT");
     redis.kill();
-    during("down").await;
+    during("down", 3).await;
     let stats = a.keys.shared_limit_stats().unwrap();
     assert_eq!(stats.failures, 6);
     match policy {
-        WhenUnavailable::FailOpen => assert_eq!(stats.admitted_unchecked, 6),
+        WhenUnavailable::FailOpen => {
+            assert_eq!((stats.admitted_unchecked, stats.refused_unchecked), (5, 1));
+        }
         _ => assert_eq!(stats.refused_unavailable, 6),
     }
 
@@ -446,4 +455,301 @@ fn a_malformed_redis_url_is_a_clear_error_without_the_password() {
     }
     let limits = RedisLimits::new("redis://:hunter2@127.0.0.1:6379").unwrap();
     assert!(!format!("{limits:?}").contains("hunter2"));
+}
+
+/// A server that speaks enough RESP to be connected to (`CLIENT` and
+/// `SCRIPT` are answered as Redis would) and answers every script call with
+/// `reply`, as raw bytes.
+async fn lying_redis(reply: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut read = [0; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut read).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&read[..n]);
+                    while let Some((name, used)) = command(&buffer) {
+                        buffer.drain(..used);
+                        let answer: &[u8] = match name.as_str() {
+                            "EVALSHA" | "EVAL" => reply,
+                            "SCRIPT" => b"$40\r\n0123456789012345678901234567890123456789\r\n",
+                            _ => b"+OK\r\n",
+                        };
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{addr}")
+}
+
+/// The name of the first whole command in `buffer` (a RESP array of bulk
+/// strings), and how many bytes it takes.
+fn command(buffer: &[u8]) -> Option<(String, usize)> {
+    fn line(buffer: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = buffer[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        Some((&buffer[at..end], end + 2))
+    }
+    let (head, mut at) = line(buffer, 0)?;
+    let count: usize = std::str::from_utf8(head.strip_prefix(b"*")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut name = None;
+    for _ in 0..count {
+        let (head, next) = line(buffer, at)?;
+        let len: usize = std::str::from_utf8(head.strip_prefix(b"$")?)
+            .ok()?
+            .parse()
+            .ok()?;
+        let arg = buffer.get(next..next + len)?;
+        name.get_or_insert_with(|| String::from_utf8_lossy(arg).to_uppercase());
+        at = next + len + 2;
+        if buffer.len() < at {
+            return None;
+        }
+    }
+    Some((name?, at))
+}
+
+/// A Redis that answers the limiter's script with the wrong types, the
+/// wrong shapes, errors, half an answer or nothing: under fail closed, not
+/// one request is admitted and nothing panics; each is a 503. Answers of
+/// the right shape that refuse, with waits out of range, are 429s.
+#[tokio::test]
+async fn a_redis_that_answers_garbage_never_admits_under_fail_closed() {
+    let panics = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&panics);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        previous(info);
+    }));
+    let garbage: &[&[u8]] = &[
+        b"+OK\r\n",
+        b":0\r\n",
+        b"$-1\r\n",
+        b"*-1\r\n",
+        b"*0\r\n",
+        b"*1\r\n:0\r\n",
+        b"*3\r\n:0\r\n:0\r\n:0\r\n",
+        b"*2\r\n$-1\r\n$-1\r\n",
+        b"*2\r\n$1\r\n0\r\n$1\r\n0\r\n",
+        b"*2\r\n+0\r\n+0\r\n",
+        b"*2\r\n,0.5\r\n,0\r\n",
+        b"*2\r\n,nan\r\n,nan\r\n",
+        b"%1\r\n:0\r\n:0\r\n",
+        b"~2\r\n:0\r\n:0\r\n",
+        b"*2\r\n#f\r\n#f\r\n",
+        b"|1\r\n+ttl\r\n:1\r\n*2\r\n:0\r\n:0\r\n",
+        b">2\r\n+message\r\n:0\r\n",
+        b"*2\r\n:-1\r\n:0\r\n",
+        b"*2\r\n:3\r\n:0\r\n",
+        b"*2\r\n:2\r\n:5\r\n",
+        b"-ERR boom\r\n",
+        b"-NOSCRIPT No matching script\r\n",
+        b"\x00\xff\xfe not RESP\r\n",
+        b"*2\r\n:0\r\n",
+        b"",
+    ];
+    let refusals: &[&[u8]] = &[
+        b"*2\r\n:1\r\n:9223372036854775807\r\n",
+        b"*2\r\n:1\r\n:-9223372036854775808\r\n",
+    ];
+    let store = Arc::new(MemoryStore::new());
+    for (reply, expected) in garbage
+        .iter()
+        .map(|r| (*r, StatusCode::SERVICE_UNAVAILABLE))
+        .chain(refusals.iter().map(|r| (*r, StatusCode::TOO_MANY_REQUESTS)))
+    {
+        let limits = RedisLimits::new(&lying_redis(reply).await)
+            .unwrap()
+            .timeout(Duration::from_millis(300))
+            .when_unavailable(WhenUnavailable::FailClosed);
+        let a = instance(&store, limits, |b| b.rate_limit(RateLimit::new(5, HOUR))).await;
+        let key = a.keys.create(NewKey::new("o", "k")).await.unwrap();
+        for _ in 0..2 {
+            let status = status_of(&a.url, key.secret.expose_secret()).await.status();
+            assert_eq!(status, expected, "{}", String::from_utf8_lossy(reply));
+        }
+    }
+    assert_eq!(panics.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// Under fail open, a client that makes Redis slow (or waits for it to
+/// be) must not get unlimited requests: while it does not answer, each
+/// instance counts the key's and the owner's allowances itself, so an
+/// outage lets through at most one allowance per instance; past it, 429.
+#[tokio::test]
+async fn an_outage_under_fail_open_admits_at_most_one_allowance_per_instance() {
+    let Some(redis) = OwnRedis::start().await else {
+        return;
+    };
+    const N: u32 = 5;
+    const OWNER: u32 = 4;
+    let store = Arc::new(MemoryStore::new());
+    let limits = RedisLimits::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(200));
+    let a = instance(&store, limits, |b| {
+        b.rate_limit(RateLimit::new(N, HOUR))
+            .owner_rate_limit_for("shared", RateLimit::new(OWNER, HOUR))
+    })
+    .await;
+    let key = a.keys.create(NewKey::new("o", "k")).await.unwrap();
+    let key = key.secret.expose_secret().to_owned();
+    let mut shared = Vec::new();
+    for name in ["one", "two"] {
+        let created = a
+            .keys
+            .create(NewKey::new("shared", name).rate_limit(RateLimit::new(1000, HOUR)))
+            .await
+            .unwrap();
+        shared.push(created.secret.expose_secret().to_owned());
+    }
+    for _ in 0..N {
+        assert_eq!(status_of(&a.url, &key).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        status_of(&a.url, &key).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    redis.signal("STOP");
+    let results = flood(std::slice::from_ref(&a), &[key], 40).await;
+    let admitted = count(&results, 200);
+    assert_eq!(
+        admitted + count(&results, 429),
+        results.len(),
+        "{results:?}"
+    );
+    assert!(
+        admitted <= N as usize,
+        "{admitted} of 40 admitted uncounted"
+    );
+    // The owner's allowance holds across its keys.
+    let results = flood(std::slice::from_ref(&a), &shared, 10).await;
+    let admitted = count(&results, 200);
+    assert_eq!(
+        admitted + count(&results, 429),
+        results.len(),
+        "{results:?}"
+    );
+    assert!(
+        admitted <= OWNER as usize,
+        "{admitted} of 20 admitted uncounted"
+    );
+    let stats = a.keys.shared_limit_stats().unwrap();
+    assert_eq!(stats.admitted_unchecked + stats.refused_unchecked, 60);
+    assert!(
+        stats.admitted_unchecked <= u64::from(N + OWNER),
+        "{stats:?}"
+    );
+    redis.signal("CONT");
+}
+
+/// The allowance fail open counts here is the application's to choose: a
+/// fixed share for every key and owner, or none at all (unbounded).
+#[tokio::test]
+async fn the_allowance_admitted_while_redis_fails_is_configurable() {
+    let Some(mut redis) = OwnRedis::start().await else {
+        return;
+    };
+    redis.kill();
+    let store = Arc::new(MemoryStore::new());
+    for (allowance, admitted) in [
+        (UncheckedAllowance::Fixed(RateLimit::new(2, HOUR)), 2),
+        (UncheckedAllowance::Unbounded, 10),
+        (UncheckedAllowance::Own, 5),
+    ] {
+        let limits = RedisLimits::new(&redis.url())
+            .unwrap()
+            .unchecked_allowance(allowance);
+        let a = instance(&store, limits, |b| b.rate_limit(RateLimit::new(5, HOUR))).await;
+        let key = a.keys.create(NewKey::new("o", "k")).await.unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(status_of(&a.url, key.secret.expose_secret()).await.status());
+        }
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(ok, admitted, "{allowance:?}: {statuses:?}");
+        assert!(
+            statuses[ok..]
+                .iter()
+                .all(|s| *s == StatusCode::TOO_MANY_REQUESTS)
+        );
+        let stats = a.keys.shared_limit_stats().unwrap();
+        assert_eq!(stats.refused_unchecked, 10 - admitted as u64);
+    }
+}
+
+/// Owner ids are the application's text, and the Redis names hold them:
+/// an owner named like another's key entry, or with the separators and
+/// braces of the names, still counts apart from everyone else.
+#[tokio::test]
+async fn owners_named_like_keys_or_with_separators_share_nothing_in_redis() {
+    let Some(url) = redis_url() else { return };
+    let store = Arc::new(MemoryStore::new());
+    let prefix = unique_prefix("names");
+    let limits = RedisLimits::new(&url)
+        .unwrap()
+        .prefix(prefix.clone())
+        .timeout(COUNTED);
+    let a = instance(&store, limits, |b| {
+        b.owner_rate_limit(RateLimit::new(2, HOUR))
+            .rate_limit(RateLimit::new(100, HOUR))
+    })
+    .await;
+    let first = a.keys.create(NewKey::new("a", "k")).await.unwrap();
+    let id = first.record.id;
+    let mut owners = vec![
+        format!("a}}:key:{id}"),
+        format!("a}}:key:{id}}}:owner"),
+        "a}:owner".to_owned(),
+        "{a}".to_owned(),
+        "a:owner".to_owned(),
+        "a}".to_owned(),
+        "{a".to_owned(),
+        format!("{prefix}{{a}}"),
+    ];
+    let mut secrets = vec![first.secret.expose_secret().to_owned()];
+    for owner in &owners {
+        let created = a
+            .keys
+            .create(NewKey::new(owner.as_str(), "k"))
+            .await
+            .unwrap();
+        secrets.push(created.secret.expose_secret().to_owned());
+    }
+    owners.insert(0, "a".to_owned());
+    // Each owner in turn uses up its allowance: none of the others' is touched.
+    for (owner, secret) in owners.iter().zip(&secrets) {
+        let statuses: Vec<u16> = join_all((0..3).map(|_| status_of(&a.url, secret)))
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        let mut sorted = statuses.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [200, 200, 429], "{owner}: {statuses:?}");
+    }
+    let mut connection = test_support::redis::connect(&url).await.unwrap();
+    let names: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 2 * owners.len(), "{names:?}");
 }

@@ -377,3 +377,381 @@ async fn keys_from_a_file_verify_reports_and_a_rotated_key_is_picked_up() {
     assert_eq!(s.status_with_key().await, 401);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A report of one token found at `url`.
+fn report_at(token: &str, url: &str) -> Vec<u8> {
+    json!([{"token": token, "type": "bmc_api_key", "url": url, "source": "content"}])
+        .to_string()
+        .into_bytes()
+}
+
+/// GitHub sends the URL where it found the key, and the revocation reason
+/// names it; a reason is held to 200 visible characters. A URL past that
+/// (a deep path at a commit), or one holding characters a reason refuses,
+/// must still get the key revoked, not a 503 that a retry repeats for ever.
+#[tokio::test]
+async fn a_leak_found_at_a_long_or_unshowable_url_is_still_revoked() {
+    let s = setup().await;
+    let long = format!(
+        "https://github.com/octo-org/a-repository-with-a-long-name/blob/{}/{}/.env",
+        "0123456789abcdef0123456789abcdef01234567",
+        "config/environments/production/services".repeat(3)
+    );
+    for url in [
+        long,
+        "https://github.com/octo/leaky/blob/main/\u{202E}vne.txt".to_owned(),
+        format!(
+            "https://github.com/octo/leaky/blob/main/a{}",
+            "\u{0301}".repeat(6)
+        ),
+    ] {
+        let created = s
+            .keys
+            .create(NewKey::new("acct_1", "leaked"))
+            .await
+            .unwrap();
+        let key = created.secret.expose_secret();
+        let (status, answer) = s.report(&report_at(key, &url)).await;
+        assert_eq!(status, 200, "{url}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer[0]["label"], "true_positive", "{url}");
+        let stored = s
+            .keys
+            .store()
+            .find_by_id(&created.record.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.revoked_at.is_some(), "{url}: not revoked");
+        let reason = stored.revoked_reason.unwrap();
+        assert!(reason.starts_with(REVOKED_REASON), "{reason}");
+        assert!(reason.chars().count() <= 200, "{reason}");
+        assert!(!reason.contains('\u{202E}'), "{reason}");
+    }
+    // Nothing the events carry is shown other than it reads.
+    let events = s.events.lock().unwrap();
+    for event in events.iter() {
+        if let KeyEventKind::ReportedLeaked { url: Some(url), .. } = &event.kind {
+            assert!(!url.contains('\u{202E}'), "{url}");
+        }
+    }
+}
+
+/// Each token of a verified report costs a store lookup, and a signed
+/// report can be replayed as often as anyone likes: the number of tokens
+/// in one report is bounded (2,000 by default, more than the default body
+/// limit holds of GitHub's real matches), past which the report is a 413
+/// before any lookup.
+#[tokio::test]
+async fn a_report_of_more_tokens_than_the_cap_is_refused_before_any_lookup() {
+    use tower_api_keys::test_util::{CountingStore, StoreMethod};
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
+    let keys = ApiKeys::builder(Arc::clone(&store)).build().unwrap();
+    let github = signing_key();
+    let scanning = SecretScanning::new(
+        keys.clone(),
+        PublicKeySource::Json(document(&[(KEY_ID, &github)])),
+    );
+    let app = Router::new().route("/github/secret-scanning", scanning.clone().handler());
+    let url = format!(
+        "http://{}/github/secret-scanning",
+        test_support::serve(app).await
+    );
+    let post = |tokens: usize| {
+        let body = serde_json::to_vec(&vec![json!({"token": "x", "type": "t"}); tokens]).unwrap();
+        let signature = sign(&github, &body);
+        let url = url.clone();
+        async move {
+            let response = test_support::client()
+                .post(url)
+                .header("Github-Public-Key-Identifier", KEY_ID)
+                .header("Github-Public-Key-Signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, answer) = post(2_001).await;
+    assert_eq!(status, 413, "{}", &answer[..answer.len().min(200)]);
+    assert!(answer.contains("2000"), "{answer}");
+    assert_eq!(store.calls().get(StoreMethod::FindByHash), 0);
+    let (status, answer) = post(2_000).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&answer).unwrap().len(),
+        2_000
+    );
+    assert_eq!(store.calls().get(StoreMethod::FindByHash), 2_000);
+
+    // The cap is the application's to set.
+    let body = serde_json::to_vec(&vec![json!({"token": "x", "type": "t"}); 11]).unwrap();
+    let error = scanning
+        .max_tokens(10)
+        .process(KEY_ID, &sign(&github, &body), &body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 413);
+    assert_eq!(error.to_string(), "the report names more than 10 tokens");
+}
+
+/// Serves GitHub's document of `github`'s key, or a 500 while `down`;
+/// counts the fetches.
+async fn flaky_key_server(
+    github: &SigningKey,
+    down: Arc<std::sync::atomic::AtomicBool>,
+) -> (String, Arc<AtomicUsize>) {
+    let published = document(&[(KEY_ID, github)]);
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fetches);
+    let meta = Router::new().route(
+        "/keys",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let published = published.clone();
+            let down = down.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    (http::StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                } else {
+                    (http::StatusCode::OK, published)
+                }
+            }
+        }),
+    );
+    let url = format!("http://{}/keys", test_support::serve(meta).await);
+    (url, fetches)
+}
+
+/// While GitHub's keys cannot be read, a report is a 503 (try again), as
+/// the first one is, and not a 401 "unknown key" (a forgery) for the rest
+/// of the refetch interval; the keys are asked for again only after it.
+#[tokio::test]
+async fn a_report_while_the_keys_cannot_be_read_is_a_503_until_they_can() {
+    let s = setup().await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (url, fetches) = flaky_key_server(&s.github, Arc::clone(&down)).await;
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::parse(&url))
+        .min_refresh_interval(Duration::from_millis(500));
+    let body = report_of(&s.key);
+    let signature = sign(&s.github, &body);
+    for _ in 0..3 {
+        let error = scanning
+            .process(KEY_ID, &signature, &body)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), 503, "{error}");
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let verdicts = scanning.process(KEY_ID, &signature, &body).await.unwrap();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(s.status_with_key().await, 401);
+}
+
+/// A key URL that answers an endless document: 128 MiB of JSON whitespace
+/// in chunks, then a connection held open. Counts the bytes it could send.
+async fn endless_key_server() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&sent);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let mut request = [0; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+                for _ in 0..2048 {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    counted.fetch_add(64 * 1024, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    (format!("http://{addr}/keys"), sent)
+}
+
+/// The key document is read within its 256 KiB bound as it arrives, not
+/// whole and then measured; and a redirect is not followed (the URL is the
+/// one configured, as for the OAuth issuer's keys).
+#[tokio::test]
+async fn the_key_document_is_read_within_its_bound_and_no_redirect_is_followed() {
+    let s = setup().await;
+    let body = report_of(&s.key);
+    let signature = sign(&s.github, &body);
+
+    let (url, sent) = endless_key_server().await;
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::parse(&url));
+    let started = std::time::Instant::now();
+    let error = scanning
+        .process(KEY_ID, &signature, &body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 503, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "read until the timeout: {:?}",
+        started.elapsed()
+    );
+    // What the sockets' buffers hold besides, at most.
+    let sent = sent.load(Ordering::SeqCst);
+    assert!(sent < 32 << 20, "{} MiB read", sent >> 20);
+
+    // A redirect to a server publishing a key: not followed.
+    let (target, asked) = flaky_key_server(&s.github, Arc::default()).await;
+    let redirect = Router::new().route(
+        "/keys",
+        get(move || {
+            let target = target.clone();
+            async move { axum::response::Redirect::temporary(&target) }
+        }),
+    );
+    let url = format!("http://{}/keys", test_support::serve(redirect).await);
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::parse(&url));
+    let error = scanning
+        .process(KEY_ID, &signature, &body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 503, "{error}");
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the redirect was followed");
+    s.assert_untouched("after unusable key documents").await;
+}
+
+/// The DER of `(r, s)`: SEQUENCE of two INTEGERs, minimal.
+fn der_of(r: &[u8], s: &[u8]) -> Vec<u8> {
+    fn integer(bytes: &[u8]) -> Vec<u8> {
+        let mut bytes: Vec<u8> = bytes.iter().copied().skip_while(|&b| b == 0).collect();
+        if bytes.first().is_none_or(|&b| b & 0x80 != 0) {
+            bytes.insert(0, 0);
+        }
+        let mut out = vec![0x02, u8::try_from(bytes.len()).unwrap()];
+        out.extend(bytes);
+        out
+    }
+    let mut content = integer(r);
+    content.extend(integer(s));
+    let mut out = vec![0x30, u8::try_from(content.len()).unwrap()];
+    out.extend(content);
+    out
+}
+
+/// What a signature binds, tried from every side: the other form of a
+/// valid signature (`s` and `n - s`, both valid for ECDSA) is accepted, as
+/// it must be (GitHub's signer does not normalize `s`), and is a replay of
+/// the same report, which changes nothing; other encodings of the same
+/// numbers, raw `r || s`, a signature by one published key under the
+/// other's identifier, and identifiers that only look alike are refused;
+/// an empty body is malformed once signed; a burst of made-up identifiers
+/// costs one fetch.
+#[tokio::test]
+async fn malleated_signatures_and_confused_key_ids_gain_nothing() {
+    let s = setup().await;
+    let body = report_of(&s.key);
+    let signature: Signature = s.github.sign(&body);
+    let (r, low_or_high) = signature.split_bytes();
+    let flipped = Signature::from_scalars(r, -*signature.s()).unwrap();
+    assert_ne!(flipped.split_bytes().1, low_or_high);
+    let b64 = |der: &[u8]| STANDARD.encode(der);
+
+    let (status, first) = s.report(&body).await;
+    assert_eq!(status, 200);
+    let (status, again) = s
+        .post(&body, Some(KEY_ID), Some(&b64(flipped.to_der().as_bytes())))
+        .await;
+    assert_eq!(status, 200, "the other s is a valid signature");
+    assert_eq!(again, first);
+    assert_eq!(s.event_names(), ["created", "revoked", "reported_leaked"]);
+
+    // The same numbers, encoded otherwise, and bytes around them.
+    let der = der_of(&r, &low_or_high);
+    let mut long_length = vec![0x30, 0x81];
+    long_length.extend(&der[1..]);
+    let mut padded = der.clone();
+    padded[1] += 1;
+    padded[3] += 1;
+    padded.insert(4, 0);
+    let mut trailing = der.clone();
+    trailing.push(0);
+    let mut raw = r.to_vec();
+    raw.extend(low_or_high.iter());
+    for (what, forged) in [
+        ("a long-form length", long_length),
+        ("a padded integer", padded),
+        ("a trailing byte", trailing),
+        ("raw r || s", raw),
+        ("nothing", Vec::new()),
+    ] {
+        let (status, _) = s.post(&body, Some(KEY_ID), Some(&b64(&forged))).await;
+        assert_eq!(status, 401, "{what}");
+    }
+
+    // Two published keys: each signs only under its own identifier.
+    let other = signing_key();
+    let both = document(&[(KEY_ID, &s.github), ("second", &other)]);
+    let scanning = SecretScanning::new(s.keys.clone(), PublicKeySource::Json(both));
+    let fresh = s.keys.create(NewKey::new("acct_1", "fresh")).await.unwrap();
+    let body = report_of(fresh.secret.expose_secret());
+    for (id, key) in [("second", &s.github), (KEY_ID, &other)] {
+        let error = scanning
+            .process(id, &sign(key, &body), &body)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), 401, "{id}");
+    }
+    for id in [" second", "second ", "SECOND", "second\0", ""] {
+        let error = scanning
+            .process(id, &sign(&other, &body), &body)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), 401, "{id:?}");
+    }
+    assert!(
+        s.keys
+            .store()
+            .find_by_id(&fresh.record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert_eq!(
+        scanning
+            .process("second", &sign(&other, &body), &body)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Empty bodies: unsigned 401, signed 400; an empty list is answered.
+    assert_eq!(s.post(b"", Some(KEY_ID), None).await.0, 401);
+    assert_eq!(s.report(b"").await.0, 400);
+    assert_eq!(s.report(b"[]").await, (200, "[]".to_owned()));
+
+    // Fifty made-up identifiers at once: no more fetches than one.
+    let before = s.fetches.load(Ordering::SeqCst);
+    let signature = sign(&s.github, &body);
+    let statuses = futures_util::future::join_all((0..50).map(|i| {
+        let id = format!("made-up-{i}");
+        let (body, signature) = (&body, &signature);
+        let s = &s;
+        async move { s.post(body, Some(&id), Some(signature)).await.0 }
+    }))
+    .await;
+    assert!(statuses.iter().all(|&status| status == 401), "{statuses:?}");
+    assert!(s.fetches.load(Ordering::SeqCst) <= before + 1);
+}

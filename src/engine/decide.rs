@@ -321,7 +321,7 @@ impl Engine {
     ) -> Result<AuthenticatedKey, Rejection> {
         let entry = limit.entry;
         let outcome = match entry.limiter.as_deref() {
-            Some(Limiter::Shared(shared)) => shared.acquire().await,
+            Some(Limiter::Shared(shared)) => shared.acquire(|| self.clock.now_micros()).await,
             _ => SharedOutcome::Admitted,
         };
         match outcome {

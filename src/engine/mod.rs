@@ -128,7 +128,7 @@ impl Engine {
         let limits = settings.limits.clone();
         #[cfg(feature = "redis")]
         let limiters = match settings.redis.clone() {
-            Some(redis) => Limiters::redis(limits, redis),
+            Some(redis) => Limiters::redis(limits, redis, capacity),
             None => Limiters::local(limits, capacity),
         };
         #[cfg(not(feature = "redis"))]

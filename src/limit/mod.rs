@@ -19,7 +19,9 @@ mod redis;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{RedisLimits, RedisLimitsError, SharedLimitStats, WhenUnavailable};
+pub use redis::{
+    RedisLimits, RedisLimitsError, SharedLimitStats, UncheckedAllowance, WhenUnavailable,
+};
 
 /// A request allowance: `requests` per `window`.
 ///

@@ -4,20 +4,43 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::RateLimit;
+
 /// What a limited request gets when Redis does not answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WhenUnavailable {
-    /// Admit the request uncounted, count it in
-    /// [`SharedLimitStats::admitted_unchecked`], and warn once per
-    /// [`RedisLimits::warn_interval`]. The default: an outage of the
-    /// limiter does not become an outage of the service.
+    /// Admit the request without Redis, counted in this process instead
+    /// against [`RedisLimits::unchecked_allowance`] (by default the key's
+    /// and the owner's own allowances, so an outage lets through at most
+    /// one allowance per instance; past it, 429); count it in
+    /// [`SharedLimitStats::admitted_unchecked`] (or
+    /// [`refused_unchecked`](SharedLimitStats::refused_unchecked)), and
+    /// warn once per [`RedisLimits::warn_interval`]. The default: an outage
+    /// of the limiter does not become an outage of the service.
     #[default]
     FailOpen,
     /// Refuse the request with 503 and `Retry-After`
     /// ([`RejectionReason::RateLimiterUnavailable`](crate::rejection::RejectionReason::RateLimiterUnavailable)):
     /// never more than the allowance, at the price of availability.
     FailClosed,
+}
+
+/// What [`WhenUnavailable::FailOpen`] admits while Redis does not answer,
+/// counted in this process for each limited key and owner: a client that
+/// makes Redis slow, or waits for it to fail, gets no more than this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UncheckedAllowance {
+    /// The key's and the owner's own allowances (the default): with `n`
+    /// instances, at most `n` times the allowance during an outage.
+    #[default]
+    Own,
+    /// This allowance for every limited key and every limited owner: a
+    /// smaller share, for deployments of many instances.
+    Fixed(RateLimit),
+    /// No bound: every limited request is admitted while Redis fails.
+    Unbounded,
 }
 
 impl WhenUnavailable {
@@ -51,6 +74,7 @@ pub struct RedisLimits {
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
     pub(crate) when_unavailable: WhenUnavailable,
+    pub(crate) unchecked: UncheckedAllowance,
     pub(crate) warn_interval: Duration,
 }
 
@@ -75,6 +99,7 @@ impl RedisLimits {
             prefix: "tower-api-keys:rl:".to_owned(),
             timeout: Duration::from_millis(100),
             when_unavailable: WhenUnavailable::default(),
+            unchecked: UncheckedAllowance::default(),
             warn_interval: Duration::from_secs(60),
         })
     }
@@ -96,6 +121,13 @@ impl RedisLimits {
     /// What limited requests get while Redis does not answer.
     pub fn when_unavailable(mut self, policy: WhenUnavailable) -> Self {
         self.when_unavailable = policy;
+        self
+    }
+
+    /// What fail open admits while Redis does not answer (default: each
+    /// key's and owner's own allowance, counted in this process).
+    pub fn unchecked_allowance(mut self, allowance: UncheckedAllowance) -> Self {
+        self.unchecked = allowance;
         self
     }
 
@@ -123,6 +155,7 @@ impl fmt::Debug for RedisLimits {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("when_unavailable", &self.when_unavailable)
+            .field("unchecked", &self.unchecked)
             .finish_non_exhaustive()
     }
 }
@@ -139,8 +172,11 @@ pub struct SharedLimitStats {
     /// Calls that failed or timed out.
     pub failures: u64,
     /// Requests admitted without a check because Redis failed
-    /// ([`WhenUnavailable::FailOpen`]).
+    /// ([`WhenUnavailable::FailOpen`]), counted in this process instead.
     pub admitted_unchecked: u64,
+    /// Requests refused with 429 because Redis failed and this process's
+    /// count reached the [`UncheckedAllowance`].
+    pub refused_unchecked: u64,
     /// Requests refused with 503 because Redis failed
     /// ([`WhenUnavailable::FailClosed`]).
     pub refused_unavailable: u64,

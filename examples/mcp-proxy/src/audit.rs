@@ -10,6 +10,21 @@ use std::sync::{Arc, Mutex};
 use tower_api_keys::ApiKeysBuilder;
 use tower_api_keys::event::KeyEvent;
 
+/// Warns when the audit log's mode lets other users read or write it.
+#[cfg(unix)]
+fn warn_if_shared(path: &Path, file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "the audit log can be read or written by other users; make it 0600 (chmod 600)"
+        );
+    }
+    Ok(())
+}
+
 /// An open audit log; cloning shares the file.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
@@ -17,9 +32,18 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens `path` for appending, creating it if missing.
+    /// Opens `path` for appending, creating it if missing readable and
+    /// writable by its owner alone (0600), as the key store's file is: it
+    /// names every key's owner. Warns when an existing one is open to
+    /// other users.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        #[cfg(unix)]
+        warn_if_shared(path, &file)?;
         Ok(Self {
             file: Arc::new(Mutex::new(file)),
         })

@@ -19,7 +19,8 @@ pub struct Cli {
     pub db: String,
     /// Append every key event (created, revoked, rolled, expired, exposed in
     /// a URL, reported leaked, first use) to this file as one JSON line
-    /// each; never a secret. `serve` and the `keys` commands share it.
+    /// each; never a secret. `serve` and the `keys` commands share it. A
+    /// new file is readable by its owner alone.
     #[arg(long, global = true, value_name = "PATH")]
     pub audit_log: Option<std::path::PathBuf>,
     /// What to do; `serve` when omitted.
@@ -127,7 +128,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
     /// With --redis: refuse limited requests with 503 while Redis does not
-    /// answer (default: admit them uncounted, with a warning each minute).
+    /// answer (default: count them in this process alone, up to the
+    /// allowance, with a warning each minute).
     #[arg(long, requires = "redis")]
     pub redis_fail_closed: bool,
     /// Refuse a client address with 429 for the rest of the minute after

@@ -330,7 +330,7 @@ pub async fn run(
             if args.redis_fail_closed {
                 "fail closed: 503 while it does not answer"
             } else {
-                "fail open: admitted uncounted while it does not answer"
+                "fail open: counted here alone while it does not answer"
             }
         );
     }

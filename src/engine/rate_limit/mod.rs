@@ -35,14 +35,39 @@ use local::Gcra;
 #[cfg(feature = "redis")]
 pub(crate) use redis::{RedisLimiter, SharedKey, SharedOutcome};
 
+/// A key's and its owner's allowances counted in this process.
+#[derive(Debug, Default)]
+pub(crate) struct Cells {
+    key: Option<Arc<Gcra>>,
+    owner: Option<Arc<Gcra>>,
+}
+
+impl Cells {
+    /// Takes one request from the key's allowance, then from its owner's;
+    /// a request the owner's refuses is given back to the key's.
+    pub(crate) fn take(&self, now: i64) -> Result<(), (Duration, RateLimitState)> {
+        if let Some(key) = &self.key
+            && let Err(wait) = key.acquire(now)
+        {
+            return Err((wait, state(key.limit(), LimitScope::Key)));
+        }
+        if let Some(owner) = &self.owner
+            && let Err(wait) = owner.acquire(now)
+        {
+            if let Some(key) = &self.key {
+                key.refund();
+            }
+            return Err((wait, state(owner.limit(), LimitScope::Owner)));
+        }
+        Ok(())
+    }
+}
+
 /// The limits of one cached key, made when the key is loaded.
 #[derive(Debug)]
 pub(crate) enum Limiter {
     /// Counted in this process.
-    Local {
-        key: Option<Arc<Gcra>>,
-        owner: Option<Arc<Gcra>>,
-    },
+    Local(Cells),
     /// Counted in Redis: decided by an asynchronous step.
     #[cfg(feature = "redis")]
     Shared(SharedKey),
@@ -62,23 +87,10 @@ impl Limiter {
     /// `now` is read only by the in-process backend.
     pub(crate) fn acquire(&self, now: impl FnOnce() -> i64) -> Acquired {
         match self {
-            Self::Local { key, owner } => {
-                let now = now();
-                if let Some(key) = key
-                    && let Err(wait) = key.acquire(now)
-                {
-                    return Acquired::No(wait, state(key.limit(), LimitScope::Key));
-                }
-                if let Some(owner) = owner
-                    && let Err(wait) = owner.acquire(now)
-                {
-                    if let Some(key) = key {
-                        key.refund();
-                    }
-                    return Acquired::No(wait, state(owner.limit(), LimitScope::Owner));
-                }
-                Acquired::Yes
-            }
+            Self::Local(cells) => match cells.take(now()) {
+                Ok(()) => Acquired::Yes,
+                Err((wait, state)) => Acquired::No(wait, state),
+            },
             #[cfg(feature = "redis")]
             Self::Shared(_) => Acquired::Ask,
         }
@@ -104,13 +116,33 @@ pub(crate) struct LimitSettings {
     pub(crate) owners: HashMap<OwnerId, RateLimit>,
 }
 
+/// Cells by key and by owner.
+struct CellCaches {
+    by_key: moka::sync::Cache<KeyId, Arc<Gcra>>,
+    by_owner: moka::sync::Cache<OwnerId, Arc<Gcra>>,
+}
+
+impl CellCaches {
+    fn new(capacity: u64) -> Self {
+        Self {
+            by_key: cells(capacity),
+            by_owner: cells(capacity),
+        }
+    }
+
+    fn cells(&self, record: &KeyRecord, key: Option<RateLimit>, owner: Option<RateLimit>) -> Cells {
+        Cells {
+            key: key.map(|limit| cell(&self.by_key, record.id, limit)),
+            owner: owner.map(|limit| cell(&self.by_owner, record.owner.clone(), limit)),
+        }
+    }
+}
+
 enum Backend {
-    Local {
-        by_key: moka::sync::Cache<KeyId, Arc<Gcra>>,
-        by_owner: moka::sync::Cache<OwnerId, Arc<Gcra>>,
-    },
+    Local(CellCaches),
+    /// In Redis; the cells count what fail open admits while it fails.
     #[cfg(feature = "redis")]
-    Redis(Arc<RedisLimiter>),
+    Redis(Arc<RedisLimiter>, CellCaches),
 }
 
 /// The limiters of all keys and owners. In process, a key's count survives
@@ -123,9 +155,9 @@ pub(crate) struct Limiters {
 impl std::fmt::Debug for Limiters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let backend = match &self.backend {
-            Backend::Local { .. } => "local",
+            Backend::Local(_) => "local",
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => "redis",
+            Backend::Redis(..) => "redis",
         };
         f.debug_struct("Limiters")
             .field("key_default", &self.settings.key_default)
@@ -167,19 +199,17 @@ impl Limiters {
     pub(crate) fn local(settings: LimitSettings, capacity: u64) -> Self {
         Self {
             settings,
-            backend: Backend::Local {
-                by_key: cells(capacity),
-                by_owner: cells(capacity),
-            },
+            backend: Backend::Local(CellCaches::new(capacity)),
         }
     }
 
-    /// Limits counted in Redis.
+    /// Limits counted in Redis (and, while it fails, up to `capacity` keys
+    /// and owners counted here).
     #[cfg(feature = "redis")]
-    pub(crate) fn redis(settings: LimitSettings, redis: Arc<RedisLimiter>) -> Self {
+    pub(crate) fn redis(settings: LimitSettings, redis: Arc<RedisLimiter>, capacity: u64) -> Self {
         Self {
             settings,
-            backend: Backend::Redis(redis),
+            backend: Backend::Redis(redis, CellCaches::new(capacity)),
         }
     }
 
@@ -187,8 +217,8 @@ impl Limiters {
     #[cfg(feature = "redis")]
     pub(crate) fn shared_stats(&self) -> Option<SharedLimitStats> {
         match &self.backend {
-            Backend::Redis(redis) => Some(redis.stats()),
-            Backend::Local { .. } => None,
+            Backend::Redis(redis, _) => Some(redis.stats()),
+            Backend::Local(_) => None,
         }
     }
 
@@ -207,12 +237,13 @@ impl Limiters {
             return None;
         }
         let limiter = match &self.backend {
-            Backend::Local { by_key, by_owner } => Limiter::Local {
-                key: key.map(|limit| cell(by_key, record.id, limit)),
-                owner: owner.map(|limit| cell(by_owner, record.owner.clone(), limit)),
-            },
+            Backend::Local(caches) => Limiter::Local(caches.cells(record, key, owner)),
             #[cfg(feature = "redis")]
-            Backend::Redis(redis) => Limiter::Shared(redis.key(record, key, owner)),
+            Backend::Redis(redis, caches) => {
+                let (here_key, here_owner) = redis.unchecked_limits(key, owner);
+                let unchecked = caches.cells(record, here_key, here_owner);
+                Limiter::Shared(redis.key(record, key, owner, unchecked))
+            }
         };
         Some(Arc::new(limiter))
     }
@@ -232,7 +263,7 @@ mod tests {
 
     fn cells_of(limiter: &Limiter) -> (Option<Arc<Gcra>>, Option<Arc<Gcra>>) {
         match limiter {
-            Limiter::Local { key, owner } => (key.clone(), owner.clone()),
+            Limiter::Local(cells) => (cells.key.clone(), cells.owner.clone()),
             #[cfg(feature = "redis")]
             Limiter::Shared(_) => unreachable!("local limiters only"),
         }

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::state;
-use crate::limit::{RateLimit, RedisLimits, RedisLimitsError, SharedLimitStats, WhenUnavailable};
+use super::{Cells, state};
+use crate::limit::{
+    RateLimit, RedisLimits, RedisLimitsError, SharedLimitStats, UncheckedAllowance, WhenUnavailable,
+};
 use crate::record::KeyRecord;
 use crate::rejection::{LimitScope, RateLimitState};
 
@@ -58,6 +60,7 @@ struct Counters {
     refused: AtomicU64,
     failures: AtomicU64,
     admitted_unchecked: AtomicU64,
+    refused_unchecked: AtomicU64,
     refused_unavailable: AtomicU64,
 }
 
@@ -69,6 +72,7 @@ pub(crate) struct RedisLimiter {
     prefix: String,
     timeout: Duration,
     when_unavailable: WhenUnavailable,
+    unchecked: UncheckedAllowance,
     warn_interval: Duration,
     last_warned: Mutex<Option<Instant>>,
     counters: Counters,
@@ -114,6 +118,7 @@ impl RedisLimiter {
             prefix: limits.prefix,
             timeout: limits.timeout,
             when_unavailable: limits.when_unavailable,
+            unchecked: limits.unchecked,
             warn_interval: limits.warn_interval,
             last_warned: Mutex::new(None),
             counters: Counters::default(),
@@ -129,7 +134,10 @@ impl RedisLimiter {
         let wait = self.timeout.max(Duration::from_secs(2));
         let loaded = tokio::time::timeout(
             wait,
-            self.script.prepare_invoke().load_async(&mut connection),
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(SCRIPT)
+                .query_async::<redis::Value>(&mut connection),
         )
         .await;
         match loaded {
@@ -140,6 +148,39 @@ impl RedisLimiter {
             ),
             Ok(Err(error)) => self.warn_at_start(&error.to_string()),
             Err(_) => self.warn_at_start("no answer"),
+        }
+    }
+
+    /// Runs the script: `EVALSHA`, or `EVAL` (which caches it) when the
+    /// server does not know it. By hand rather than through
+    /// `redis::Script`, whose loading asserts (in debug builds) that the
+    /// server's hash is its own: a server's answer never panics here.
+    async fn run(
+        &self,
+        connection: &mut ConnectionManager,
+        names: [&str; 2],
+        args: [i64; 4],
+    ) -> redis::RedisResult<redis::Value> {
+        let answer = redis::cmd("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(2)
+            .arg(&names[..])
+            .arg(&args[..])
+            .query_async(connection)
+            .await;
+        match answer {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                redis::cmd("EVAL")
+                    .arg(SCRIPT)
+                    .arg(2)
+                    .arg(&names[..])
+                    .arg(&args[..])
+                    .query_async(connection)
+                    .await
+            }
+            other => other,
         }
     }
 
@@ -161,17 +202,36 @@ impl RedisLimiter {
             refused: read(&c.refused),
             failures: read(&c.failures),
             admitted_unchecked: read(&c.admitted_unchecked),
+            refused_unchecked: read(&c.refused_unchecked),
             refused_unavailable: read(&c.refused_unavailable),
         }
     }
 
-    /// The Redis side of one key. Both names carry the owner as a hash tag,
-    /// so that they land in one slot.
+    /// The allowances counted here while Redis fails, for a key with
+    /// `key` and `owner`: none under fail closed or without a bound.
+    pub(super) fn unchecked_limits(
+        &self,
+        key: Option<RateLimit>,
+        owner: Option<RateLimit>,
+    ) -> (Option<RateLimit>, Option<RateLimit>) {
+        match (self.when_unavailable, self.unchecked) {
+            (WhenUnavailable::FailOpen, UncheckedAllowance::Own) => (key, owner),
+            (WhenUnavailable::FailOpen, UncheckedAllowance::Fixed(limit)) => {
+                (key.map(|_| limit), owner.map(|_| limit))
+            }
+            _ => (None, None),
+        }
+    }
+
+    /// The Redis side of one key, and what it may have admitted here while
+    /// Redis fails. Both names carry the owner as a hash tag, so that they
+    /// land in one slot.
     pub(super) fn key(
         self: &Arc<Self>,
         record: &KeyRecord,
         key: Option<RateLimit>,
         owner: Option<RateLimit>,
+        unchecked: Cells,
     ) -> SharedKey {
         let tag = format!("{}{{{}}}", self.prefix, record.owner.as_str());
         SharedKey {
@@ -180,10 +240,13 @@ impl RedisLimiter {
             owner_name: format!("{tag}:owner").into(),
             key,
             owner,
+            unchecked,
         }
     }
 
-    fn failed(&self, error: &str) -> SharedOutcome {
+    /// A call that failed: counted, warned about, and the policy applied;
+    /// under fail open, the request is counted in `unchecked` instead.
+    fn failed(&self, error: &str, unchecked: &Cells, now: impl FnOnce() -> i64) -> SharedOutcome {
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
         let warn = {
             let mut last = self
@@ -205,17 +268,26 @@ impl RedisLimiter {
                 policy = self.when_unavailable.as_str(),
                 failures = stats.failures,
                 admitted_unchecked = stats.admitted_unchecked,
+                refused_unchecked = stats.refused_unchecked,
                 refused_unavailable = stats.refused_unavailable,
                 "Redis rate limiter unavailable"
             );
         }
         match self.when_unavailable {
-            WhenUnavailable::FailOpen => {
-                self.counters
-                    .admitted_unchecked
-                    .fetch_add(1, Ordering::Relaxed);
-                SharedOutcome::Admitted
-            }
+            WhenUnavailable::FailOpen => match unchecked.take(now()) {
+                Ok(()) => {
+                    self.counters
+                        .admitted_unchecked
+                        .fetch_add(1, Ordering::Relaxed);
+                    SharedOutcome::Admitted
+                }
+                Err((wait, state)) => {
+                    self.counters
+                        .refused_unchecked
+                        .fetch_add(1, Ordering::Relaxed);
+                    SharedOutcome::Refused(wait, state)
+                }
+            },
             WhenUnavailable::FailClosed => {
                 self.counters
                     .refused_unavailable
@@ -234,6 +306,22 @@ pub(crate) struct SharedKey {
     owner_name: Box<str>,
     key: Option<RateLimit>,
     owner: Option<RateLimit>,
+    /// What fail open admitted of this key and owner here.
+    unchecked: Cells,
+}
+
+/// The script's answer, exactly two integers. Anything else (strings,
+/// doubles, maps, sets, attributes, another count), which `redis`'s own
+/// conversions would take as numbers, is a failure of the server and
+/// never an admission.
+fn verdict(answer: &redis::Value) -> Option<(i64, i64)> {
+    match answer {
+        redis::Value::Array(items) => match items.as_slice() {
+            [redis::Value::Int(code), redis::Value::Int(wait)] => Some((*code, *wait)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn micros(limit: Option<RateLimit>) -> (i64, i64) {
@@ -242,37 +330,49 @@ fn micros(limit: Option<RateLimit>) -> (i64, i64) {
 
 impl SharedKey {
     /// Takes one request from the key's and the owner's allowances: one
-    /// round trip, bounded by the timeout.
-    pub(crate) async fn acquire(&self) -> SharedOutcome {
+    /// round trip, bounded by the timeout. `now` (the engine's clock) is
+    /// read only when Redis fails under fail open.
+    pub(crate) async fn acquire(&self, now: impl FnOnce() -> i64) -> SharedOutcome {
         let limiter = &*self.limiter;
         limiter.counters.checks.fetch_add(1, Ordering::Relaxed);
         let (key_interval, key_window) = micros(self.key);
         let (owner_interval, owner_window) = micros(self.owner);
-        let mut invocation = limiter.script.prepare_invoke();
-        invocation
-            .key(&*self.key_name)
-            .key(&*self.owner_name)
-            .arg(key_interval)
-            .arg(key_window)
-            .arg(owner_interval)
-            .arg(owner_window);
         let mut connection = limiter.manager.clone();
         let answer = tokio::time::timeout(
             limiter.timeout,
-            invocation.invoke_async::<(i64, i64)>(&mut connection),
+            limiter.run(
+                &mut connection,
+                [&self.key_name, &self.owner_name],
+                [key_interval, key_window, owner_interval, owner_window],
+            ),
         )
         .await;
         let (code, wait) = match answer {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(error)) => return limiter.failed(&error.to_string()),
-            Err(_) => return limiter.failed("timed out"),
+            Ok(Ok(answer)) => match verdict(&answer) {
+                Some(verdict) => verdict,
+                None => {
+                    return limiter.failed(
+                        "unexpected answer from the rate-limit script",
+                        &self.unchecked,
+                        now,
+                    );
+                }
+            },
+            Ok(Err(error)) => return limiter.failed(&error.to_string(), &self.unchecked, now),
+            Err(_) => return limiter.failed("timed out", &self.unchecked, now),
         };
         let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
         let refused = match (code, self.key, self.owner) {
             (0, _, _) => return SharedOutcome::Admitted,
             (1, Some(limit), _) => state(limit, LimitScope::Key),
             (2, _, Some(limit)) => state(limit, LimitScope::Owner),
-            _ => return limiter.failed("unexpected answer from the rate-limit script"),
+            _ => {
+                return limiter.failed(
+                    "unexpected answer from the rate-limit script",
+                    &self.unchecked,
+                    now,
+                );
+            }
         };
         limiter.counters.refused.fetch_add(1, Ordering::Relaxed);
         SharedOutcome::Refused(wait, refused)

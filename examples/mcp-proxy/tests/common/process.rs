@@ -83,11 +83,17 @@ impl ServerProcess {
 
     /// `serve` with more arguments.
     pub async fn start_with(db: &str, args: &[&str]) -> Self {
+        Self::start_logging(db, args, "warn").await
+    }
+
+    /// `serve` with more arguments, logging what `filter` (`RUST_LOG`)
+    /// lets through.
+    pub async fn start_logging(db: &str, args: &[&str], filter: &str) -> Self {
         let mut child = tokio::process::Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
             .args(args)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -160,6 +166,11 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         None
+    }
+
+    /// Everything it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The bootstrap key printed on stdout of a server started on an empty
