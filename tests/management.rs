@@ -906,3 +906,66 @@ async fn a_rate_limited_key_mints_no_unlimited_key() {
     );
     assert_eq!(child.metadata, json!({"plan": "free"}));
 }
+
+/// An owner's usable keys are capped: concurrent creates past the cap get
+/// 409 `too-many-keys` and create nothing, whatever their number; a
+/// revoked key frees its place, and another owner is not affected.
+#[tokio::test]
+async fn creates_past_the_owners_cap_are_refused_even_when_concurrent() {
+    let keys = ApiKeys::builder(MemoryStore::new()).build().unwrap();
+    let app = Router::new().nest(
+        "/api",
+        keys.management()
+            .mounted_at("/api")
+            .max_keys_per_owner(5)
+            .router(),
+    );
+    let addr: SocketAddr = test_support::serve(app).await;
+    let manager = keys.create(NewKey::new("acct_a", "manager")).await.unwrap();
+    let manager = manager.secret.expose_secret().to_owned();
+    let http = test_support::client();
+    let create = |name: String| {
+        let request = http
+            .post(format!("http://{addr}/api/keys"))
+            .bearer_auth(&manager)
+            .json(&json!({ "name": name }));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let answers =
+        futures_util::future::join_all((0..20).map(|i| create(format!("k{i}")))).await;
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(created.len(), 4, "the manager and four more: {answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(*status, StatusCode::CONFLICT);
+        assert!(body["type"].as_str().unwrap().ends_with("too-many-keys"), "{body}");
+    }
+    let stored = keys
+        .store()
+        .list(&ListKeys::new().owner("acct_a").limit(100))
+        .await
+        .unwrap();
+    assert_eq!(stored.records.len(), 5, "nothing made past the cap");
+
+    // A revoked key frees its place; another owner has places of its own.
+    let id = created[0]["key"]["id"].as_str().unwrap().parse().unwrap();
+    keys.revoke(&OwnerId::from("acct_a"), &id).await.unwrap();
+    assert_eq!(create("again".into()).await.0, StatusCode::CREATED);
+    assert_eq!(create("over".into()).await.0, StatusCode::CONFLICT);
+    let other = keys.create(NewKey::new("acct_b", "manager")).await.unwrap();
+    let response = http
+        .post(format!("http://{addr}/api/keys"))
+        .bearer_auth(other.secret.expose_secret())
+        .json(&json!({ "name": "b1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}

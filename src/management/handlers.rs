@@ -25,7 +25,7 @@ use crate::event::Actor;
 use crate::identity::AuthenticatedKey;
 use crate::limit::RateLimit;
 use crate::record::{KeyId, KeyRecord, KeyStatus, NewKey, OwnerId, Scopes};
-use crate::store::KeyCursor;
+use crate::store::{KeyCursor, ListKeys};
 
 /// Keys on a page unless the caller asks otherwise.
 const DEFAULT_PAGE: usize = 20;
@@ -209,6 +209,30 @@ fn refuse_cross_site(parts: &Parts) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// How many of `owner`'s keys are usable now, counted up to `enough`.
+async fn usable_keys(context: &Context, owner: &OwnerId, enough: usize) -> Result<usize, Refused> {
+    let now = context.keys.now();
+    let mut usable = 0;
+    let mut cursor = None;
+    loop {
+        let page = context
+            .keys
+            .store()
+            .list(&ListKeys::new().owner(owner.clone()).after(cursor).limit(MAX_PAGE))
+            .await
+            .map_err(ManageError::from)?;
+        usable += page
+            .records
+            .iter()
+            .filter(|record| record.status_at(now) == KeyStatus::Active)
+            .count();
+        match page.next {
+            Some(next) if usable < enough => cursor = Some(next),
+            _ => return Ok(usable),
+        }
+    }
 }
 
 /// Whether a caller holding `held` may hand out `wanted`.
@@ -426,6 +450,7 @@ pub(super) async fn list_keys(
     request_body = CreateKey,
     responses(
         (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
+        (status = 409, description = "The owner holds the most keys allowed (too-many-keys)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn create_key(
@@ -465,6 +490,17 @@ pub(super) async fn create_key(
         (Some(at), _) => Some(at),
         (None, limit) => limit,
     };
+    let _one_at_a_time = context.creating.lock().await;
+    let usable = usable_keys(&context, &manager.owner, context.max_keys_per_owner).await?;
+    if usable >= context.max_keys_per_owner {
+        return Err(Problem::new(
+            ProblemKind::TooManyKeys,
+            format!(
+                "this owner has {usable} keys that are neither revoked nor expired, the most allowed; revoke one first"
+            ),
+        )
+        .into());
+    }
     let created = context.keys.acting_as(manager.actor).create(new).await?;
     Ok((StatusCode::CREATED, Json(CreatedKey::new(&created, now))))
 }

@@ -109,6 +109,11 @@ pub(crate) struct Context {
     keys: ApiKeys,
     /// Callers are named by an `OwnerId` extension, not by a key.
     by_owner: bool,
+    /// Most usable keys one owner may hold through this API.
+    max_keys_per_owner: usize,
+    /// Held while a create counts the owner's keys and makes one, so that
+    /// concurrent creates of this process cannot pass the cap together.
+    creating: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The management API of one [`ApiKeys`], to configure and turn into a
@@ -120,6 +125,7 @@ pub struct ManagementApi {
     scope: Option<String>,
     by_owner: bool,
     mount: String,
+    max_keys_per_owner: usize,
 }
 
 impl ApiKeys {
@@ -131,6 +137,7 @@ impl ApiKeys {
             scope: Some(ManagementApi::DEFAULT_SCOPE.to_owned()),
             by_owner: false,
             mount: String::new(),
+            max_keys_per_owner: ManagementApi::DEFAULT_MAX_KEYS_PER_OWNER,
         }
     }
 }
@@ -141,6 +148,21 @@ impl ManagementApi {
     pub const DEFAULT_SCOPE: &'static str = "keys:manage";
     /// The largest request body taken, in bytes.
     pub const MAX_BODY: usize = 16 * 1024;
+    /// Most usable (neither revoked nor expired) keys an owner may hold
+    /// before `POST /keys` answers 409 `too-many-keys`, unless
+    /// [`max_keys_per_owner`](Self::max_keys_per_owner) says otherwise.
+    pub const DEFAULT_MAX_KEYS_PER_OWNER: usize = 1000;
+
+    /// Caps the usable keys one owner may hold through `POST /keys`
+    /// (default [`DEFAULT_MAX_KEYS_PER_OWNER`](Self::DEFAULT_MAX_KEYS_PER_OWNER)):
+    /// past it, 409 `too-many-keys` until one is revoked or expires. Rolls
+    /// replace a key and are not capped. Concurrent creates of one process
+    /// are counted one at a time; across processes, each in flight may
+    /// pass it by one.
+    pub fn max_keys_per_owner(mut self, max: usize) -> Self {
+        self.max_keys_per_owner = max;
+        self
+    }
 
     /// Requires this scope of managing keys instead of
     /// [`DEFAULT_SCOPE`](Self::DEFAULT_SCOPE). A full-access key holds
@@ -191,6 +213,8 @@ impl ManagementApi {
         let context = Context {
             keys: self.keys.clone(),
             by_owner: self.by_owner,
+            max_keys_per_owner: self.max_keys_per_owner,
+            creating: Arc::default(),
         };
         let routes = Router::new()
             .route("/keys", get(handlers::list_keys).post(handlers::create_key))
@@ -232,6 +256,7 @@ impl fmt::Debug for ManagementApi {
             .field("scope", &self.scope)
             .field("by_owner", &self.by_owner)
             .field("mount", &self.mount)
+            .field("max_keys_per_owner", &self.max_keys_per_owner)
             .finish_non_exhaustive()
     }
 }

@@ -58,6 +58,9 @@ pub enum ProblemKind {
     KeyExpired,
     /// Another call is rolling the key; it is rolled into one successor (409).
     RollInProgress,
+    /// The owner holds the most usable keys allowed; one must be revoked
+    /// (or expire) first (409).
+    TooManyKeys,
     /// The route does not take this method (405).
     MethodNotAllowed,
     /// The key store did not answer; try again (503).
@@ -89,6 +92,7 @@ impl ProblemKind {
             Self::KeyRevoked => "key-revoked",
             Self::KeyExpired => "key-expired",
             Self::RollInProgress => "roll-in-progress",
+            Self::TooManyKeys => "too-many-keys",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::StoreUnavailable => "store-unavailable",
             Self::Internal => "internal",
@@ -117,6 +121,7 @@ impl ProblemKind {
             Self::KeyRevoked => "The key is revoked",
             Self::KeyExpired => "The key has expired",
             Self::RollInProgress => "The key is being rolled",
+            Self::TooManyKeys => "The owner has the most keys allowed",
             Self::MethodNotAllowed => "The route does not take this method",
             Self::StoreUnavailable => "The key store is unavailable",
             Self::Internal => "Internal error",
@@ -138,7 +143,9 @@ impl ProblemKind {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound | Self::NoSuchRoute => StatusCode::NOT_FOUND,
-            Self::KeyRevoked | Self::KeyExpired | Self::RollInProgress => StatusCode::CONFLICT,
+            Self::KeyRevoked | Self::KeyExpired | Self::RollInProgress | Self::TooManyKeys => {
+                StatusCode::CONFLICT
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
