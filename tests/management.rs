@@ -932,11 +932,13 @@ async fn creates_past_the_owners_cap_are_refused_even_when_concurrent() {
         async move {
             let response = request.send().await.unwrap();
             let status = response.status();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
-    let answers =
-        futures_util::future::join_all((0..20).map(|i| create(format!("k{i}")))).await;
+    let answers = futures_util::future::join_all((0..20).map(|i| create(format!("k{i}")))).await;
     let created: Vec<&Value> = answers
         .iter()
         .filter(|(status, _)| *status == StatusCode::CREATED)
@@ -945,7 +947,10 @@ async fn creates_past_the_owners_cap_are_refused_even_when_concurrent() {
     assert_eq!(created.len(), 4, "the manager and four more: {answers:?}");
     for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
         assert_eq!(*status, StatusCode::CONFLICT);
-        assert!(body["type"].as_str().unwrap().ends_with("too-many-keys"), "{body}");
+        assert!(
+            body["type"].as_str().unwrap().ends_with("too-many-keys"),
+            "{body}"
+        );
     }
     let stored = keys
         .store()
@@ -968,4 +973,62 @@ async fn creates_past_the_owners_cap_are_refused_even_when_concurrent() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+/// The API's own allowance per owner: past it, 429 `rate-limited` with
+/// `Retry-After`, for every caller of that owner; another owner is not
+/// affected, and a refused call changes nothing.
+#[tokio::test]
+async fn the_management_routes_have_an_allowance_of_their_own_per_owner() {
+    let keys = ApiKeys::builder(MemoryStore::new()).build().unwrap();
+    let app = Router::new().nest(
+        "/api",
+        keys.management()
+            .mounted_at("/api")
+            .rate_limit(tower_api_keys::limit::RateLimit::per_minute(3))
+            .router(),
+    );
+    let addr: SocketAddr = test_support::serve(app).await;
+    let a1 = keys.create(NewKey::new("acct_a", "one")).await.unwrap();
+    let a2 = keys.create(NewKey::new("acct_a", "two")).await.unwrap();
+    let b = keys.create(NewKey::new("acct_b", "b")).await.unwrap();
+    let http = test_support::client();
+    let call = |key: &str, create: bool| {
+        let url = format!("http://{addr}/api/keys");
+        let request = if create {
+            http.post(url).json(&json!({"name": "more"}))
+        } else {
+            http.get(url)
+        };
+        let request = request.bearer_auth(key);
+        async move { request.send().await.unwrap() }
+    };
+    let (a1, a2) = (a1.secret.expose_secret(), a2.secret.expose_secret());
+    for key in [a1, a2, a1] {
+        assert_eq!(call(key, false).await.status(), StatusCode::OK);
+    }
+    // The owner's fourth call of the minute, by either of its keys.
+    let refused = call(a2, true).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["type"].as_str().unwrap().ends_with("rate-limited"),
+        "{body}"
+    );
+    let stored = keys
+        .store()
+        .list(&ListKeys::new().owner("acct_a").limit(100))
+        .await
+        .unwrap();
+    assert_eq!(stored.records.len(), 2, "the refused create made nothing");
+    assert_eq!(
+        call(b.secret.expose_secret(), false).await.status(),
+        StatusCode::OK
+    );
 }

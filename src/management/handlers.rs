@@ -62,6 +62,24 @@ impl FromRequestParts<Context> for Manager {
 
     async fn from_request_parts(parts: &mut Parts, context: &Context) -> Result<Self, Problem> {
         refuse_cross_site(parts)?;
+        let manager = Self::identify(parts, context)?;
+        if let Some(allowance) = &context.allowance
+            && let Err(wait) = allowance.take(&manager.owner)
+        {
+            return Err(Problem::new(
+                ProblemKind::RateLimited,
+                "this owner made too many key management calls; retry after the time Retry-After gives",
+            )
+            .retry_after(wait));
+        }
+        Ok(manager)
+    }
+}
+
+impl Manager {
+    /// Who calls: the owner the application named, the access token's
+    /// subject, or the calling key's owner.
+    fn identify(parts: &Parts, context: &Context) -> Result<Self, Problem> {
         if context.by_owner {
             return match parts.extensions.get::<OwnerId>() {
                 Some(owner) => Ok(Self {
@@ -220,7 +238,12 @@ async fn usable_keys(context: &Context, owner: &OwnerId, enough: usize) -> Resul
         let page = context
             .keys
             .store()
-            .list(&ListKeys::new().owner(owner.clone()).after(cursor).limit(MAX_PAGE))
+            .list(
+                &ListKeys::new()
+                    .owner(owner.clone())
+                    .after(cursor)
+                    .limit(MAX_PAGE),
+            )
             .await
             .map_err(ManageError::from)?;
         usable += page
@@ -425,6 +448,7 @@ async fn key_to_change(
     params(ListParams),
     responses(
         (status = 200, description = "One page of the caller's keys", body = KeyPage),
+        (status = 429, description = "With a rate limit of the API's own: the owner's calls are used up (rate-limited, Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn list_keys(
@@ -451,6 +475,7 @@ pub(super) async fn list_keys(
     responses(
         (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
         (status = 409, description = "The owner holds the most keys allowed (too-many-keys)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "With a rate limit of the API's own: the owner's calls are used up (rate-limited, Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn create_key(
@@ -515,6 +540,7 @@ pub(super) async fn create_key(
     responses(
         (status = 200, description = "The key", body = Key),
         (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "With a rate limit of the API's own: the owner's calls are used up (rate-limited, Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn get_key(
@@ -538,6 +564,7 @@ pub(super) async fn get_key(
     responses(
         (status = 200, description = "The renamed key", body = Key),
         (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "With a rate limit of the API's own: the owner's calls are used up (rate-limited, Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn rename_key(
@@ -569,6 +596,7 @@ pub(super) async fn rename_key(
     responses(
         (status = 200, description = "The revoked key", body = Key),
         (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "With a rate limit of the API's own: the owner's calls are used up (rate-limited, Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn revoke_key(
@@ -599,6 +627,7 @@ pub(super) async fn revoke_key(
         (status = 201, description = "The new key, with its secret shown this once", body = CreatedKey),
         (status = 404, description = "The caller has no key with that id", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "The key is revoked or expired, or another call is rolling it", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "With a rate limit of the API's own: the owner's calls are used up (rate-limited, Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn roll_key(

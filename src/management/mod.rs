@@ -93,6 +93,7 @@ use crate::api_keys::ApiKeys;
 use crate::record::OwnerId;
 
 mod handlers;
+mod limit;
 mod openapi;
 mod problem;
 mod wire;
@@ -114,6 +115,8 @@ pub(crate) struct Context {
     /// Held while a create counts the owner's keys and makes one, so that
     /// concurrent creates of this process cannot pass the cap together.
     creating: Arc<tokio::sync::Mutex<()>>,
+    /// The routes' own allowance per owner, if one is set.
+    allowance: Option<Arc<limit::OwnerAllowance>>,
 }
 
 /// The management API of one [`ApiKeys`], to configure and turn into a
@@ -126,6 +129,7 @@ pub struct ManagementApi {
     by_owner: bool,
     mount: String,
     max_keys_per_owner: usize,
+    rate_limit: Option<crate::limit::RateLimit>,
 }
 
 impl ApiKeys {
@@ -138,6 +142,7 @@ impl ApiKeys {
             by_owner: false,
             mount: String::new(),
             max_keys_per_owner: ManagementApi::DEFAULT_MAX_KEYS_PER_OWNER,
+            rate_limit: None,
         }
     }
 }
@@ -161,6 +166,15 @@ impl ManagementApi {
     /// pass it by one.
     pub fn max_keys_per_owner(mut self, max: usize) -> Self {
         self.max_keys_per_owner = max;
+        self
+    }
+
+    /// An allowance of the management routes' own, per owner (all its
+    /// callers together), apart from the keys' rate limits: past it, 429
+    /// `rate-limited` with `Retry-After` until the window turns. Counted
+    /// in this process, in fixed windows. None by default.
+    pub fn rate_limit(mut self, limit: crate::limit::RateLimit) -> Self {
+        self.rate_limit = Some(limit);
         self
     }
 
@@ -215,6 +229,9 @@ impl ManagementApi {
             by_owner: self.by_owner,
             max_keys_per_owner: self.max_keys_per_owner,
             creating: Arc::default(),
+            allowance: self
+                .rate_limit
+                .map(|limit| Arc::new(limit::OwnerAllowance::new(limit))),
         };
         let routes = Router::new()
             .route("/keys", get(handlers::list_keys).post(handlers::create_key))
@@ -257,6 +274,7 @@ impl fmt::Debug for ManagementApi {
             .field("by_owner", &self.by_owner)
             .field("mount", &self.mount)
             .field("max_keys_per_owner", &self.max_keys_per_owner)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }

@@ -61,6 +61,9 @@ pub enum ProblemKind {
     /// The owner holds the most usable keys allowed; one must be revoked
     /// (or expire) first (409).
     TooManyKeys,
+    /// The owner used up the management routes' own allowance (429, with
+    /// `Retry-After`).
+    RateLimited,
     /// The route does not take this method (405).
     MethodNotAllowed,
     /// The key store did not answer; try again (503).
@@ -93,6 +96,7 @@ impl ProblemKind {
             Self::KeyExpired => "key-expired",
             Self::RollInProgress => "roll-in-progress",
             Self::TooManyKeys => "too-many-keys",
+            Self::RateLimited => "rate-limited",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::StoreUnavailable => "store-unavailable",
             Self::Internal => "internal",
@@ -122,6 +126,7 @@ impl ProblemKind {
             Self::KeyExpired => "The key has expired",
             Self::RollInProgress => "The key is being rolled",
             Self::TooManyKeys => "The owner has the most keys allowed",
+            Self::RateLimited => "Too many key management calls",
             Self::MethodNotAllowed => "The route does not take this method",
             Self::StoreUnavailable => "The key store is unavailable",
             Self::Internal => "Internal error",
@@ -147,6 +152,7 @@ impl ProblemKind {
                 StatusCode::CONFLICT
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -167,6 +173,8 @@ impl ProblemKind {
 pub struct Problem {
     kind: ProblemKind,
     detail: String,
+    /// Whole seconds for `Retry-After`, where waiting helps.
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -175,7 +183,15 @@ impl Problem {
         Self {
             kind,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// With `Retry-After`: `wait`, rounded up to whole seconds (at least 1).
+    pub(crate) fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// The kind of problem.
@@ -214,6 +230,9 @@ impl IntoResponse for Problem {
         );
         if self.kind == ProblemKind::StoreUnavailable {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
