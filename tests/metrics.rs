@@ -198,10 +198,10 @@ async fn store_failures_coalesced_waits_and_last_used_errors_are_counted() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let m = read(&snapshotter);
-    assert_eq!(
-        counter(&m, "tower_api_keys_change_feed_reconnects_total{}"),
-        1
-    );
+    // At least the one above: the follower's re-read of a changed key may
+    // also have met the failing lookups and recovered, depending on when
+    // it ran on a loaded machine.
+    assert!(counter(&m, "tower_api_keys_change_feed_reconnects_total{}") >= 1);
     assert_eq!(counter(&m, "tower_api_keys_store_lookups_total{}"), 2);
     assert_eq!(counter(&m, "tower_api_keys_store_lookup_errors_total{}"), 1);
     assert!(counter(&m, "tower_api_keys_cache_coalesced_waits_total{}") >= 1);
