@@ -30,7 +30,7 @@ use tokio::process::{Child, ChildStdout, Command};
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 /// How long a start (with `npm ci` excluded) or an `npm ci` by another
 /// process may take.
-const START_PATIENCE: Duration = Duration::from_secs(30);
+const START_PATIENCE: Duration = Duration::from_secs(120);
 const INSTALL_PATIENCE: Duration = Duration::from_secs(300);
 /// Login, consent and the hops between them take fewer.
 const MAX_STEPS: usize = 12;
@@ -262,6 +262,7 @@ impl AuthorizationServer {
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
         let read = tokio::time::timeout(START_PATIENCE, stdout.read_line(&mut line)).await;
+        let timed_out = read.is_err();
         let issuer = match read {
             Ok(Ok(n)) if n > 0 => serde_json::from_str::<Value>(&line)
                 .ok()
@@ -271,7 +272,12 @@ impl AuthorizationServer {
         let Some(issuer) = issuer else {
             let _ = child.kill().await;
             return Err(format!(
-                "oidc-provider did not start (printed {line:?}); its log, {}:\n{}",
+                "oidc-provider did not start ({}; printed {line:?}); its log, {}:\n{}",
+                if timed_out {
+                    format!("no line in {START_PATIENCE:?}")
+                } else {
+                    "it exited".to_owned()
+                },
                 self.log.display(),
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             ));
