@@ -213,7 +213,10 @@ async fn store_failures_coalesced_waits_and_last_used_errors_are_counted() {
         1
     );
     assert!(counter(&m, "tower_api_keys_last_used_write_errors_total{}") >= 1);
-    assert_eq!(counter(&m, "tower_api_keys_last_used_dropped_total{}"), 1);
+    // One key's time per failed batch: how many batches the eight uses
+    // fall in depends on when the recorder runs on a loaded machine.
+    let dropped = counter(&m, "tower_api_keys_last_used_dropped_total{}");
+    assert!((1..=8).contains(&dropped), "{dropped}");
     assert_eq!(counter(&m, "tower_api_keys_last_used_batches_total{}"), 0);
     store.set_failing(false);
     keys.shutdown().await;
