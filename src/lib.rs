@@ -124,6 +124,8 @@ pub mod oauth;
 mod bearer;
 pub mod clock;
 pub mod event;
+#[cfg(any(feature = "oauth", feature = "secret-scanning"))]
+mod fetch;
 pub mod identity;
 pub mod key;
 pub mod limit;

@@ -537,25 +537,7 @@ impl PublicKeys {
                 .await
                 .map_err(|error| format!("{}: {error}", path.display()))?,
             PublicKeySource::Url(url) => {
-                let mut response = self
-                    .client
-                    .get(url)
-                    .header(http::header::ACCEPT, "application/json")
-                    .send()
-                    .await
-                    .map_err(|error| error.to_string())?;
-                if !response.status().is_success() {
-                    return Err(format!("{url} answered {}", response.status()));
-                }
-                // Read within the bound as it comes, not whole and then measured.
-                let mut body = Vec::new();
-                while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
-                    if body.len() + chunk.len() > MAX_KEY_DOCUMENT {
-                        return Err("the document is too large".to_owned());
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                body
+                crate::fetch::get_bounded(&self.client, url, MAX_KEY_DOCUMENT).await?
             }
         };
         if document.len() > MAX_KEY_DOCUMENT {

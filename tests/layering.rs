@@ -8,7 +8,7 @@
 //! error      what a management call fails with
 //! store      the store traits and the backends; oauth, the token verifier
 //! leaves     key, record, event, clock, rejection, bearer, query, limit,
-//!            stats, identity
+//!            stats, identity, fetch
 //! ```
 //!
 //! This test reads every `crate::` path in `src/` (outside comments) and
@@ -34,6 +34,7 @@ const LAYERS: &[&[&str]] = &[
         "limit",
         "stats",
         "identity",
+        "fetch",
     ],
     &["store", "oauth"],
     &["error"],

@@ -198,33 +198,7 @@ impl IssuerKeys {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
-        let mut response = self
-            .http
-            .get(url)
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|error| format!("{url}: {error}"))?;
-        if response.status() != http::StatusCode::OK {
-            return Err(format!("{url} answered {}", response.status()));
-        }
-        if response
-            .content_length()
-            .is_some_and(|length| length > MAX_DOCUMENT as u64)
-        {
-            return Err(format!("{url} is larger than {MAX_DOCUMENT} bytes"));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| format!("{url}: {error}"))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT {
-                return Err(format!("{url} is larger than {MAX_DOCUMENT} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::fetch::get_bounded(&self.http, url, MAX_DOCUMENT).await?;
         serde_json::from_slice(&body)
             .map_err(|error| format!("{url} is not the JSON expected: {error}"))
     }
