@@ -110,8 +110,7 @@ impl ApiKeys {
                     .to_std()
                     .unwrap_or_default();
                 tokio::time::sleep(left).await;
-                self.engine
-                    .reject(RejectionReason::ExpiredAccessToken, None)
+                self.refusal(RejectionReason::ExpiredAccessToken)
             }
         }
     }
@@ -131,7 +130,7 @@ impl ApiKeys {
 
     /// The layer's refusal for `reason`, for the routes that refuse a
     /// credential after the layer.
-    #[cfg(all(feature = "management", feature = "oauth"))]
+    #[cfg(feature = "oauth")]
     pub(crate) fn refusal(&self, reason: RejectionReason) -> Rejection {
         self.engine.reject(reason, None)
     }

@@ -88,26 +88,28 @@ impl IssuerKeys {
         }
     }
 
+    /// The key `kid` names in the cached set, if the set is young enough.
+    fn fresh(&self, kid: Option<&str>) -> Option<Arc<VerifyingKey>> {
+        let set = self.cached()?;
+        if set.fetched_at.elapsed() >= self.max_age {
+            return None;
+        }
+        Self::find(&set, kid)
+    }
+
     /// The key a token names; fetches the set when there is none yet, when
     /// it is old, or when it lacks the `kid` and the last fetch is older
     /// than the refetch interval.
     pub(super) async fn key(&self, kid: Option<&str>) -> Result<Arc<VerifyingKey>, KeyError> {
-        let cached = self.cached();
-        if let Some(set) = &cached
-            && set.fetched_at.elapsed() < self.max_age
-            && let Some(key) = Self::find(set, kid)
-        {
+        if let Some(key) = self.fresh(kid) {
             return Ok(key);
         }
         let mut fetching = self.fetching.lock().await;
         // Another request may have fetched while this one waited.
-        let cached = self.cached();
-        if let Some(set) = &cached
-            && set.fetched_at.elapsed() < self.max_age
-            && let Some(key) = Self::find(set, kid)
-        {
+        if let Some(key) = self.fresh(kid) {
             return Ok(key);
         }
+        let cached = self.cached();
         let stale = cached
             .as_ref()
             .is_some_and(|set| set.fetched_at.elapsed() >= self.max_age);

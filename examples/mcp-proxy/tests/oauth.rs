@@ -43,6 +43,20 @@ async fn proxy_for(auth: &AuthorizationServer, listener: tokio::net::TcpListener
     .await
 }
 
+/// The challenge of a 401 `invalid_token`, which `response` must be.
+fn invalid_token_challenge(response: &reqwest::Response, case: &str) -> String {
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"invalid_token\""),
+        "{case}: {challenge}"
+    );
+    challenge
+}
+
 async fn bind() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -242,15 +256,7 @@ async fn bad_tokens_from_or_beside_the_real_issuer_are_refused() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
-        let challenge = response.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            challenge.contains("error=\"invalid_token\""),
-            "{case}: {challenge}"
-        );
+        invalid_token_challenge(&response, case);
     }
     assert_eq!(
         running.upstream.count(),
@@ -314,15 +320,7 @@ async fn every_kind_of_bad_token_is_refused_on_mcp() {
     } in issuer.forgeries(&key)
     {
         let response = send(token).await.unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
-        let challenge = response.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            challenge.contains("error=\"invalid_token\""),
-            "{case}: {challenge}"
-        );
+        let challenge = invalid_token_challenge(&response, case);
         assert!(
             challenge.contains("resource_metadata="),
             "{case}: {challenge}"
